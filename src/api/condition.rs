@@ -1,0 +1,16 @@
+//! Condition types written on Tollgate resources.
+
+/// A decision was made and recorded (status.decision is set).
+pub const CONDITION_DECIDED: &str = "Decided";
+/// GitHub confirmed the decision, or already had an answer for the request.
+pub const CONDITION_DELIVERED: &str = "Delivered";
+/// Something holds the gate now; the message names it and until when.
+pub const CONDITION_BLOCKED: &str = "Blocked";
+/// Tenancy refuses the gate: its namespace may not gate its repository.
+pub const CONDITION_FORBIDDEN: &str = "Forbidden";
+/// The object is valid as far as the schema goes but cannot be acted on.
+pub const CONDITION_INVALID: &str = "Invalid";
+/// A ReleasePause currently holds releases in its scope.
+pub const CONDITION_ACTIVE: &str = "Active";
+/// A ReleasePause was resumed for its current (sha, reason).
+pub const CONDITION_RESUMED: &str = "Resumed";

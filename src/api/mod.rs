@@ -1,0 +1,33 @@
+//! The Kubernetes resources Tollgate serves: `DeploymentGate` and `ReleasePause`
+//! (group `tollgate.dev`, version `v1alpha1`).
+//!
+//! These types are plain data: they know neither the kube client nor GitHub.
+//! Doc comments on fields become `kubectl explain` text.
+
+mod condition;
+mod duration;
+mod gate;
+mod pause;
+
+pub use condition::{CONDITION_BLOCKED, CONDITION_DECIDED, CONDITION_DELIVERED, CONDITION_FORBIDDEN, CONDITION_INVALID, CONDITION_RESUMED, CONDITION_ACTIVE};
+pub use duration::{parse_duration, DurationError, MAX_GATE_LIFETIME};
+pub use gate::*;
+pub use pause::*;
+
+use kube::CustomResourceExt;
+
+/// API group of every Tollgate resource.
+pub const GROUP: &str = "tollgate.dev";
+/// The finalizer that makes deleting an undecided gate answer GitHub first.
+pub const FINALIZER: &str = "tollgate.dev/answer";
+
+/// Both CRDs as one multi-document YAML stream, exactly what `tollgate crd` prints
+/// and what `crds/` and `charts/tollgate/crds/` hold.
+pub fn crds_yaml() -> Result<String, serde_yaml_ng::Error> {
+    let mut out = String::new();
+    for crd in [DeploymentGate::crd(), ReleasePause::crd()] {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&crd)?);
+    }
+    Ok(out)
+}
