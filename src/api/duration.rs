@@ -17,7 +17,10 @@ pub struct DurationError {
 
 /// Parses a Go-style duration with units `ms`, `s`, `m` and `h`.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let err = |why| DurationError { input: input.to_string(), why };
+    let err = |why| DurationError {
+        input: input.to_string(),
+        why,
+    };
     let s = input.trim();
     if s.is_empty() {
         return Err(err("it is empty"));
@@ -25,11 +28,15 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let mut total_ms: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(err("each part must start with a number"));
         }
-        let n: u128 = rest[..digits].parse().map_err(|_| err("the number is too large"))?;
+        let n: u128 = rest[..digits]
+            .parse()
+            .map_err(|_| err("the number is too large"))?;
         rest = &rest[digits..];
         let (unit_ms, len) = if rest.starts_with("ms") {
             (1, 2)
@@ -44,7 +51,10 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         };
         rest = &rest[len..];
         total_ms = total_ms
-            .checked_add(n.checked_mul(unit_ms).ok_or_else(|| err("it is too large"))?)
+            .checked_add(
+                n.checked_mul(unit_ms)
+                    .ok_or_else(|| err("it is too large"))?,
+            )
             .ok_or_else(|| err("it is too large"))?;
     }
     let ms = u64::try_from(total_ms).map_err(|_| err("it is too large"))?;

@@ -21,21 +21,46 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "DeploymentGateStatus",
     printcolumn(name = "Repository", type_ = "string", json_path = ".spec.repository"),
-    printcolumn(name = "Environment", type_ = "string", json_path = ".spec.environment"),
+    printcolumn(
+        name = "Environment",
+        type_ = "string",
+        json_path = ".spec.environment"
+    ),
     printcolumn(name = "SHA", type_ = "string", json_path = ".status.shortSha"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Delivery", type_ = "string", json_path = ".status.delivery.state"),
+    printcolumn(
+        name = "Delivery",
+        type_ = "string",
+        json_path = ".status.delivery.state"
+    ),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
     printcolumn(name = "Deadline", type_ = "string", json_path = ".status.deadline"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Deploy", type_ = "string", json_path = ".status.deployment.state", priority = 1),
-    printcolumn(name = "Run", type_ = "integer", json_path = ".spec.runId", priority = 1)
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Deploy",
+        type_ = "string",
+        json_path = ".status.deployment.state",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Run",
+        type_ = "integer",
+        json_path = ".spec.runId",
+        priority = 1
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("!(has(self.deadline) && has(self.timeout))").message("set either spec.deadline or spec.timeout, not both"))]
 pub struct DeploymentGateSpec {
     /// The GitHub repository as `owner/name`, e.g. `acme/web`. Immutable.
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"), length(max = 140))]
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"),
+        length(max = 140)
+    )]
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.repository is immutable"))]
     pub repository: String,
 
@@ -111,7 +136,9 @@ pub struct DeploymentGateSpec {
 }
 
 /// What to answer when the deadline passes with something still holding the gate.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub enum OnDeadline {
     /// Fail closed: reject the deployment.
     #[default]
@@ -300,7 +327,11 @@ pub struct Decision {
 impl Decision {
     /// What GitHub is told: the verdict, or approve in dry run.
     pub fn delivered_verdict(&self) -> Verdict {
-        if self.dry_run { Verdict::Approve } else { self.verdict }
+        if self.dry_run {
+            Verdict::Approve
+        } else {
+            self.verdict
+        }
     }
 }
 
@@ -378,7 +409,19 @@ pub struct Blocker {
 }
 
 /// Kinds of things that hold gates.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, schemars::JsonSchema)]
+#[derive(
+    Deserialize,
+    Serialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    schemars::JsonSchema,
+)]
 pub enum BlockerKind {
     /// An active ReleasePause without a schedule.
     Pause,

@@ -9,8 +9,11 @@ mod duration;
 mod gate;
 mod pause;
 
-pub use condition::{CONDITION_BLOCKED, CONDITION_DECIDED, CONDITION_DELIVERED, CONDITION_FORBIDDEN, CONDITION_INVALID, CONDITION_RESUMED, CONDITION_ACTIVE};
-pub use duration::{parse_duration, DurationError, MAX_GATE_LIFETIME};
+pub use condition::{
+    CONDITION_ACTIVE, CONDITION_BLOCKED, CONDITION_DECIDED, CONDITION_DELIVERED,
+    CONDITION_FORBIDDEN, CONDITION_INVALID, CONDITION_RESUMED,
+};
+pub use duration::{DurationError, MAX_GATE_LIFETIME, parse_duration};
 pub use gate::*;
 pub use pause::*;
 

@@ -25,8 +25,17 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Reason", type_ = "string", json_path = ".spec.reason"),
     printcolumn(name = "SHA", type_ = "string", json_path = ".status.shortSha"),
     printcolumn(name = "Held", type_ = "integer", json_path = ".status.heldGates"),
-    printcolumn(name = "Next", type_ = "string", json_path = ".status.nextTransition", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Next",
+        type_ = "string",
+        json_path = ".status.nextTransition",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ReleasePauseSpec {
@@ -89,7 +98,10 @@ pub struct Schedule {
     pub duration: String,
     /// IANA time zone name, e.g. `Europe/Berlin` or `UTC`. Daylight saving is honoured.
     #[serde(default = "default_time_zone")]
-    #[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"), length(max = 64))]
+    #[schemars(
+        regex(pattern = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"),
+        length(max = 64)
+    )]
     pub time_zone: String,
 }
 
