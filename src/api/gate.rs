@@ -20,38 +20,16 @@ use serde::{Deserialize, Serialize};
     category = "tollgate",
     namespaced,
     status = "DeploymentGateStatus",
-    printcolumn(name = "Repository", type_ = "string", json_path = ".spec.repository"),
-    printcolumn(
-        name = "Environment",
-        type_ = "string",
-        json_path = ".spec.environment"
-    ),
-    printcolumn(name = "SHA", type_ = "string", json_path = ".status.shortSha"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(
-        name = "Delivery",
-        type_ = "string",
-        json_path = ".status.delivery.state"
-    ),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
-    printcolumn(name = "Deadline", type_ = "string", json_path = ".status.deadline"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    ),
-    printcolumn(
-        name = "Deploy",
-        type_ = "string",
-        json_path = ".status.deployment.state",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Run",
-        type_ = "integer",
-        json_path = ".spec.runId",
-        priority = 1
-    )
+    printcolumn = r#"{"name":"Repository", "type":"string", "jsonPath":".spec.repository"}"#,
+    printcolumn = r#"{"name":"Environment", "type":"string", "jsonPath":".spec.environment"}"#,
+    printcolumn = r#"{"name":"SHA", "type":"string", "jsonPath":".status.shortSha"}"#,
+    printcolumn = r#"{"name":"Phase", "type":"string", "jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Delivery", "type":"string", "jsonPath":".status.delivery.state"}"#,
+    printcolumn = r#"{"name":"Reason", "type":"string", "jsonPath":".status.reason"}"#,
+    printcolumn = r#"{"name":"Deadline", "type":"string", "jsonPath":".status.deadline"}"#,
+    printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Deploy", "type":"string", "jsonPath":".status.deployment.state", "priority":1}"#,
+    printcolumn = r#"{"name":"Run", "type":"integer", "jsonPath":".spec.runId", "priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("!(has(self.deadline) && has(self.timeout))").message("set either spec.deadline or spec.timeout, not both"))]

@@ -20,22 +20,13 @@ use serde::{Deserialize, Serialize};
     category = "tollgate",
     namespaced,
     status = "ReleasePauseStatus",
-    printcolumn(name = "Scope", type_ = "string", json_path = ".status.scope"),
-    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".spec.reason"),
-    printcolumn(name = "SHA", type_ = "string", json_path = ".status.shortSha"),
-    printcolumn(name = "Held", type_ = "integer", json_path = ".status.heldGates"),
-    printcolumn(
-        name = "Next",
-        type_ = "string",
-        json_path = ".status.nextTransition",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Scope", "type":"string", "jsonPath":".status.scope"}"#,
+    printcolumn = r#"{"name":"State", "type":"string", "jsonPath":".status.state"}"#,
+    printcolumn = r#"{"name":"Reason", "type":"string", "jsonPath":".spec.reason"}"#,
+    printcolumn = r#"{"name":"SHA", "type":"string", "jsonPath":".status.shortSha"}"#,
+    printcolumn = r#"{"name":"Held", "type":"integer", "jsonPath":".status.heldGates"}"#,
+    printcolumn = r#"{"name":"Next", "type":"string", "jsonPath":".status.nextTransition", "priority":1}"#,
+    printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ReleasePauseSpec {
