@@ -1,0 +1,242 @@
+//! The operator's configuration file (a ConfigMap rendered from Helm values),
+//! parsed once at start-up into typed structs. Nothing else reads files or
+//! environment variables.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::api::{self, OnDeadline, WorkloadRef};
+use crate::policy::TenancyRule;
+
+/// The configuration file could not be used; the operator refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("the configuration file {path} is not valid: {source}")]
+    Parse { path: PathBuf, source: serde_yaml_ng::Error },
+    #[error("configuration {field}: {why}")]
+    Invalid { field: String, why: String },
+}
+
+/// Everything the operator is told by its configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Defaults for gates that say nothing themselves.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// Ordered intake rules: the first whose patterns match a request decides
+    /// the gate's namespace and spec; `defaults` applies when none matches.
+    #[serde(default)]
+    pub policies: Vec<IntakePolicy>,
+    /// Which namespaces may hold gates for which repositories. Empty: any.
+    #[serde(default)]
+    pub tenancy: Vec<TenancyRule>,
+    /// Turn failed workflow runs into ReleasePauses.
+    #[serde(default)]
+    pub auto_pause: Vec<AutoPauseRule>,
+}
+
+/// Defaults applied to gates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Defaults {
+    /// Namespace for gates created from webhooks when no policy names one.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Deadline of a gate that sets neither `deadline` nor `timeout`.
+    #[serde(default = "default_timeout", with = "go_duration")]
+    pub timeout: Duration,
+    /// What the deadline does when no policy says.
+    #[serde(default)]
+    pub on_deadline: OnDeadline,
+    /// How often pending checks and workloads are polled.
+    #[serde(default = "default_check_poll", with = "go_duration")]
+    pub check_poll: Duration,
+    /// How often an undecided gate's workflow run is checked for completion.
+    #[serde(default = "default_orphan_check", with = "go_duration")]
+    pub orphan_check: Duration,
+    /// How long an approved deployment may stay silent before it is Unknown.
+    #[serde(default = "default_deployment_report", with = "go_duration")]
+    pub deployment_report: Duration,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            namespace: default_namespace(),
+            timeout: default_timeout(),
+            on_deadline: OnDeadline::Reject,
+            check_poll: default_check_poll(),
+            orphan_check: default_orphan_check(),
+            deployment_report: default_deployment_report(),
+        }
+    }
+}
+
+fn default_namespace() -> String {
+    "tollgate".into()
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_check_poll() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_orphan_check() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_deployment_report() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// One intake rule: requests whose repository and environment match get this gate spec.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IntakePolicy {
+    /// Repository globs (`acme/*`); empty matches every repository.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    /// Environment globs; empty matches every environment.
+    #[serde(default)]
+    pub environments: Vec<String>,
+    /// Namespace the gate is created in.
+    pub namespace: Option<String>,
+    /// Timeout of the gate (Go duration).
+    pub timeout: Option<String>,
+    /// `Reject` or `Approve` at the deadline.
+    pub on_deadline: Option<OnDeadline>,
+    /// Checks that must succeed.
+    #[serde(default)]
+    pub required_checks: Vec<String>,
+    /// Workloads that must be healthy.
+    #[serde(default)]
+    pub require_healthy: Vec<WorkloadRef>,
+    /// Answer approve whatever the verdict.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// A failed deployment pauses later releases of the same repository and environment.
+    #[serde(default)]
+    pub pause_on_failure: bool,
+}
+
+/// Turns a failed workflow run on a branch into a ReleasePause (`reason: ci-failed`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AutoPauseRule {
+    /// The repository (`owner/name`) whose runs are watched.
+    pub repository: String,
+    /// The branch, e.g. `main`.
+    pub branch: String,
+    /// Workflow names that count; empty: all.
+    #[serde(default)]
+    pub workflows: Vec<String>,
+    /// Environments the pause holds; empty: all.
+    #[serde(default)]
+    pub environments: Vec<String>,
+    /// Namespace of the ReleasePause; defaults to `defaults.namespace`.
+    pub namespace: Option<String>,
+}
+
+impl OperatorConfig {
+    /// Reads and checks the configuration file.
+    pub fn load(path: &Path) -> Result<OperatorConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.into(), source },
+            other => other,
+        })
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> Result<OperatorConfig, ConfigError> {
+        let config: OperatorConfig = if text.trim().is_empty() {
+            OperatorConfig::default()
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Parse { path: PathBuf::from("<config>"), source })?
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |field: String, why: &str| ConfigError::Invalid { field, why: why.to_string() };
+        if self.defaults.timeout > api::MAX_GATE_LIFETIME {
+            return Err(invalid("defaults.timeout".into(), "must be at most 696h (29 days)"));
+        }
+        if self.defaults.check_poll < Duration::from_secs(1) {
+            return Err(invalid("defaults.checkPoll".into(), "must be at least 1s"));
+        }
+        for (i, p) in self.policies.iter().enumerate() {
+            if let Some(t) = &p.timeout {
+                let d = api::parse_duration(t).map_err(|e| invalid(format!("policies[{i}].timeout"), &e.to_string()))?;
+                if d > api::MAX_GATE_LIFETIME {
+                    return Err(invalid(format!("policies[{i}].timeout"), "must be at most 696h (29 days)"));
+                }
+            }
+            if let Some(ns) = &p.namespace
+                && !is_dns_label(ns)
+            {
+                return Err(invalid(format!("policies[{i}].namespace"), "must be a Kubernetes namespace name"));
+            }
+        }
+        for (i, r) in self.tenancy.iter().enumerate() {
+            if r.repositories.is_empty() {
+                return Err(invalid(format!("tenancy[{i}].repositories"), "list at least one repository glob"));
+            }
+        }
+        for (i, r) in self.auto_pause.iter().enumerate() {
+            if !r.repository.contains('/') {
+                return Err(invalid(format!("autoPause[{i}].repository"), "must be owner/name"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Serde adapter for Go-style duration strings.
+mod go_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        crate::api::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let c = OperatorConfig::parse("").expect("empty config is fine");
+        assert_eq!(c.defaults.timeout, Duration::from_secs(3600));
+        assert_eq!(c.defaults.namespace, "tollgate");
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_its_name() {
+        let e = OperatorConfig::parse("defaults:\n  timout: 1h\n").expect_err("typo");
+        assert!(e.to_string().contains("timout"), "{e}");
+    }
+
+    #[test]
+    fn bad_policy_timeout_names_the_rule() {
+        let e = OperatorConfig::parse("policies:\n- repositories: ['a/*']\n  timeout: 2d\n").expect_err("bad");
+        assert!(e.to_string().contains("policies[0].timeout"), "{e}");
+    }
+}

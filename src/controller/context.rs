@@ -1,0 +1,194 @@
+//! What every reconcile shares: clients, caches, configuration, telemetry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource, ResourceExt};
+
+use super::backoff::Backoff;
+use super::error::Error;
+use super::status::key_of;
+use crate::api::{DeploymentGate, Phase, ReleasePause};
+use crate::config::OperatorConfig;
+use crate::github::GitHub;
+use crate::policy::CheckResults;
+use crate::telemetry::{Metrics, labels};
+
+/// Operator-wide switches from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The global kill switch: every gate is evaluated and recorded, GitHub is told approve.
+    pub dry_run: bool,
+    /// Name of this instance in Events (the pod name in a cluster).
+    pub instance: Option<String>,
+}
+
+/// Shared state of the controllers.
+pub struct Context {
+    pub client: Client,
+    pub github: GitHub,
+    pub config: Arc<OperatorConfig>,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    pub gates: Store<DeploymentGate>,
+    pub pauses: Store<ReleasePause>,
+    pub recorder: Recorder,
+    pub backoff: Backoff,
+    /// resourceVersion of our last write per object: a cached copy with another
+    /// version may be stale, so it is re-read before anything is sent to GitHub.
+    written: Mutex<HashMap<String, String>>,
+    /// Check results per (repository, sha), shared by gates of the same commit.
+    checks: Mutex<HashMap<(String, String), (Instant, CheckResults)>>,
+    /// When each undecided gate's workflow run was last checked for completion.
+    run_checked: Mutex<HashMap<String, Instant>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        github: GitHub,
+        config: Arc<OperatorConfig>,
+        settings: Settings,
+        metrics: Metrics,
+        gates: Store<DeploymentGate>,
+        pauses: Store<ReleasePause>,
+    ) -> Self {
+        let reporter = Reporter { controller: "tollgate".into(), instance: settings.instance.clone() };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            github,
+            config,
+            settings,
+            metrics,
+            gates,
+            pauses,
+            backoff: Backoff::default(),
+            written: Mutex::default(),
+            checks: Mutex::default(),
+            run_checked: Mutex::default(),
+        }
+    }
+
+    /// The current time. The only clock read of the reconcilers.
+    pub fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+
+    /// Remembers the resourceVersion we just wrote.
+    pub fn wrote<K: Resource>(&self, obj: &K) {
+        if let Some(rv) = obj.meta().resource_version.clone() {
+            lock(&self.written).insert(key_of(obj), rv);
+        }
+    }
+
+    /// Forgets an object that is gone.
+    pub fn forget<K: Resource>(&self, obj: &K) {
+        let key = key_of(obj);
+        lock(&self.written).remove(&key);
+        lock(&self.run_checked).remove(&key);
+    }
+
+    /// True when the cached copy may predate our own last write.
+    pub fn maybe_stale<K: Resource>(&self, obj: &K) -> bool {
+        let key = key_of(obj);
+        let mut written = lock(&self.written);
+        match (written.get(&key), obj.meta().resource_version.as_ref()) {
+            (Some(ours), Some(cached)) if ours == cached => {
+                written.remove(&key);
+                false
+            }
+            (Some(_), _) => true,
+            (None, _) => false,
+        }
+    }
+
+    /// Cached check results younger than the poll interval.
+    pub fn cached_checks(&self, repository: &str, sha: &str, max_age: Duration) -> Option<CheckResults> {
+        let checks = lock(&self.checks);
+        checks
+            .get(&(repository.to_string(), sha.to_string()))
+            .filter(|(at, _)| at.elapsed() < max_age)
+            .map(|(_, r)| r.clone())
+    }
+
+    /// Caches check results for a commit.
+    pub fn cache_checks(&self, repository: &str, sha: &str, results: CheckResults) {
+        let mut checks = lock(&self.checks);
+        if checks.len() > 10_000 {
+            checks.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(600));
+        }
+        checks.insert((repository.to_string(), sha.to_string()), (Instant::now(), results));
+    }
+
+    /// True when the gate's run is due for an orphan check; marks it checked.
+    pub fn run_check_due(&self, gate: &DeploymentGate, every: Duration) -> bool {
+        let key = key_of(gate);
+        let mut checked = lock(&self.run_checked);
+        match checked.get(&key) {
+            Some(at) if at.elapsed() < every => false,
+            _ => {
+                checked.insert(key, Instant::now());
+                true
+            }
+        }
+    }
+
+    /// The requeue after a failed reconcile: per-object exponential backoff,
+    /// never past the gate's deadline.
+    pub fn error_action<K: Resource>(&self, obj: &K, err: &Error, controller: &'static str, deadline: Option<Timestamp>) -> Action {
+        let key = key_of(obj);
+        self.metrics.reconcile_errors.get_or_create(&labels([("controller", controller), ("error", err.kind())])).inc();
+        let cap = deadline.map(|d| {
+            let left = d.as_millisecond() - self.now().as_millisecond();
+            Duration::from_millis(left.max(0) as u64)
+        });
+        let delay = self.backoff.failed(&key, err.base_delay(), cap);
+        if matches!(err, Error::Conflict { .. }) {
+            tracing::debug!(object = %key, controller, error = %err, retry_in_ms = delay.as_millis() as u64, "reconcile conflicted");
+        } else {
+            tracing::warn!(object = %key, controller, error = %err, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
+        }
+        Action::requeue(delay)
+    }
+
+    /// Updates the gauges from the caches.
+    pub fn update_gauges(&self) {
+        let mut phases: HashMap<&'static str, i64> = HashMap::new();
+        for g in self.gates.state() {
+            let phase = match g.status.as_ref().and_then(|s| s.phase) {
+                None | Some(Phase::Pending) => "Pending",
+                Some(Phase::Waiting) => "Waiting",
+                Some(Phase::Approved) => "Approved",
+                Some(Phase::Rejected) => "Rejected",
+                Some(Phase::Unknown) => "Unknown",
+            };
+            *phases.entry(phase).or_default() += 1;
+        }
+        for p in ["Pending", "Waiting", "Approved", "Rejected", "Unknown"] {
+            self.metrics.gates_by_phase.get_or_create(&labels([("phase", p)])).set(phases.get(p).copied().unwrap_or(0));
+        }
+        let mut states: HashMap<String, i64> = HashMap::new();
+        for p in self.pauses.state() {
+            let s = p.status.as_ref().and_then(|s| s.state).map(|s| format!("{s:?}")).unwrap_or_else(|| "Unknown".into());
+            *states.entry(s).or_default() += 1;
+        }
+        for s in ["Active", "Resumed", "Inactive"] {
+            self.metrics.pauses_by_state.get_or_create(&labels([("state", s)])).set(states.get(s).copied().unwrap_or(0));
+        }
+    }
+
+    /// Name for logs.
+    pub fn name_of<K: Resource>(obj: &K) -> String {
+        format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,180 @@
+//! The two reconcilers: they load what they need from caches, ask the decision
+//! engine, carry out its verdict, and record what happened.
+
+mod backoff;
+mod context;
+mod error;
+mod gate;
+mod health;
+mod pause;
+mod record;
+mod status;
+mod triggers;
+
+pub use backoff::Backoff;
+pub use context::{Context, Settings};
+pub use error::Error;
+pub use gate::{gate_reconcile, gates_for_pause};
+pub use pause::pause_reconcile;
+pub use status::merge_diff;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+
+use crate::api::{DeploymentGate, ReleasePause};
+use crate::config::OperatorConfig;
+use crate::github::GitHub;
+use crate::telemetry::Metrics;
+
+/// Which objects this operator instance reconciles (its shard).
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// Only these namespaces; empty: all namespaces.
+    pub namespaces: Vec<String>,
+    /// Only objects with these labels (a label selector); `None`: all.
+    pub label_selector: Option<String>,
+}
+
+/// Everything `run` needs.
+pub struct Runtime {
+    pub client: Client,
+    pub github: GitHub,
+    pub config: Arc<OperatorConfig>,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    pub scope: Scope,
+}
+
+/// The readiness of the controllers: true once both caches have synced.
+pub type Ready = tokio::sync::watch::Receiver<bool>;
+
+/// Runs both controllers until `shutdown` resolves. Each namespace of the scope
+/// gets its own pair of watches; without namespaces, the whole cluster.
+pub async fn run(rt: Runtime, ready: tokio::sync::watch::Sender<bool>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let namespaces: Vec<Option<String>> = if rt.scope.namespaces.is_empty() {
+        vec![None]
+    } else {
+        rt.scope.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut tasks = Vec::new();
+    let mut readies = Vec::new();
+    for ns in namespaces {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        readies.push(rx);
+        tasks.push(tokio::spawn(run_shard(
+            ns,
+            rt.client.clone(),
+            rt.github.clone(),
+            rt.config.clone(),
+            rt.settings.clone(),
+            rt.metrics.clone(),
+            rt.scope.label_selector.clone(),
+            tx,
+            shutdown.clone(),
+        )));
+    }
+    tokio::spawn(async move {
+        for mut r in readies {
+            let _ = r.wait_for(|v| *v).await;
+        }
+        let _ = ready.send(true);
+    });
+    for t in tasks {
+        if let Err(e) = t.await {
+            tracing::error!(error = %e, "a controller task ended abnormally");
+        }
+    }
+}
+
+fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_shard(
+    ns: Option<String>,
+    client: Client,
+    github: GitHub,
+    config: Arc<OperatorConfig>,
+    settings: Settings,
+    metrics: Metrics,
+    labels: Option<String>,
+    ready: tokio::sync::watch::Sender<bool>,
+    shutdown: futures::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+) {
+    let mut wc = watcher::Config::default().any_semantic();
+    if let Some(l) = &labels {
+        wc = wc.labels(l);
+    }
+    let gate_api: Api<DeploymentGate> = api(&client, &ns);
+    let pause_api: Api<ReleasePause> = api(&client, &ns);
+    // Pauses hold gates by scope, in any namespace: the pause watch is cluster-wide
+    // unless the operator is confined to namespaces.
+    let gate_controller = Controller::new(gate_api, wc.clone());
+    let pause_controller = Controller::new(pause_api.clone(), watcher::Config::default().any_semantic());
+    let gates = gate_controller.store();
+    let pauses = pause_controller.store();
+    let ctx = Arc::new(Context::new(client, github, config, settings, metrics, gates.clone(), pauses.clone()));
+
+    {
+        let (gates, pauses) = (gates.clone(), pauses.clone());
+        tokio::spawn(async move {
+            let (a, b) = futures::join!(gates.wait_until_ready(), pauses.wait_until_ready());
+            if a.is_ok() && b.is_ok() {
+                let _ = ready.send(true);
+            }
+        });
+    }
+
+    let mapper_gates = gates.clone();
+    let gate_cfg = controller::Config::default().concurrency(256);
+    let gate_run = gate_controller
+        .with_config(gate_cfg)
+        .watches_stream(triggers::pause_spec_changes(pause_api, watcher::Config::default().any_semantic()), move |pause| {
+            gates_for_pause(&mapper_gates, &pause)
+        })
+        .graceful_shutdown_on(shutdown.clone())
+        .run(gate_reconcile, gate_error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+
+    let pause_run = pause_controller
+        .with_config(controller::Config::default().debounce(Duration::from_millis(500)))
+        .graceful_shutdown_on(shutdown)
+        .run(pause_reconcile, pause_error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+
+    let gauges = gauges_loop(ctx.clone());
+    tokio::select! {
+        _ = futures::future::join(gate_run, pause_run) => {}
+        _ = gauges => {}
+    }
+}
+
+/// Keeps the by-phase and by-state gauges in step with the caches.
+async fn gauges_loop(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        ctx.update_gauges();
+    }
+}
+
+fn gate_error_policy(gate: Arc<DeploymentGate>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.error_action(&*gate, err, "gate", gate.status.as_ref().and_then(|s| s.deadline))
+}
+
+fn pause_error_policy(pause: Arc<ReleasePause>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.error_action(&*pause, err, "pause", None)
+}

@@ -1,0 +1,7 @@
+//! Logs, metrics and health: how Tollgate explains itself.
+
+mod logging;
+mod metrics;
+
+pub use logging::{LogFormat, init_logging};
+pub use metrics::{Metrics, labels};
