@@ -1,0 +1,244 @@
+//! `tollgate run`: configuration, clients, leader election, the HTTP server
+//! and the controllers, wired together once at start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{ConfigError, OperatorConfig};
+use crate::controller::{self, Runtime, Scope, Settings};
+use crate::github::{Auth, GitHub, GitHubConfig};
+use crate::telemetry::{self, LogFormat, Metrics};
+
+/// Flags of `tollgate run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The operator's configuration file (policies, tenancy, defaults).
+    #[arg(long, env = "TOLLGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address of the HTTP server (webhook, health, metrics).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// GitHub API base URL: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server.
+    #[arg(long, default_value = "https://api.github.com")]
+    pub github_api_url: String,
+    /// File holding the GitHub App ID.
+    #[arg(long)]
+    pub github_app_id_file: Option<PathBuf>,
+    /// File holding the GitHub App's private key (PEM).
+    #[arg(long)]
+    pub github_private_key_file: Option<PathBuf>,
+    /// File holding a plain token, instead of App authentication.
+    #[arg(long, conflicts_with_all = ["github_app_id_file", "github_private_key_file"])]
+    pub github_token_file: Option<PathBuf>,
+    /// File holding the webhook secret GitHub signs deliveries with.
+    #[arg(long)]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Content-creating GitHub requests per minute (GitHub's secondary limit is about 80).
+    #[arg(long, default_value_t = 80)]
+    pub github_writes_per_minute: u32,
+    /// Timeout of one GitHub request.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub github_timeout: Duration,
+    /// Only reconcile gates and pauses in this namespace (repeatable). Default: all.
+    #[arg(long = "namespace")]
+    pub namespaces: Vec<String>,
+    /// Only reconcile objects matching this label selector (for sharding).
+    #[arg(long)]
+    pub label_selector: Option<String>,
+    /// Elect a leader through a Lease; only the leader reconciles.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "tollgate")]
+    pub lease_name: String,
+    /// Kill switch: evaluate and record every gate, but tell GitHub approve.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, default_value = "info")]
+    pub log_filter: String,
+    /// This instance's name in Events and the Lease (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::api::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Why the operator could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot read {what} from {path}: {source}")]
+    Secret { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot connect to Kubernetes: {0}; check KUBECONFIG or the in-cluster service account")]
+    Kube(#[source] kube::Error),
+    #[error("GitHub client: {0}")]
+    GitHub(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("leader election failed: {0}")]
+    Lease(String),
+    #[error("lost the leader-election Lease; exiting so a fresh instance can take over")]
+    LostLease,
+}
+
+fn read_secret(what: &'static str, path: &Path) -> Result<String, StartError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|source| StartError::Secret { what, path: path.into(), source })
+}
+
+/// The GitHub client configuration from the flags and mounted files.
+pub fn github_config(args: &RunArgs) -> Result<GitHubConfig, StartError> {
+    let auth = match (&args.github_token_file, &args.github_app_id_file, &args.github_private_key_file) {
+        (Some(token), _, _) => Auth::Token(read_secret("the GitHub token", token)?),
+        (None, Some(id), Some(key)) => {
+            let app_id = read_secret("the GitHub App ID", id)?;
+            let app_id = app_id
+                .parse::<u64>()
+                .map_err(|_| StartError::Usage(format!("the GitHub App ID in {} is not a number", id.display())))?;
+            Auth::App { app_id, private_key_pem: read_secret("the GitHub App private key", key)? }
+        }
+        _ => {
+            return Err(StartError::Usage(
+                "set --github-app-id-file and --github-private-key-file (GitHub App), or --github-token-file".into(),
+            ));
+        }
+    };
+    Ok(GitHubConfig {
+        api_base: args.github_api_url.clone(),
+        auth,
+        request_timeout: args.github_timeout,
+        writes_per_minute: args.github_writes_per_minute,
+        ..GitHubConfig::default()
+    })
+}
+
+/// Runs the operator until SIGTERM/SIGINT.
+pub async fn run(args: RunArgs) -> Result<(), StartError> {
+    telemetry::init_logging(args.log_format, &args.log_filter);
+    let config = match &args.config {
+        Some(path) => OperatorConfig::load(path)?,
+        None => OperatorConfig::default(),
+    };
+    let config = Arc::new(config);
+    let metrics = Metrics::new();
+    let github = GitHub::new(github_config(&args)?).map_err(|e| StartError::GitHub(e.to_string()))?;
+    let webhook_secret = match &args.webhook_secret_file {
+        Some(p) => Some(read_secret("the webhook secret", p)?),
+        None => None,
+    };
+    let client = kube::Client::try_default().await.map_err(StartError::Kube)?;
+
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let router = telemetry::routes(ready_rx.clone(), metrics.clone());
+    let router = match webhook_secret {
+        Some(secret) => router.merge(crate::github::webhook::routes(crate::github::webhook::Intake::new(
+            client.clone(),
+            github.clone(),
+            config.clone(),
+            secret,
+            metrics.clone(),
+        ))),
+        None => {
+            tracing::warn!("no --webhook-secret-file: the webhook receiver is off; gates come only from kubectl");
+            router
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| StartError::Listen { addr: args.listen, source })?;
+    tracing::info!(addr = %args.listen, "serving /webhook, /livez, /readyz and /metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "the HTTP server stopped");
+        }
+    });
+
+    let rt = Runtime {
+        client: client.clone(),
+        github,
+        config,
+        settings: Settings { dry_run: args.dry_run, instance: args.pod_name.clone() },
+        metrics,
+        scope: Scope { namespaces: args.namespaces.clone(), label_selector: args.label_selector.clone() },
+    };
+    if args.dry_run {
+        tracing::warn!("dry run: every gate is evaluated and recorded, and GitHub is told approve");
+    }
+
+    if !args.leader_elect {
+        controller::run(rt, ready_tx, shutdown_signal()).await;
+        return Ok(());
+    }
+    let identity = args.pod_name.clone().unwrap_or_else(|| format!("tollgate-{}", std::process::id()));
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &args.lease_name)
+        .with_namespace(&args.lease_namespace)
+        .with_identity(&identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .map_err(|e| StartError::Lease(e.to_string()))?;
+    let (mut leader, lease_task) = manager.watch().await;
+    tracing::info!(lease = %args.lease_name, identity = %identity, "waiting to become the leader");
+    while !*leader.borrow_and_update() {
+        tokio::select! {
+            changed = leader.changed() => if changed.is_err() { return Err(StartError::LostLease) },
+            _ = shutdown_signal() => return Ok(()),
+        }
+    }
+    tracing::info!(identity = %identity, "became the leader; starting the controllers");
+    let mut lost = leader.clone();
+    let lost_lease = async move {
+        let _ = lost.wait_for(|leading| !*leading).await;
+    };
+    let (lost_tx, mut lost_rx) = tokio::sync::oneshot::channel::<bool>();
+    let stop = async move {
+        tokio::select! {
+            _ = lost_lease => { let _ = lost_tx.send(true); }
+            _ = shutdown_signal() => { let _ = lost_tx.send(false); }
+        }
+    };
+    controller::run(rt, ready_tx, stop).await;
+    drop(leader);
+    let _ = lease_task.await;
+    if matches!(lost_rx.try_recv(), Ok(true)) {
+        return Err(StartError::LostLease);
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down");
+}
