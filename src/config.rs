@@ -14,9 +14,15 @@ use crate::policy::TenancyRule;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the configuration file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the configuration file {path} is not valid: {source}")]
-    Parse { path: PathBuf, source: serde_yaml_ng::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_yaml_ng::Error,
+    },
     #[error("configuration {field}: {why}")]
     Invalid { field: String, why: String },
 }
@@ -144,9 +150,15 @@ pub struct AutoPauseRule {
 impl OperatorConfig {
     /// Reads and checks the configuration file.
     pub fn load(path: &Path) -> Result<OperatorConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
         Self::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.into(), source },
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.into(),
+                source,
+            },
             other => other,
         })
     }
@@ -156,41 +168,63 @@ impl OperatorConfig {
         let config: OperatorConfig = if text.trim().is_empty() {
             OperatorConfig::default()
         } else {
-            serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Parse { path: PathBuf::from("<config>"), source })?
+            serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Parse {
+                path: PathBuf::from("<config>"),
+                source,
+            })?
         };
         config.check()?;
         Ok(config)
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        let invalid = |field: String, why: &str| ConfigError::Invalid { field, why: why.to_string() };
+        let invalid = |field: String, why: &str| ConfigError::Invalid {
+            field,
+            why: why.to_string(),
+        };
         if self.defaults.timeout > api::MAX_GATE_LIFETIME {
-            return Err(invalid("defaults.timeout".into(), "must be at most 696h (29 days)"));
+            return Err(invalid(
+                "defaults.timeout".into(),
+                "must be at most 696h (29 days)",
+            ));
         }
         if self.defaults.check_poll < Duration::from_secs(1) {
             return Err(invalid("defaults.checkPoll".into(), "must be at least 1s"));
         }
         for (i, p) in self.policies.iter().enumerate() {
             if let Some(t) = &p.timeout {
-                let d = api::parse_duration(t).map_err(|e| invalid(format!("policies[{i}].timeout"), &e.to_string()))?;
+                let d = api::parse_duration(t)
+                    .map_err(|e| invalid(format!("policies[{i}].timeout"), &e.to_string()))?;
                 if d > api::MAX_GATE_LIFETIME {
-                    return Err(invalid(format!("policies[{i}].timeout"), "must be at most 696h (29 days)"));
+                    return Err(invalid(
+                        format!("policies[{i}].timeout"),
+                        "must be at most 696h (29 days)",
+                    ));
                 }
             }
             if let Some(ns) = &p.namespace
                 && !is_dns_label(ns)
             {
-                return Err(invalid(format!("policies[{i}].namespace"), "must be a Kubernetes namespace name"));
+                return Err(invalid(
+                    format!("policies[{i}].namespace"),
+                    "must be a Kubernetes namespace name",
+                ));
             }
         }
         for (i, r) in self.tenancy.iter().enumerate() {
             if r.repositories.is_empty() {
-                return Err(invalid(format!("tenancy[{i}].repositories"), "list at least one repository glob"));
+                return Err(invalid(
+                    format!("tenancy[{i}].repositories"),
+                    "list at least one repository glob",
+                ));
             }
         }
         for (i, r) in self.auto_pause.iter().enumerate() {
             if !r.repository.contains('/') {
-                return Err(invalid(format!("autoPause[{i}].repository"), "must be owner/name"));
+                return Err(invalid(
+                    format!("autoPause[{i}].repository"),
+                    "must be owner/name",
+                ));
             }
         }
         Ok(())
@@ -200,7 +234,8 @@ impl OperatorConfig {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -236,7 +271,8 @@ mod tests {
 
     #[test]
     fn bad_policy_timeout_names_the_rule() {
-        let e = OperatorConfig::parse("policies:\n- repositories: ['a/*']\n  timeout: 2d\n").expect_err("bad");
+        let e = OperatorConfig::parse("policies:\n- repositories: ['a/*']\n  timeout: 2d\n")
+            .expect_err("bad");
         assert!(e.to_string().contains("policies[0].timeout"), "{e}");
     }
 }

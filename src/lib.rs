@@ -1,5 +1,9 @@
 //! Tollgate: a Kubernetes operator that decides GitHub deployment protection rules.
 
 pub mod api;
+pub mod config;
+pub mod controller;
 pub mod github;
+pub mod operator;
 pub mod policy;
+pub mod telemetry;

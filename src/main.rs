@@ -12,6 +12,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator against the current kubeconfig or in-cluster config.
+    Run(Box<tollgate::operator::RunArgs>),
     /// Print the CustomResourceDefinitions as one multi-document YAML.
     Crd,
 }
@@ -19,6 +21,26 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("tollgate run: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(tollgate::operator::run(*args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "tollgate stopped");
+                    eprintln!("tollgate run: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Crd => match tollgate::api::crds_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");

@@ -80,15 +80,24 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot read {what} from {path}: {source}")]
-    Secret { what: &'static str, path: PathBuf, source: std::io::Error },
+    Secret {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Usage(String),
-    #[error("cannot connect to Kubernetes: {0}; check KUBECONFIG or the in-cluster service account")]
+    #[error(
+        "cannot connect to Kubernetes: {0}; check KUBECONFIG or the in-cluster service account"
+    )]
     Kube(#[source] kube::Error),
     #[error("GitHub client: {0}")]
     GitHub(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("leader election failed: {0}")]
     Lease(String),
     #[error("lost the leader-election Lease; exiting so a fresh instance can take over")]
@@ -98,19 +107,33 @@ pub enum StartError {
 fn read_secret(what: &'static str, path: &Path) -> Result<String, StartError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
-        .map_err(|source| StartError::Secret { what, path: path.into(), source })
+        .map_err(|source| StartError::Secret {
+            what,
+            path: path.into(),
+            source,
+        })
 }
 
 /// The GitHub client configuration from the flags and mounted files.
 pub fn github_config(args: &RunArgs) -> Result<GitHubConfig, StartError> {
-    let auth = match (&args.github_token_file, &args.github_app_id_file, &args.github_private_key_file) {
+    let auth = match (
+        &args.github_token_file,
+        &args.github_app_id_file,
+        &args.github_private_key_file,
+    ) {
         (Some(token), _, _) => Auth::Token(read_secret("the GitHub token", token)?),
         (None, Some(id), Some(key)) => {
             let app_id = read_secret("the GitHub App ID", id)?;
-            let app_id = app_id
-                .parse::<u64>()
-                .map_err(|_| StartError::Usage(format!("the GitHub App ID in {} is not a number", id.display())))?;
-            Auth::App { app_id, private_key_pem: read_secret("the GitHub App private key", key)? }
+            let app_id = app_id.parse::<u64>().map_err(|_| {
+                StartError::Usage(format!(
+                    "the GitHub App ID in {} is not a number",
+                    id.display()
+                ))
+            })?;
+            Auth::App {
+                app_id,
+                private_key_pem: read_secret("the GitHub App private key", key)?,
+            }
         }
         _ => {
             return Err(StartError::Usage(
@@ -136,31 +159,29 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     };
     let config = Arc::new(config);
     let metrics = Metrics::new();
-    let github = GitHub::new(github_config(&args)?).map_err(|e| StartError::GitHub(e.to_string()))?;
+    let github =
+        GitHub::new(github_config(&args)?).map_err(|e| StartError::GitHub(e.to_string()))?;
     let webhook_secret = match &args.webhook_secret_file {
         Some(p) => Some(read_secret("the webhook secret", p)?),
         None => None,
     };
-    let client = kube::Client::try_default().await.map_err(StartError::Kube)?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(StartError::Kube)?;
 
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
     let router = telemetry::routes(ready_rx.clone(), metrics.clone());
-    let router = match webhook_secret {
-        Some(secret) => router.merge(crate::github::webhook::routes(crate::github::webhook::Intake::new(
-            client.clone(),
-            github.clone(),
-            config.clone(),
-            secret,
-            metrics.clone(),
-        ))),
-        None => {
-            tracing::warn!("no --webhook-secret-file: the webhook receiver is off; gates come only from kubectl");
-            router
-        }
-    };
+    if webhook_secret.is_none() {
+        tracing::warn!(
+            "no --webhook-secret-file: the webhook receiver is off; gates come only from kubectl"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|source| StartError::Listen { addr: args.listen, source })?;
+        .map_err(|source| StartError::Listen {
+            addr: args.listen,
+            source,
+        })?;
     tracing::info!(addr = %args.listen, "serving /webhook, /livez, /readyz and /metrics");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
@@ -172,9 +193,15 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         client: client.clone(),
         github,
         config,
-        settings: Settings { dry_run: args.dry_run, instance: args.pod_name.clone() },
+        settings: Settings {
+            dry_run: args.dry_run,
+            instance: args.pod_name.clone(),
+        },
         metrics,
-        scope: Scope { namespaces: args.namespaces.clone(), label_selector: args.label_selector.clone() },
+        scope: Scope {
+            namespaces: args.namespaces.clone(),
+            label_selector: args.label_selector.clone(),
+        },
     };
     if args.dry_run {
         tracing::warn!("dry run: every gate is evaluated and recorded, and GitHub is told approve");
@@ -184,7 +211,10 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         controller::run(rt, ready_tx, shutdown_signal()).await;
         return Ok(());
     }
-    let identity = args.pod_name.clone().unwrap_or_else(|| format!("tollgate-{}", std::process::id()));
+    let identity = args
+        .pod_name
+        .clone()
+        .unwrap_or_else(|| format!("tollgate-{}", std::process::id()));
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &args.lease_name)
         .with_namespace(&args.lease_namespace)
         .with_identity(&identity)

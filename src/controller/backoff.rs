@@ -58,9 +58,15 @@ mod tests {
         let b = Backoff::default();
         let base = Duration::from_secs(1);
         let first = b.failed("a", base, None);
-        assert!(first >= Duration::from_millis(800) && first <= Duration::from_millis(1200), "{first:?}");
+        assert!(
+            first >= Duration::from_millis(800) && first <= Duration::from_millis(1200),
+            "{first:?}"
+        );
         let second = b.failed("a", base, None);
-        assert!(second >= Duration::from_millis(1600) && second <= Duration::from_millis(2400), "{second:?}");
+        assert!(
+            second >= Duration::from_millis(1600) && second <= Duration::from_millis(2400),
+            "{second:?}"
+        );
         for _ in 0..20 {
             assert!(b.failed("a", base, None) <= MAX_BACKOFF);
         }

@@ -58,7 +58,10 @@ impl Context {
         gates: Store<DeploymentGate>,
         pauses: Store<ReleasePause>,
     ) -> Self {
-        let reporter = Reporter { controller: "tollgate".into(), instance: settings.instance.clone() };
+        let reporter = Reporter {
+            controller: "tollgate".into(),
+            instance: settings.instance.clone(),
+        };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -109,7 +112,12 @@ impl Context {
     }
 
     /// Cached check results younger than the poll interval.
-    pub fn cached_checks(&self, repository: &str, sha: &str, max_age: Duration) -> Option<CheckResults> {
+    pub fn cached_checks(
+        &self,
+        repository: &str,
+        sha: &str,
+        max_age: Duration,
+    ) -> Option<CheckResults> {
         let checks = lock(&self.checks);
         checks
             .get(&(repository.to_string(), sha.to_string()))
@@ -123,7 +131,10 @@ impl Context {
         if checks.len() > 10_000 {
             checks.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(600));
         }
-        checks.insert((repository.to_string(), sha.to_string()), (Instant::now(), results));
+        checks.insert(
+            (repository.to_string(), sha.to_string()),
+            (Instant::now(), results),
+        );
     }
 
     /// True when the gate's run is due for an orphan check; marks it checked.
@@ -141,9 +152,18 @@ impl Context {
 
     /// The requeue after a failed reconcile: per-object exponential backoff,
     /// never past the gate's deadline.
-    pub fn error_action<K: Resource>(&self, obj: &K, err: &Error, controller: &'static str, deadline: Option<Timestamp>) -> Action {
+    pub fn error_action<K: Resource>(
+        &self,
+        obj: &K,
+        err: &Error,
+        controller: &'static str,
+        deadline: Option<Timestamp>,
+    ) -> Action {
         let key = key_of(obj);
-        self.metrics.reconcile_errors.get_or_create(&labels([("controller", controller), ("error", err.kind())])).inc();
+        self.metrics
+            .reconcile_errors
+            .get_or_create(&labels([("controller", controller), ("error", err.kind())]))
+            .inc();
         let cap = deadline.map(|d| {
             let left = d.as_millisecond() - self.now().as_millisecond();
             Duration::from_millis(left.max(0) as u64)
@@ -171,15 +191,26 @@ impl Context {
             *phases.entry(phase).or_default() += 1;
         }
         for p in ["Pending", "Waiting", "Approved", "Rejected", "Unknown"] {
-            self.metrics.gates_by_phase.get_or_create(&labels([("phase", p)])).set(phases.get(p).copied().unwrap_or(0));
+            self.metrics
+                .gates_by_phase
+                .get_or_create(&labels([("phase", p)]))
+                .set(phases.get(p).copied().unwrap_or(0));
         }
         let mut states: HashMap<String, i64> = HashMap::new();
         for p in self.pauses.state() {
-            let s = p.status.as_ref().and_then(|s| s.state).map(|s| format!("{s:?}")).unwrap_or_else(|| "Unknown".into());
+            let s = p
+                .status
+                .as_ref()
+                .and_then(|s| s.state)
+                .map(|s| format!("{s:?}"))
+                .unwrap_or_else(|| "Unknown".into());
             *states.entry(s).or_default() += 1;
         }
         for s in ["Active", "Resumed", "Inactive"] {
-            self.metrics.pauses_by_state.get_or_create(&labels([("state", s)])).set(states.get(s).copied().unwrap_or(0));
+            self.metrics
+                .pauses_by_state
+                .get_or_create(&labels([("state", s)]))
+                .set(states.get(s).copied().unwrap_or(0));
         }
     }
 

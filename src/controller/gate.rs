@@ -14,9 +14,9 @@ use super::health;
 use super::record::{self, Transition};
 use super::status::{key_of, write_finalizers, write_status};
 use crate::api::{
-    Blocker, CONDITION_BLOCKED, CONDITION_DECIDED, CONDITION_DELIVERED, CONDITION_FORBIDDEN, CONDITION_INVALID,
-    Decision, DecisionSource, Delivery, DeliveryState, DeploymentGate, DeploymentGateStatus, FINALIZER, Phase,
-    ReleasePause, Reports, Verdict,
+    Blocker, CONDITION_BLOCKED, CONDITION_DECIDED, CONDITION_DELIVERED, CONDITION_FORBIDDEN,
+    CONDITION_INVALID, Decision, DecisionSource, Delivery, DeliveryState, DeploymentGate,
+    DeploymentGateStatus, FINALIZER, Phase, ReleasePause, Reports, Verdict,
 };
 use crate::github::{ReviewOutcome, RunState, RunTarget};
 use crate::policy::{self, CheckResults, CheckState, EvalContext, Guard};
@@ -28,10 +28,16 @@ const MAX_REPORTS: u32 = 10;
 const SAFETY_REQUEUE: Duration = Duration::from_secs(600);
 
 /// Reconciles one gate. Reads like the story it tells: load, evaluate, carry out, record.
-pub async fn gate_reconcile(cached: Arc<DeploymentGate>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn gate_reconcile(
+    cached: Arc<DeploymentGate>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_inner(cached.clone(), &ctx).await;
-    ctx.metrics.reconcile_duration.get_or_create(&labels([("controller", "gate")])).observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&labels([("controller", "gate")]))
+        .observe(started.elapsed().as_secs_f64());
     if result.is_ok() {
         ctx.backoff.succeeded(&key_of(&*cached));
     }
@@ -39,11 +45,16 @@ pub async fn gate_reconcile(cached: Arc<DeploymentGate>, ctx: Arc<Context>) -> R
 }
 
 async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<Action, Error> {
-    let api: Api<DeploymentGate> = Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    let api: Api<DeploymentGate> =
+        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
     // Anything sent to GitHub is decided on the freshest copy: after our own write
     // the cache may lag behind, and acting on it could deliver twice.
     let gate = if ctx.maybe_stale(&*cached) {
-        match api.get_opt(&cached.name_any()).await.map_err(|e| Error::kube(key_of(&*cached), e))? {
+        match api
+            .get_opt(&cached.name_any())
+            .await
+            .map_err(|e| Error::kube(key_of(&*cached), e))?
+        {
             Some(g) => g,
             None => {
                 ctx.forget(&*cached);
@@ -64,38 +75,87 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
     if let Some(decision) = status.decision.clone() {
         return match status.delivery.as_ref().map(|d| d.state) {
             Some(s) if s.is_final() => Ok(Action::await_change()),
-            _ => deliver(&api, gate, decision, ctx).await.map(|(_, action)| action),
+            _ => deliver(&api, gate, decision, ctx)
+                .await
+                .map(|(_, action)| action),
         };
     }
     if status.phase == Some(Phase::Unknown) {
         return Ok(Action::await_change());
     }
 
-    let created = gate.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    let created = gate
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
     let deadline = policy::deadline::resolve(&gate.spec, created, ctx.config.defaults.timeout);
 
-    if let Err(why) = policy::tenancy::check(&ctx.config.tenancy, &gate.namespace().unwrap_or_default(), &gate.spec.repository) {
+    if let Err(why) = policy::tenancy::check(
+        &ctx.config.tenancy,
+        &gate.namespace().unwrap_or_default(),
+        &gate.spec.repository,
+    ) {
         return forbid(&api, gate, deadline.at, &why, ctx).await;
     }
 
-    if ctx.run_check_due(&gate, ctx.config.defaults.orphan_check) && let Some(action) = orphan_check(&api, &gate, ctx).await? {
+    if ctx.run_check_due(&gate, ctx.config.defaults.orphan_check)
+        && let Some(action) = orphan_check(&api, &gate, ctx).await?
+    {
         return Ok(action);
     }
 
     let pauses: Vec<ReleasePause> = ctx.pauses.state().iter().map(|p| (**p).clone()).collect();
     let checks = read_checks(&gate, ctx).await;
-    let health = health::read(&ctx.client, &gate.spec.require_healthy, &gate.namespace().unwrap_or_default()).await;
-    let eval_ctx = EvalContext { deadline: deadline.at, check_poll: ctx.config.defaults.check_poll };
+    let health = health::read(
+        &ctx.client,
+        &gate.spec.require_healthy,
+        &gate.namespace().unwrap_or_default(),
+    )
+    .await;
+    let eval_ctx = EvalContext {
+        deadline: deadline.at,
+        check_poll: ctx.config.defaults.check_poll,
+    };
     match policy::evaluate(&gate, &pauses, &checks, &health, &eval_ctx, now) {
-        policy::Verdict::Wait { blockers, next_evaluation } => wait(&api, gate, blockers, next_evaluation, deadline.at, ctx).await,
-        policy::Verdict::Approve { reason, source } => decide(&api, gate, Verdict::Approve, source, reason, deadline.at, ctx).await,
-        policy::Verdict::Reject { reason, source } => decide(&api, gate, Verdict::Reject, source, reason, deadline.at, ctx).await,
+        policy::Verdict::Wait {
+            blockers,
+            next_evaluation,
+        } => wait(&api, gate, blockers, next_evaluation, deadline.at, ctx).await,
+        policy::Verdict::Approve { reason, source } => {
+            decide(
+                &api,
+                gate,
+                Verdict::Approve,
+                source,
+                reason,
+                deadline.at,
+                ctx,
+            )
+            .await
+        }
+        policy::Verdict::Reject { reason, source } => {
+            decide(
+                &api,
+                gate,
+                Verdict::Reject,
+                source,
+                reason,
+                deadline.at,
+                ctx,
+            )
+            .await
+        }
     }
 }
 
 /// The gates a ReleasePause change may concern: undecided gates in its scope, and
 /// gates that name it as a blocker (its scope may have shrunk, or it is gone).
-pub fn gates_for_pause(gates: &Store<DeploymentGate>, pause: &ReleasePause) -> Vec<ObjectRef<DeploymentGate>> {
+pub fn gates_for_pause(
+    gates: &Store<DeploymentGate>,
+    pause: &ReleasePause,
+) -> Vec<ObjectRef<DeploymentGate>> {
     let pause_name = key_of(pause);
     gates
         .state()
@@ -106,13 +166,22 @@ pub fn gates_for_pause(gates: &Store<DeploymentGate>, pause: &ReleasePause) -> V
                 return false;
             }
             let named = status.is_some_and(|s| s.blockers.iter().any(|b| b.name == pause_name));
-            named || policy::scope::matches(&pause.spec.scope, &g.spec.repository, &g.spec.environment)
+            named
+                || policy::scope::matches(
+                    &pause.spec.scope,
+                    &g.spec.repository,
+                    &g.spec.environment,
+                )
         })
         .map(|g| ObjectRef::from_obj(&**g))
         .collect()
 }
 
-async fn ensure_finalizer(api: &Api<DeploymentGate>, gate: DeploymentGate, ctx: &Context) -> Result<DeploymentGate, Error> {
+async fn ensure_finalizer(
+    api: &Api<DeploymentGate>,
+    gate: DeploymentGate,
+    ctx: &Context,
+) -> Result<DeploymentGate, Error> {
     let finished = gate.status.as_ref().is_some_and(|s| {
         s.phase == Some(Phase::Unknown) || s.delivery.as_ref().is_some_and(|d| d.state.is_final())
     });
@@ -127,7 +196,11 @@ async fn ensure_finalizer(api: &Api<DeploymentGate>, gate: DeploymentGate, ctx: 
 }
 
 /// Deleting a gate first answers GitHub, so deleting never strands a deployment.
-async fn finalize(api: &Api<DeploymentGate>, gate: DeploymentGate, ctx: &Context) -> Result<Action, Error> {
+async fn finalize(
+    api: &Api<DeploymentGate>,
+    gate: DeploymentGate,
+    ctx: &Context,
+) -> Result<Action, Error> {
     if !gate.finalizers().iter().any(|f| f == FINALIZER) {
         ctx.forget(&gate);
         return Ok(Action::await_change());
@@ -142,20 +215,54 @@ async fn finalize(api: &Api<DeploymentGate>, gate: DeploymentGate, ctx: &Context
         }
         (None, _) => {
             let verdict = Verdict::from(gate.spec.on_deadline);
-            let reason = format!("the DeploymentGate was deleted while undecided; answering {} (onDeadline)", verdict.github_state());
+            let reason = format!(
+                "the DeploymentGate was deleted while undecided; answering {} (onDeadline)",
+                verdict.github_state()
+            );
             let now = ctx.now();
-            let created = gate.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
-            let deadline = policy::deadline::resolve(&gate.spec, created, ctx.config.defaults.timeout).at;
-            let gate = write_decision(api, gate, verdict, DecisionSource::Deleted, reason, deadline, ctx).await?;
-            let decision = gate.status.as_ref().and_then(|s| s.decision.clone()).expect("write_decision sets the decision");
+            let created = gate
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or(now);
+            let deadline =
+                policy::deadline::resolve(&gate.spec, created, ctx.config.defaults.timeout).at;
+            let gate = write_decision(
+                api,
+                gate,
+                verdict,
+                DecisionSource::Deleted,
+                reason,
+                deadline,
+                ctx,
+            )
+            .await?;
+            let decision = gate
+                .status
+                .as_ref()
+                .and_then(|s| s.decision.clone())
+                .expect("write_decision sets the decision");
             let (gate, action) = deliver(api, gate, decision, ctx).await?;
             (gate, Some(action))
         }
     };
-    let delivered = gate.status.as_ref().and_then(|s| s.delivery.as_ref()).is_some_and(|d| d.state.is_final());
-    let unknown = gate.status.as_ref().is_some_and(|s| s.phase == Some(Phase::Unknown));
+    let delivered = gate
+        .status
+        .as_ref()
+        .and_then(|s| s.delivery.as_ref())
+        .is_some_and(|d| d.state.is_final());
+    let unknown = gate
+        .status
+        .as_ref()
+        .is_some_and(|s| s.phase == Some(Phase::Unknown));
     if delivered || unknown {
-        let finalizers: Vec<String> = gate.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+        let finalizers: Vec<String> = gate
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
         write_finalizers(api, &gate, finalizers).await?;
         ctx.forget(&gate);
         return Ok(Action::await_change());
@@ -172,14 +279,34 @@ fn base_status(gate: &DeploymentGate, deadline: Timestamp) -> DeploymentGateStat
     s
 }
 
-fn set_condition(s: &mut DeploymentGateStatus, type_: &str, on: bool, reason: &str, message: &str, now: Timestamp) {
+fn set_condition(
+    s: &mut DeploymentGateStatus,
+    type_: &str,
+    on: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
     let generation = s.observed_generation;
-    policy::conditions::set_condition(&mut s.conditions, type_, on, reason, message, generation, now);
+    policy::conditions::set_condition(
+        &mut s.conditions,
+        type_,
+        on,
+        reason,
+        message,
+        generation,
+        now,
+    );
 }
 
 /// Writes a new gate status, refused by the transition guard if it would move the
 /// gate backwards. Returns the written gate, or the input when nothing changed.
-async fn commit(api: &Api<DeploymentGate>, gate: DeploymentGate, new: DeploymentGateStatus, ctx: &Context) -> Result<(DeploymentGate, bool), Error> {
+async fn commit(
+    api: &Api<DeploymentGate>,
+    gate: DeploymentGate,
+    new: DeploymentGateStatus,
+    ctx: &Context,
+) -> Result<(DeploymentGate, bool), Error> {
     let old = gate.status.clone().unwrap_or_default();
     if let Guard::Refuse { why } = policy::transition::guard_status(&old, &new) {
         ctx.metrics.guard_refusals.inc();
@@ -195,28 +322,63 @@ async fn commit(api: &Api<DeploymentGate>, gate: DeploymentGate, new: Deployment
     }
 }
 
-async fn forbid(api: &Api<DeploymentGate>, gate: DeploymentGate, deadline: Timestamp, why: &str, ctx: &Context) -> Result<Action, Error> {
+async fn forbid(
+    api: &Api<DeploymentGate>,
+    gate: DeploymentGate,
+    deadline: Timestamp,
+    why: &str,
+    ctx: &Context,
+) -> Result<Action, Error> {
     let now = ctx.now();
     let mut s = base_status(&gate, deadline);
-    let was_forbidden = s.conditions.iter().any(|c| c.type_ == CONDITION_FORBIDDEN && c.status == "True");
+    let was_forbidden = s
+        .conditions
+        .iter()
+        .any(|c| c.type_ == CONDITION_FORBIDDEN && c.status == "True");
     s.phase = Some(s.phase.unwrap_or(Phase::Pending));
     s.reason = Some(format!("forbidden: {why}"));
-    set_condition(&mut s, CONDITION_FORBIDDEN, true, "TenancyRefused", why, now);
+    set_condition(
+        &mut s,
+        CONDITION_FORBIDDEN,
+        true,
+        "TenancyRefused",
+        why,
+        now,
+    );
     let (gate, wrote) = commit(api, gate, s, ctx).await?;
     if wrote && !was_forbidden {
-        let t = Transition { reason: "Forbidden", note: format!("never decided or delivered: {why}"), warning: true };
+        let t = Transition {
+            reason: "Forbidden",
+            note: format!("never decided or delivered: {why}"),
+            warning: true,
+        };
         record::publish(&ctx.recorder, &gate, &t).await;
         record::log_gate(&gate, &t, None);
     }
     Ok(Action::await_change())
 }
 
-async fn orphan_check(api: &Api<DeploymentGate>, gate: &DeploymentGate, ctx: &Context) -> Result<Option<Action>, Error> {
-    let state = ctx.github.run_state(&gate.spec.repository, gate.spec.installation_id, gate.spec.run_id).await;
+async fn orphan_check(
+    api: &Api<DeploymentGate>,
+    gate: &DeploymentGate,
+    ctx: &Context,
+) -> Result<Option<Action>, Error> {
+    let state = ctx
+        .github
+        .run_state(
+            &gate.spec.repository,
+            gate.spec.installation_id,
+            gate.spec.run_id,
+        )
+        .await;
     let why = match state {
         Ok(RunState::Waiting) | Err(_) => return Ok(None),
-        Ok(RunState::Completed { conclusion }) => format!("the workflow run completed at GitHub ({conclusion}) while the gate was undecided"),
-        Ok(RunState::Cancelled) => "the workflow run was cancelled at GitHub while the gate was undecided".to_string(),
+        Ok(RunState::Completed { conclusion }) => format!(
+            "the workflow run completed at GitHub ({conclusion}) while the gate was undecided"
+        ),
+        Ok(RunState::Cancelled) => {
+            "the workflow run was cancelled at GitHub while the gate was undecided".to_string()
+        }
         Ok(RunState::Gone) => "the workflow run no longer exists at GitHub".to_string(),
     };
     let now = ctx.now();
@@ -230,7 +392,11 @@ async fn orphan_check(api: &Api<DeploymentGate>, gate: &DeploymentGate, ctx: &Co
     set_condition(&mut s, CONDITION_DECIDED, false, "Orphaned", &why, now);
     let (gate, wrote) = commit(api, gate.clone(), s, ctx).await?;
     if wrote {
-        let t = Transition { reason: "Unknown", note: why, warning: true };
+        let t = Transition {
+            reason: "Unknown",
+            note: why,
+            warning: true,
+        };
         record::publish(&ctx.recorder, &gate, &t).await;
         record::log_gate(&gate, &t, None);
     }
@@ -246,7 +412,16 @@ async fn read_checks(gate: &DeploymentGate, ctx: &Context) -> CheckResults {
     let cached = ctx.cached_checks(&gate.spec.repository, &gate.spec.sha, poll / 2);
     let all = match cached {
         Some(c) if required.iter().all(|r| c.contains_key(r)) => c,
-        _ => match ctx.github.checks(&gate.spec.repository, gate.spec.installation_id, &gate.spec.sha, required).await {
+        _ => match ctx
+            .github
+            .checks(
+                &gate.spec.repository,
+                gate.spec.installation_id,
+                &gate.spec.sha,
+                required,
+            )
+            .await
+        {
             Ok(r) => {
                 ctx.cache_checks(&gate.spec.repository, &gate.spec.sha, r.clone());
                 r
@@ -254,11 +429,22 @@ async fn read_checks(gate: &DeploymentGate, ctx: &Context) -> CheckResults {
             Err(e) => {
                 // A failed read holds the gate (pending), it never approves it.
                 tracing::warn!(gate = %key_of(gate), error = %e, "cannot read check results; treating them as pending");
-                required.iter().map(|r| (r.clone(), CheckState::Pending)).collect()
+                required
+                    .iter()
+                    .map(|r| (r.clone(), CheckState::Pending))
+                    .collect()
             }
         },
     };
-    required.iter().map(|r| (r.clone(), all.get(r).copied().unwrap_or(CheckState::Pending))).collect()
+    required
+        .iter()
+        .map(|r| {
+            (
+                r.clone(),
+                all.get(r).copied().unwrap_or(CheckState::Pending),
+            )
+        })
+        .collect()
 }
 
 async fn wait(
@@ -270,18 +456,36 @@ async fn wait(
     ctx: &Context,
 ) -> Result<Action, Error> {
     let now = ctx.now();
-    let text = policy::report::describe_blockers(&blockers, None);
+    let text = policy::report::describe_blockers(&blockers);
     let mut s = base_status(&gate, deadline);
     let phase_before = s.phase;
     s.phase = Some(Phase::Waiting);
     s.reason = Some(text.clone());
     // The persisted time is the earliest known change (deadline, window end, expiry);
     // polling of checks and workloads stays internal, so polls do not rewrite status.
-    s.next_evaluation = blockers.iter().filter_map(|b| b.until).chain([deadline]).min();
+    s.next_evaluation = blockers
+        .iter()
+        .filter_map(|b| b.until)
+        .chain([deadline])
+        .min();
     s.blockers = blockers;
     set_condition(&mut s, CONDITION_BLOCKED, true, "Held", &text, now);
-    set_condition(&mut s, CONDITION_DECIDED, false, "Waiting", "not decided yet", now);
-    set_condition(&mut s, CONDITION_FORBIDDEN, false, "Allowed", "the namespace may gate this repository", now);
+    set_condition(
+        &mut s,
+        CONDITION_DECIDED,
+        false,
+        "Waiting",
+        "not decided yet",
+        now,
+    );
+    set_condition(
+        &mut s,
+        CONDITION_FORBIDDEN,
+        false,
+        "Allowed",
+        "the namespace may gate this repository",
+        now,
+    );
     remove_condition(&mut s, CONDITION_INVALID);
 
     // Tell the person watching the run, only when what holds the gate changed.
@@ -291,15 +495,24 @@ async fn wait(
         match ctx.github.comment(&target, &text).await {
             Ok(_) => {
                 ctx.metrics.status_reports.inc();
-                s.reports = Some(Reports { count: reports.count + 1, last: Some(text.clone()) });
+                s.reports = Some(Reports {
+                    count: reports.count + 1,
+                    last: Some(text.clone()),
+                });
             }
-            Err(e) => tracing::warn!(gate = %key_of(&gate), error = %e, "could not post a status report to the workflow run"),
+            Err(e) => {
+                tracing::warn!(gate = %key_of(&gate), error = %e, "could not post a status report to the workflow run")
+            }
         }
     }
 
     let (gate, wrote) = commit(api, gate, s, ctx).await?;
     if wrote && phase_before != Some(Phase::Waiting) {
-        let t = Transition { reason: "Waiting", note: text, warning: false };
+        let t = Transition {
+            reason: "Waiting",
+            note: text,
+            warning: false,
+        };
         record::publish(&ctx.recorder, &gate, &t).await;
         record::log_gate(&gate, &t, None);
     }
@@ -327,8 +540,14 @@ async fn decide(
     ctx: &Context,
 ) -> Result<Action, Error> {
     let gate = write_decision(api, gate, verdict, source, reason, deadline, ctx).await?;
-    let decision = gate.status.as_ref().and_then(|s| s.decision.clone()).expect("write_decision sets the decision");
-    deliver(api, gate, decision, ctx).await.map(|(_, action)| action)
+    let decision = gate
+        .status
+        .as_ref()
+        .and_then(|s| s.decision.clone())
+        .expect("write_decision sets the decision");
+    deliver(api, gate, decision, ctx)
+        .await
+        .map(|(_, action)| action)
 }
 
 /// Write-ahead: the decision is persisted (with the resourceVersion precondition)
@@ -345,40 +564,102 @@ async fn write_decision(
     let now = ctx.now();
     let dry_run = gate.spec.dry_run || ctx.settings.dry_run;
     let by = match source {
-        DecisionSource::Override => gate.spec.decision_override.as_ref().and_then(|o| o.by.clone()),
+        DecisionSource::Override => gate
+            .spec
+            .decision_override
+            .as_ref()
+            .and_then(|o| o.by.clone()),
         _ => None,
     };
-    let reason = if dry_run { format!("dry run, GitHub is told approve; would {}: {reason}", verb(verdict)) } else { reason };
-    let decision = Decision { verdict, source, reason: reason.clone(), decided_at: now, by, dry_run };
+    let reason = if dry_run {
+        format!(
+            "dry run, GitHub is told approve; would {}: {reason}",
+            verb(verdict)
+        )
+    } else {
+        reason
+    };
+    let decision = Decision {
+        verdict,
+        source,
+        reason: reason.clone(),
+        decided_at: now,
+        by,
+        dry_run,
+    };
     let mut s = base_status(&gate, deadline);
     s.phase = Some(Phase::of(verdict));
     s.reason = Some(reason.clone());
     s.decision = Some(decision);
-    s.delivery = Some(Delivery { state: DeliveryState::Pending, attempts: 0, last_error: None, next_attempt_at: None, delivered_at: None, settled_by: None });
+    s.delivery = Some(Delivery {
+        state: DeliveryState::Pending,
+        attempts: 0,
+        last_error: None,
+        next_attempt_at: None,
+        delivered_at: None,
+        settled_by: None,
+    });
     s.blockers.clear();
     s.next_evaluation = None;
-    set_condition(&mut s, CONDITION_DECIDED, true, &format!("{source:?}"), &reason, now);
+    set_condition(
+        &mut s,
+        CONDITION_DECIDED,
+        true,
+        &format!("{source:?}"),
+        &reason,
+        now,
+    );
     set_condition(&mut s, CONDITION_BLOCKED, false, "Decided", "decided", now);
-    set_condition(&mut s, CONDITION_DELIVERED, false, "Pending", "sending the decision to GitHub", now);
+    set_condition(
+        &mut s,
+        CONDITION_DELIVERED,
+        false,
+        "Pending",
+        "sending the decision to GitHub",
+        now,
+    );
     let (gate, wrote) = commit(api, gate, s, ctx).await?;
     if !wrote {
         // Identical status already stored or the guard refused: re-read and let the next reconcile act.
-        return Err(Error::Conflict { object: key_of(&gate) });
+        return Err(Error::Conflict {
+            object: key_of(&gate),
+        });
     }
     let verdict_word = match verdict {
         Verdict::Approve => "approve",
         Verdict::Reject => "reject",
     };
     let source_word = format!("{source:?}");
-    ctx.metrics.decisions.get_or_create(&labels([("verdict", verdict_word), ("source", &source_word)])).inc();
-    let created = gate.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    ctx.metrics
+        .decisions
+        .get_or_create(&labels([
+            ("verdict", verdict_word),
+            ("source", &source_word),
+        ]))
+        .inc();
+    let created = gate
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
     let latency = (now.as_millisecond() - created.as_millisecond()).max(0);
-    ctx.metrics.decision_latency.observe(latency as f64 / 1000.0);
+    ctx.metrics
+        .decision_latency
+        .observe(latency as f64 / 1000.0);
     if source == DecisionSource::Deadline {
         let late = (now.as_millisecond() - deadline.as_millisecond()).max(0);
         ctx.metrics.deadline_lateness.observe(late as f64 / 1000.0);
     }
-    let t = Transition { reason: if verdict == Verdict::Approve { "Approved" } else { "Rejected" }, note: reason, warning: false };
+    let t = Transition {
+        reason: if verdict == Verdict::Approve {
+            "Approved"
+        } else {
+            "Rejected"
+        },
+        note: reason,
+        warning: false,
+    };
     record::publish(&ctx.recorder, &gate, &t).await;
     record::log_gate(&gate, &t, Some(latency as u128));
     Ok(gate)
@@ -401,7 +682,12 @@ fn target(gate: &DeploymentGate) -> RunTarget {
 }
 
 /// Sends the recorded decision and records the outcome. Never re-decides.
-async fn deliver(api: &Api<DeploymentGate>, gate: DeploymentGate, decision: Decision, ctx: &Context) -> Result<(DeploymentGate, Action), Error> {
+async fn deliver(
+    api: &Api<DeploymentGate>,
+    gate: DeploymentGate,
+    decision: Decision,
+    ctx: &Context,
+) -> Result<(DeploymentGate, Action), Error> {
     let now = ctx.now();
     let status = gate.status.clone().unwrap_or_default();
     let mut delivery = status.delivery.clone().unwrap_or(Delivery {
@@ -421,7 +707,10 @@ async fn deliver(api: &Api<DeploymentGate>, gate: DeploymentGate, decision: Deci
         return Ok((gate, requeue_at(at, now)));
     }
     let comment = comment_for(&decision);
-    let outcome = ctx.github.review(&target(&gate), decision.delivered_verdict(), &comment).await;
+    let outcome = ctx
+        .github
+        .review(&target(&gate), decision.delivered_verdict(), &comment)
+        .await;
     delivery.attempts += 1;
     let now = ctx.now();
     let (word, transition, action) = match outcome {
@@ -430,7 +719,18 @@ async fn deliver(api: &Api<DeploymentGate>, gate: DeploymentGate, decision: Deci
             delivery.delivered_at = Some(now);
             delivery.last_error = None;
             delivery.next_attempt_at = None;
-            ("delivered", Some(("Delivered", format!("GitHub confirmed: {}", decision.delivered_verdict().github_state()), false)), Action::await_change())
+            (
+                "delivered",
+                Some((
+                    "Delivered",
+                    format!(
+                        "GitHub confirmed: {}",
+                        decision.delivered_verdict().github_state()
+                    ),
+                    false,
+                )),
+                Action::await_change(),
+            )
         }
         ReviewOutcome::AlreadySettled { by } => {
             delivery.state = DeliveryState::Settled;
@@ -438,13 +738,30 @@ async fn deliver(api: &Api<DeploymentGate>, gate: DeploymentGate, decision: Deci
             delivery.last_error = None;
             delivery.next_attempt_at = None;
             let who = by.map(|b| format!(" by {b}")).unwrap_or_default();
-            ("settled", Some(("Settled", format!("GitHub already had an answer for this request{who}"), false)), Action::await_change())
+            (
+                "settled",
+                Some((
+                    "Settled",
+                    format!("GitHub already had an answer for this request{who}"),
+                    false,
+                )),
+                Action::await_change(),
+            )
         }
         ReviewOutcome::Gone => {
             delivery.state = DeliveryState::Failed;
-            delivery.last_error = Some("the workflow run or repository no longer exists at GitHub".into());
+            delivery.last_error =
+                Some("the workflow run or repository no longer exists at GitHub".into());
             delivery.next_attempt_at = None;
-            ("gone", Some(("DeliveryFailed", "the workflow run or repository no longer exists at GitHub".to_string(), true)), Action::await_change())
+            (
+                "gone",
+                Some((
+                    "DeliveryFailed",
+                    "the workflow run or repository no longer exists at GitHub".to_string(),
+                    true,
+                )),
+                Action::await_change(),
+            )
         }
         ReviewOutcome::Denied { why } => {
             // A permission an administrator can grant: keep trying slowly, so the
@@ -453,24 +770,64 @@ async fn deliver(api: &Api<DeploymentGate>, gate: DeploymentGate, decision: Deci
             delivery.last_error = Some(why.clone());
             delivery.next_attempt_at = Some(later(now, retry));
             let first = delivery.attempts == 1;
-            ("denied", first.then(|| ("DeliveryDenied", why, true)), Action::requeue(retry))
+            (
+                "denied",
+                first.then_some(("DeliveryDenied", why, true)),
+                Action::requeue(retry),
+            )
         }
         ReviewOutcome::Retry { after, error } => {
             delivery.last_error = Some(error.clone());
             delivery.next_attempt_at = Some(later(now, after));
             let first = delivery.attempts == 1;
-            ("retry", first.then(|| ("DeliveryRetrying", format!("GitHub did not take the answer yet ({error}); retrying with backoff"), true)), Action::requeue(after.max(Duration::from_millis(10))))
+            (
+                "retry",
+                first.then(|| {
+                    (
+                        "DeliveryRetrying",
+                        format!(
+                            "GitHub did not take the answer yet ({error}); retrying with backoff"
+                        ),
+                        true,
+                    )
+                }),
+                Action::requeue(after.max(Duration::from_millis(10))),
+            )
         }
     };
-    ctx.metrics.deliveries.get_or_create(&labels([("outcome", word)])).inc();
+    ctx.metrics
+        .deliveries
+        .get_or_create(&labels([("outcome", word)]))
+        .inc();
     let mut s = status;
     let delivered = delivery.state.is_final();
     let settled = delivery.state;
     s.delivery = Some(delivery.clone());
     match settled {
-        DeliveryState::Delivered => set_condition(&mut s, CONDITION_DELIVERED, true, "Delivered", "GitHub confirmed the decision", now),
-        DeliveryState::Settled => set_condition(&mut s, CONDITION_DELIVERED, true, "Settled", "GitHub already had an answer for this request", now),
-        DeliveryState::Failed => set_condition(&mut s, CONDITION_DELIVERED, false, "Failed", delivery.last_error.as_deref().unwrap_or("failed"), now),
+        DeliveryState::Delivered => set_condition(
+            &mut s,
+            CONDITION_DELIVERED,
+            true,
+            "Delivered",
+            "GitHub confirmed the decision",
+            now,
+        ),
+        DeliveryState::Settled => set_condition(
+            &mut s,
+            CONDITION_DELIVERED,
+            true,
+            "Settled",
+            "GitHub already had an answer for this request",
+            now,
+        ),
+        DeliveryState::Failed => set_condition(
+            &mut s,
+            CONDITION_DELIVERED,
+            false,
+            "Failed",
+            delivery.last_error.as_deref().unwrap_or("failed"),
+            now,
+        ),
         DeliveryState::Pending => {}
     }
     // On a Pending retry the attempt count and next time are recorded only when the
@@ -483,7 +840,11 @@ async fn deliver(api: &Api<DeploymentGate>, gate: DeploymentGate, decision: Deci
         gate
     };
     if let Some((reason, note, warning)) = transition {
-        let t = Transition { reason, note, warning };
+        let t = Transition {
+            reason,
+            note,
+            warning,
+        };
         record::publish(&ctx.recorder, &gate, &t).await;
         record::log_gate(&gate, &t, None);
     }
@@ -491,12 +852,19 @@ async fn deliver(api: &Api<DeploymentGate>, gate: DeploymentGate, decision: Deci
 }
 
 fn later(now: Timestamp, after: Duration) -> Timestamp {
-    now.checked_add(jiff::SignedDuration::try_from(after).unwrap_or(jiff::SignedDuration::from_secs(60))).unwrap_or(now)
+    now.checked_add(
+        jiff::SignedDuration::try_from(after).unwrap_or(jiff::SignedDuration::from_secs(60)),
+    )
+    .unwrap_or(now)
 }
 
 /// The comment GitHub shows beside the answer.
 fn comment_for(d: &Decision) -> String {
-    let mut c = format!("Tollgate: {} — {}", d.delivered_verdict().github_state(), d.reason);
+    let mut c = format!(
+        "Tollgate: {} — {}",
+        d.delivered_verdict().github_state(),
+        d.reason
+    );
     if let Some(by) = &d.by {
         c.push_str(&format!(" (by {by})"));
     }

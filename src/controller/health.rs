@@ -8,27 +8,45 @@ use crate::policy::{HealthResults, WorkloadHealth};
 
 /// The key the engine uses for a workload: `Kind/namespace/name`.
 pub fn workload_key(w: &WorkloadRef, gate_namespace: &str) -> String {
-    format!("{:?}/{}/{}", w.kind, w.namespace.as_deref().unwrap_or(gate_namespace), w.name)
+    format!(
+        "{:?}/{}/{}",
+        w.kind,
+        w.namespace.as_deref().unwrap_or(gate_namespace),
+        w.name
+    )
 }
 
 /// Reads every required workload. A workload that cannot be read is unhealthy,
 /// with the reason, so a broken read holds the gate instead of approving it.
-pub async fn read(client: &Client, required: &[WorkloadRef], gate_namespace: &str) -> HealthResults {
+pub async fn read(
+    client: &Client,
+    required: &[WorkloadRef],
+    gate_namespace: &str,
+) -> HealthResults {
     let mut out = HealthResults::new();
     for w in required {
         let ns = w.namespace.as_deref().unwrap_or(gate_namespace);
         let health = match w.kind {
-            WorkloadKind::Deployment => match Api::<Deployment>::namespaced(client.clone(), ns).get_opt(&w.name).await {
+            WorkloadKind::Deployment => match Api::<Deployment>::namespaced(client.clone(), ns)
+                .get_opt(&w.name)
+                .await
+            {
                 Ok(Some(d)) => deployment_health(&d),
                 Ok(None) => WorkloadHealth::Unhealthy("not found".into()),
                 Err(e) => WorkloadHealth::Unhealthy(format!("cannot be read: {e}")),
             },
-            WorkloadKind::StatefulSet => match Api::<StatefulSet>::namespaced(client.clone(), ns).get_opt(&w.name).await {
+            WorkloadKind::StatefulSet => match Api::<StatefulSet>::namespaced(client.clone(), ns)
+                .get_opt(&w.name)
+                .await
+            {
                 Ok(Some(s)) => statefulset_health(&s),
                 Ok(None) => WorkloadHealth::Unhealthy("not found".into()),
                 Err(e) => WorkloadHealth::Unhealthy(format!("cannot be read: {e}")),
             },
-            WorkloadKind::DaemonSet => match Api::<DaemonSet>::namespaced(client.clone(), ns).get_opt(&w.name).await {
+            WorkloadKind::DaemonSet => match Api::<DaemonSet>::namespaced(client.clone(), ns)
+                .get_opt(&w.name)
+                .await
+            {
                 Ok(Some(d)) => daemonset_health(&d),
                 Ok(None) => WorkloadHealth::Unhealthy("not found".into()),
                 Err(e) => WorkloadHealth::Unhealthy(format!("cannot be read: {e}")),
@@ -58,7 +76,9 @@ pub fn deployment_health(d: &Deployment) -> WorkloadHealth {
     if updated >= want && available >= want && total <= want {
         WorkloadHealth::Healthy
     } else {
-        WorkloadHealth::Unhealthy(format!("{updated}/{want} replicas updated, {available}/{want} available"))
+        WorkloadHealth::Unhealthy(format!(
+            "{updated}/{want} replicas updated, {available}/{want} available"
+        ))
     }
 }
 
@@ -76,7 +96,9 @@ pub fn statefulset_health(s: &StatefulSet) -> WorkloadHealth {
     if updated >= want && ready >= want {
         WorkloadHealth::Healthy
     } else {
-        WorkloadHealth::Unhealthy(format!("{updated}/{want} replicas updated, {ready}/{want} ready"))
+        WorkloadHealth::Unhealthy(format!(
+            "{updated}/{want} replicas updated, {ready}/{want} ready"
+        ))
     }
 }
 
@@ -94,6 +116,8 @@ pub fn daemonset_health(d: &DaemonSet) -> WorkloadHealth {
     if updated >= want && available >= want {
         WorkloadHealth::Healthy
     } else {
-        WorkloadHealth::Unhealthy(format!("{updated}/{want} pods updated, {available}/{want} available"))
+        WorkloadHealth::Unhealthy(format!(
+            "{updated}/{want} pods updated, {available}/{want} available"
+        ))
     }
 }

@@ -50,13 +50,22 @@ pub struct Runtime {
     pub scope: Scope,
 }
 
+type ShutdownSignal =
+    futures::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>;
+
 /// The readiness of the controllers: true once both caches have synced.
 pub type Ready = tokio::sync::watch::Receiver<bool>;
 
 /// Runs both controllers until `shutdown` resolves. Each namespace of the scope
 /// gets its own pair of watches; without namespaces, the whole cluster.
-pub async fn run(rt: Runtime, ready: tokio::sync::watch::Sender<bool>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
-    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+pub async fn run(
+    rt: Runtime,
+    ready: tokio::sync::watch::Sender<bool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let shutdown: ShutdownSignal = futures::future::FutureExt::shared(
+        Box::pin(shutdown) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+    );
     let namespaces: Vec<Option<String>> = if rt.scope.namespaces.is_empty() {
         vec![None]
     } else {
@@ -112,7 +121,7 @@ async fn run_shard(
     metrics: Metrics,
     labels: Option<String>,
     ready: tokio::sync::watch::Sender<bool>,
-    shutdown: futures::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    shutdown: ShutdownSignal,
 ) {
     let mut wc = watcher::Config::default().any_semantic();
     if let Some(l) = &labels {
@@ -123,10 +132,19 @@ async fn run_shard(
     // Pauses hold gates by scope, in any namespace: the pause watch is cluster-wide
     // unless the operator is confined to namespaces.
     let gate_controller = Controller::new(gate_api, wc.clone());
-    let pause_controller = Controller::new(pause_api.clone(), watcher::Config::default().any_semantic());
+    let pause_controller =
+        Controller::new(pause_api.clone(), watcher::Config::default().any_semantic());
     let gates = gate_controller.store();
     let pauses = pause_controller.store();
-    let ctx = Arc::new(Context::new(client, github, config, settings, metrics, gates.clone(), pauses.clone()));
+    let ctx = Arc::new(Context::new(
+        client,
+        github,
+        config,
+        settings,
+        metrics,
+        gates.clone(),
+        pauses.clone(),
+    ));
 
     {
         let (gates, pauses) = (gates.clone(), pauses.clone());
@@ -142,9 +160,10 @@ async fn run_shard(
     let gate_cfg = controller::Config::default().concurrency(256);
     let gate_run = gate_controller
         .with_config(gate_cfg)
-        .watches_stream(triggers::pause_spec_changes(pause_api, watcher::Config::default().any_semantic()), move |pause| {
-            gates_for_pause(&mapper_gates, &pause)
-        })
+        .watches_stream(
+            triggers::pause_spec_changes(pause_api, watcher::Config::default().any_semantic()),
+            move |pause| gates_for_pause(&mapper_gates, &pause),
+        )
         .graceful_shutdown_on(shutdown.clone())
         .run(gate_reconcile, gate_error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
@@ -172,7 +191,12 @@ async fn gauges_loop(ctx: Arc<Context>) {
 }
 
 fn gate_error_policy(gate: Arc<DeploymentGate>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.error_action(&*gate, err, "gate", gate.status.as_ref().and_then(|s| s.deadline))
+    ctx.error_action(
+        &*gate,
+        err,
+        "gate",
+        gate.status.as_ref().and_then(|s| s.deadline),
+    )
 }
 
 fn pause_error_policy(pause: Arc<ReleasePause>, err: &Error, ctx: Arc<Context>) -> Action {

@@ -11,7 +11,9 @@ use super::context::Context;
 use super::error::Error;
 use super::record::{self, Transition};
 use super::status::{key_of, write_status};
-use crate::api::{CONDITION_ACTIVE, CONDITION_INVALID, CONDITION_RESUMED, PauseState, ReleasePause, ReleasePauseStatus};
+use crate::api::{
+    CONDITION_ACTIVE, CONDITION_INVALID, CONDITION_RESUMED, PauseState, ReleasePause,
+};
 use crate::policy;
 use crate::telemetry::labels;
 
@@ -19,7 +21,10 @@ use crate::telemetry::labels;
 pub async fn pause_reconcile(pause: Arc<ReleasePause>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_inner(&pause, &ctx).await;
-    ctx.metrics.reconcile_duration.get_or_create(&labels([("controller", "pause")])).observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&labels([("controller", "pause")]))
+        .observe(started.elapsed().as_secs_f64());
     if result.is_ok() {
         ctx.backoff.succeeded(&key_of(&*pause));
     }
@@ -30,12 +35,17 @@ async fn reconcile_inner(pause: &ReleasePause, ctx: &Context) -> Result<Action, 
     if pause.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let api: Api<ReleasePause> = Api::namespaced(ctx.client.clone(), &pause.namespace().unwrap_or_default());
+    let api: Api<ReleasePause> =
+        Api::namespaced(ctx.client.clone(), &pause.namespace().unwrap_or_default());
     let now = ctx.now();
     let old = pause.status.clone().unwrap_or_default();
     let mut s = old.clone();
     s.observed_generation = pause.metadata.generation;
-    s.short_sha = pause.spec.sha.as_ref().map(|sha| sha.chars().take(7).collect());
+    s.short_sha = pause
+        .spec
+        .sha
+        .as_ref()
+        .map(|sha| sha.chars().take(7).collect());
     s.scope = Some(scope_line(pause));
 
     // The resume is remembered in status the first time it is seen, so a writer
@@ -51,19 +61,39 @@ async fn reconcile_inner(pause: &ReleasePause, ctx: &Context) -> Result<Action, 
         .gates
         .state()
         .iter()
-        .filter(|g| g.status.as_ref().is_some_and(|st| st.decision.is_none() && st.blockers.iter().any(|b| b.name == pause_name)))
+        .filter(|g| {
+            g.status.as_ref().is_some_and(|st| {
+                st.decision.is_none() && st.blockers.iter().any(|b| b.name == pause_name)
+            })
+        })
         .count() as u32;
 
     let generation = s.observed_generation;
     let (state, next, message) = match policy::recovery::pause_state(&with_recovery, now) {
         Ok(eval) => {
-            policy::conditions::set_condition(&mut s.conditions, CONDITION_INVALID, false, "Valid", "the schedule is valid", generation, now);
+            policy::conditions::set_condition(
+                &mut s.conditions,
+                CONDITION_INVALID,
+                false,
+                "Valid",
+                "the schedule is valid",
+                generation,
+                now,
+            );
             (eval.state, eval.next_transition, eval.message)
         }
         Err(e) => {
             // An invalid schedule holds (fail closed); the condition and Event say how to fix it.
             let msg = e.to_string();
-            policy::conditions::set_condition(&mut s.conditions, CONDITION_INVALID, true, "InvalidSchedule", &msg, generation, now);
+            policy::conditions::set_condition(
+                &mut s.conditions,
+                CONDITION_INVALID,
+                true,
+                "InvalidSchedule",
+                &msg,
+                generation,
+                now,
+            );
             (PauseState::Active, None, format!("holding releases: {msg}"))
         }
     };
@@ -71,25 +101,55 @@ async fn reconcile_inner(pause: &ReleasePause, ctx: &Context) -> Result<Action, 
     s.message = Some(message.clone());
     s.next_transition = next;
     let active = state == PauseState::Active;
-    policy::conditions::set_condition(&mut s.conditions, CONDITION_ACTIVE, active, &format!("{state:?}"), &message, generation, now);
+    policy::conditions::set_condition(
+        &mut s.conditions,
+        CONDITION_ACTIVE,
+        active,
+        &format!("{state:?}"),
+        &message,
+        generation,
+        now,
+    );
     let resumed = state == PauseState::Resumed;
-    policy::conditions::set_condition(&mut s.conditions, CONDITION_RESUMED, resumed, if resumed { "Resumed" } else { "NotResumed" }, &message, generation, now);
+    policy::conditions::set_condition(
+        &mut s.conditions,
+        CONDITION_RESUMED,
+        resumed,
+        if resumed { "Resumed" } else { "NotResumed" },
+        &message,
+        generation,
+        now,
+    );
 
     if let Some(written) = write_status(&api, pause, pause.status.as_ref(), &s).await? {
         ctx.wrote(&written);
         if old.state != s.state {
-            let t = Transition { reason: match state {
-                PauseState::Active => "Active",
-                PauseState::Resumed => "Resumed",
-                PauseState::Inactive => "Inactive",
-            }, note: message.clone(), warning: false };
+            let t = Transition {
+                reason: match state {
+                    PauseState::Active => "Active",
+                    PauseState::Resumed => "Resumed",
+                    PauseState::Inactive => "Inactive",
+                },
+                note: message.clone(),
+                warning: false,
+            };
             record::publish(&ctx.recorder, &written, &t).await;
             tracing::info!(pause = %pause_name, reason = %pause.spec.reason, sha = pause.spec.sha.as_deref(), state = ?state, message = %message, "pause transition");
         }
-        let was_invalid = old.conditions.iter().any(|c| c.type_ == CONDITION_INVALID && c.status == "True");
-        let is_invalid = s.conditions.iter().any(|c| c.type_ == CONDITION_INVALID && c.status == "True");
+        let was_invalid = old
+            .conditions
+            .iter()
+            .any(|c| c.type_ == CONDITION_INVALID && c.status == "True");
+        let is_invalid = s
+            .conditions
+            .iter()
+            .any(|c| c.type_ == CONDITION_INVALID && c.status == "True");
         if is_invalid && !was_invalid {
-            let t = Transition { reason: "InvalidSchedule", note: message.clone(), warning: true };
+            let t = Transition {
+                reason: "InvalidSchedule",
+                note: message.clone(),
+                warning: true,
+            };
             record::publish(&ctx.recorder, &written, &t).await;
         }
     }

@@ -17,7 +17,11 @@ pub struct Transition<'a> {
 
 /// Publishes the Event; a failure to publish is logged, never fatal: the status
 /// write already recorded the transition.
-pub async fn publish<K: Resource<DynamicType = ()>>(recorder: &Recorder, obj: &K, t: &Transition<'_>) {
+pub async fn publish<K: Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    obj: &K,
+    t: &Transition<'_>,
+) {
     let mut note = t.note.clone();
     if note.len() > 1000 {
         let mut cut = 1000;
@@ -27,7 +31,11 @@ pub async fn publish<K: Resource<DynamicType = ()>>(recorder: &Recorder, obj: &K
         note.truncate(cut);
     }
     let event = Event {
-        type_: if t.warning { EventType::Warning } else { EventType::Normal },
+        type_: if t.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
         reason: t.reason.to_string(),
         note: Some(note),
         action: t.reason.to_string(),
@@ -43,7 +51,11 @@ pub fn log_gate(gate: &DeploymentGate, t: &Transition<'_>, latency_ms: Option<u1
     let status = gate.status.as_ref();
     let decision = status.and_then(|s| s.decision.as_ref());
     let deployment_id = gate.spec.deployment_id;
-    let name = format!("{}/{}", gate.metadata.namespace.as_deref().unwrap_or(""), gate.metadata.name.as_deref().unwrap_or(""));
+    let name = format!(
+        "{}/{}",
+        gate.metadata.namespace.as_deref().unwrap_or(""),
+        gate.metadata.name.as_deref().unwrap_or("")
+    );
     let fields = (
         name.as_str(),
         gate.spec.repository.as_str(),

@@ -48,12 +48,21 @@ pub fn merge_diff(old: &Value, new: &Value) -> Option<Value> {
 
 /// `namespace/name` of an object, for messages.
 pub fn key_of<K: Resource>(obj: &K) -> String {
-    format!("{}/{}", obj.meta().namespace.as_deref().unwrap_or(""), obj.meta().name.as_deref().unwrap_or(""))
+    format!(
+        "{}/{}",
+        obj.meta().namespace.as_deref().unwrap_or(""),
+        obj.meta().name.as_deref().unwrap_or("")
+    )
 }
 
 /// Writes `new` as the status of `obj`, precondition: `obj`'s resourceVersion.
 /// Returns `None` when nothing would change (no request is made).
-pub async fn write_status<K, S>(api: &Api<K>, obj: &K, old: Option<&S>, new: &S) -> Result<Option<K>, Error>
+pub async fn write_status<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    old: Option<&S>,
+    new: &S,
+) -> Result<Option<K>, Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize,
@@ -88,6 +97,13 @@ where
         .map_err(|e| Error::kube(key_of(obj), e))
 }
 
+fn params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..PatchParams::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,12 +114,10 @@ mod tests {
         let new = json!({"phase": "Approved", "delivery": {"state": "Delivered"}});
         assert_eq!(
             merge_diff(&old, &new),
-            Some(json!({"phase": "Approved", "blockers": null, "delivery": {"state": "Delivered", "lastError": null}}))
+            Some(
+                json!({"phase": "Approved", "blockers": null, "delivery": {"state": "Delivered", "lastError": null}})
+            )
         );
         assert_eq!(merge_diff(&new, &new), None);
     }
-}
-
-fn params() -> PatchParams {
-    PatchParams { field_manager: Some(MANAGER.to_string()), ..PatchParams::default() }
 }

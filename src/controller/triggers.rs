@@ -11,7 +11,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use crate::api::ReleasePause;
 
 /// A stream of pauses whose spec changed or that were deleted.
-pub fn pause_spec_changes(api: Api<ReleasePause>, wc: watcher::Config) -> impl Stream<Item = Result<ReleasePause, watcher::Error>> + Send {
+pub fn pause_spec_changes(
+    api: Api<ReleasePause>,
+    wc: watcher::Config,
+) -> impl Stream<Item = Result<ReleasePause, watcher::Error>> + Send {
     let mut seen: HashMap<String, Option<i64>> = HashMap::new();
     watcher(api, wc).default_backoff().filter_map(move |event| {
         let out = match event {

@@ -1,2 +1,20 @@
 //! Tollgate's only door to GitHub: App authentication, the review callback,
-//! checks, run state, pacing, and the webhook receiver.
+//! checks, run state, pacing, and (in `webhook`) the webhook receiver.
+//!
+//! Requests are built from owner/repo/run id on the configured API base and sent
+//! through octocrab with a relative path: octocrab attaches credentials only to
+//! requests for its own base, so a token can never leave for another host.
+
+mod checks;
+mod client;
+mod error;
+mod hooks;
+mod limiter;
+mod response;
+mod review;
+
+pub use client::{Auth, GitHub, GitHubConfig, split_repository};
+pub use error::GitHubError;
+pub use hooks::HookDelivery;
+pub use response::{Class, classify};
+pub use review::{CommentOutcome, ReviewOutcome, RunState, RunTarget};

@@ -2,5 +2,21 @@
 //! No kube client, no HTTP, no clock reads, no randomness.
 
 mod checks;
+pub mod conditions;
+pub mod deadline;
+mod evaluate;
+mod glob;
+pub mod recovery;
+pub mod report;
+pub mod scope;
+pub mod tenancy;
+pub mod transition;
+pub mod window;
 
 pub use checks::{CheckResults, CheckState, HealthResults, WorkloadHealth};
+pub use evaluate::{EvalContext, Verdict, evaluate};
+pub use glob::glob_match;
+pub use recovery::PauseEval;
+pub use tenancy::TenancyRule;
+pub use transition::Guard;
+pub use window::ScheduleError;

@@ -12,7 +12,11 @@ use prometheus_client::registry::Registry;
 type Labels = Vec<(&'static str, String)>;
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
-    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0].into_iter()
+    [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+        3600.0, 14400.0, 86400.0,
+    ]
+    .into_iter()
 }
 
 /// Every metric Tollgate exports. Cheap to clone (shared handles).
@@ -68,41 +72,107 @@ impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("tollgate");
         let webhooks = Family::<Labels, Counter>::default();
-        r.register("webhooks", "Webhooks received, by event and outcome", webhooks.clone());
+        r.register(
+            "webhooks",
+            "Webhooks received, by event and outcome",
+            webhooks.clone(),
+        );
         let signature_failures = Counter::default();
-        r.register("webhook_signature_failures", "Webhooks refused for a bad or missing signature", signature_failures.clone());
+        r.register(
+            "webhook_signature_failures",
+            "Webhooks refused for a bad or missing signature",
+            signature_failures.clone(),
+        );
         let gates_created = Counter::default();
-        r.register("gates_created", "DeploymentGates created from webhooks", gates_created.clone());
+        r.register(
+            "gates_created",
+            "DeploymentGates created from webhooks",
+            gates_created.clone(),
+        );
         let decisions = Family::<Labels, Counter>::default();
-        r.register("decisions", "Decisions, by verdict and source", decisions.clone());
+        r.register(
+            "decisions",
+            "Decisions, by verdict and source",
+            decisions.clone(),
+        );
         let decision_latency = Histogram::new(latency_buckets());
-        r.register("decision_latency_seconds", "Seconds from gate creation to its decision", decision_latency.clone());
-        let deadline_lateness = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0].into_iter());
-        r.register("deadline_lateness_seconds", "Seconds a deadline decision was recorded after the deadline", deadline_lateness.clone());
+        r.register(
+            "decision_latency_seconds",
+            "Seconds from gate creation to its decision",
+            decision_latency.clone(),
+        );
+        let deadline_lateness =
+            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0]);
+        r.register(
+            "deadline_lateness_seconds",
+            "Seconds a deadline decision was recorded after the deadline",
+            deadline_lateness.clone(),
+        );
         let deliveries = Family::<Labels, Counter>::default();
-        r.register("deliveries", "Delivery attempts to GitHub, by outcome", deliveries.clone());
+        r.register(
+            "deliveries",
+            "Delivery attempts to GitHub, by outcome",
+            deliveries.clone(),
+        );
         let github_requests = Family::<Labels, Counter>::default();
-        r.register("github_requests", "GitHub API requests, by operation and status", github_requests.clone());
+        r.register(
+            "github_requests",
+            "GitHub API requests, by operation and status",
+            github_requests.clone(),
+        );
         let rate_limit_waits = Counter::default();
-        r.register("github_rate_limit_waits", "Waits imposed by GitHub rate limits", rate_limit_waits.clone());
+        r.register(
+            "github_rate_limit_waits",
+            "Waits imposed by GitHub rate limits",
+            rate_limit_waits.clone(),
+        );
         let gates_by_phase = Family::<Labels, Gauge>::default();
         r.register("gates", "DeploymentGates by phase", gates_by_phase.clone());
         let pauses_by_state = Family::<Labels, Gauge>::default();
         r.register("pauses", "ReleasePauses by state", pauses_by_state.clone());
-        let reconcile_duration = Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
-        r.register("reconcile_duration_seconds", "Reconcile duration, by controller", reconcile_duration.clone());
+        let reconcile_duration =
+            Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        r.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration, by controller",
+            reconcile_duration.clone(),
+        );
         let reconcile_errors = Family::<Labels, Counter>::default();
-        r.register("reconcile_errors", "Reconcile errors, by controller and kind", reconcile_errors.clone());
+        r.register(
+            "reconcile_errors",
+            "Reconcile errors, by controller and kind",
+            reconcile_errors.clone(),
+        );
         let status_reports = Counter::default();
-        r.register("status_reports", "Status reports posted to waiting workflow runs", status_reports.clone());
+        r.register(
+            "status_reports",
+            "Status reports posted to waiting workflow runs",
+            status_reports.clone(),
+        );
         let recovered_deliveries = Counter::default();
-        r.register("recovered_deliveries", "Lost webhook deliveries GitHub was asked to redeliver", recovered_deliveries.clone());
+        r.register(
+            "recovered_deliveries",
+            "Lost webhook deliveries GitHub was asked to redeliver",
+            recovered_deliveries.clone(),
+        );
         let guard_refusals = Counter::default();
-        r.register("guard_refusals", "Status writes refused by the transition guard", guard_refusals.clone());
+        r.register(
+            "guard_refusals",
+            "Status writes refused by the transition guard",
+            guard_refusals.clone(),
+        );
         let deployments = Family::<Labels, Counter>::default();
-        r.register("deployments", "Approved deployments, by outcome", deployments.clone());
+        r.register(
+            "deployments",
+            "Approved deployments, by outcome",
+            deployments.clone(),
+        );
         let approval_to_ready = Histogram::new(latency_buckets());
-        r.register("approval_to_ready_seconds", "Seconds from approval to a Ready deployment", approval_to_ready.clone());
+        r.register(
+            "approval_to_ready_seconds",
+            "Seconds from approval to a Ready deployment",
+            approval_to_ready.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             webhooks,

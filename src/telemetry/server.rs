@@ -33,7 +33,10 @@ async fn readyz(State(h): State<Health>) -> impl IntoResponse {
 
 async fn metrics_text(State(h): State<Health>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         h.metrics.render(),
     )
 }

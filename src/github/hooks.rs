@@ -1,0 +1,187 @@
+//! The App's webhook deliveries, for recovering webhooks lost while the
+//! operator was down (GitHub never redelivers on its own).
+
+use http::Method;
+use jiff::Timestamp;
+
+use super::client::GitHub;
+use super::error::GitHubError;
+use super::response::message_of;
+
+/// At most this many pages of deliveries are read per sweep.
+const MAX_PAGES: usize = 20;
+
+/// One webhook delivery as GitHub lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookDelivery {
+    pub id: i64,
+    pub guid: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub status_code: i64,
+    pub delivered_at: Option<Timestamp>,
+    pub redelivery: bool,
+}
+
+impl HookDelivery {
+    /// GitHub did not get a 2xx from us.
+    pub fn failed(&self) -> bool {
+        !(200..300).contains(&self.status_code)
+    }
+}
+
+fn next_cursor(link: Option<&http::HeaderValue>) -> Option<String> {
+    let link = link?.to_str().ok()?;
+    link.split(',')
+        .find(|p| p.contains("rel=\"next\""))
+        .and_then(|p| {
+            let url = p
+                .split(';')
+                .next()?
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>');
+            url.split(['?', '&'])
+                .find_map(|kv| kv.strip_prefix("cursor=").map(str::to_string))
+        })
+}
+
+impl GitHub {
+    /// Failed `deployment_protection_rule` deliveries since `since`, newest first.
+    pub async fn failed_deliveries(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<HookDelivery>, GitHubError> {
+        let op = "listing the App's webhook deliveries".to_string();
+        let crab = self.app_client(&op)?;
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        'pages: for _ in 0..MAX_PAGES {
+            let path = match &cursor {
+                Some(c) => format!("/app/hook/deliveries?per_page=100&cursor={c}"),
+                None => "/app/hook/deliveries?per_page=100".to_string(),
+            };
+            let a = self.send(&crab, Method::GET, &path, None, &op).await?;
+            if a.status != 200 {
+                return Err(GitHubError::Status {
+                    op,
+                    status: a.status,
+                    message: message_of(&a.body),
+                });
+            }
+            let v: serde_json::Value =
+                serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
+                    op: op.clone(),
+                    why: e.to_string(),
+                })?;
+            for d in v.as_array().cloned().unwrap_or_default() {
+                let delivered_at = d
+                    .get("delivered_at")
+                    .and_then(|t| t.as_str())
+                    .and_then(|t| t.parse::<Timestamp>().ok());
+                if delivered_at.is_some_and(|t| t < since) {
+                    break 'pages;
+                }
+                let delivery = HookDelivery {
+                    id: d.get("id").and_then(|i| i.as_i64()).unwrap_or(0),
+                    guid: d
+                        .get("guid")
+                        .and_then(|g| g.as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                    event: d
+                        .get("event")
+                        .and_then(|g| g.as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                    action: d.get("action").and_then(|g| g.as_str()).map(str::to_string),
+                    status_code: d.get("status_code").and_then(|s| s.as_i64()).unwrap_or(0),
+                    delivered_at,
+                    redelivery: d
+                        .get("redelivery")
+                        .and_then(|r| r.as_bool())
+                        .unwrap_or(false),
+                };
+                if delivery.event == "deployment_protection_rule" && delivery.failed() {
+                    out.push(delivery);
+                }
+            }
+            cursor = next_cursor(a.headers.get("link"));
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The payload GitHub sent in a delivery.
+    pub async fn delivery_payload(&self, id: i64) -> Result<serde_json::Value, GitHubError> {
+        let op = format!("reading webhook delivery {id}");
+        let crab = self.app_client(&op)?;
+        let a = self
+            .send(
+                &crab,
+                Method::GET,
+                &format!("/app/hook/deliveries/{id}"),
+                None,
+                &op,
+            )
+            .await?;
+        if a.status != 200 {
+            return Err(GitHubError::Status {
+                op,
+                status: a.status,
+                message: message_of(&a.body),
+            });
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
+                op: op.clone(),
+                why: e.to_string(),
+            })?;
+        v.pointer("/request/payload")
+            .cloned()
+            .ok_or(GitHubError::Decode {
+                op,
+                why: "the delivery has no request payload".into(),
+            })
+    }
+
+    /// Asks GitHub to deliver a webhook again.
+    pub async fn redeliver(&self, id: i64) -> Result<(), GitHubError> {
+        let op = format!("redelivering webhook delivery {id}");
+        let crab = self.app_client(&op)?;
+        let _permit = self.limiter().acquire().await;
+        let a = self
+            .send(
+                &crab,
+                Method::POST,
+                &format!("/app/hook/deliveries/{id}/attempts"),
+                Some(&serde_json::json!({})),
+                &op,
+            )
+            .await?;
+        if (200..300).contains(&a.status) {
+            Ok(())
+        } else {
+            Err(GitHubError::Status {
+                op,
+                status: a.status,
+                message: message_of(&a.body),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_cursor_is_read_from_the_link_header() {
+        let h: http::HeaderValue =
+            r#"<https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_123>; rel="next""#.parse().expect("header");
+        assert_eq!(next_cursor(Some(&h)).as_deref(), Some("v1_123"));
+        assert_eq!(next_cursor(None), None);
+    }
+}

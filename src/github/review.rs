@@ -1,0 +1,331 @@
+//! Answering a deployment protection rule request, status reports, and the
+//! state of the workflow run behind a gate.
+
+use std::time::Duration;
+
+use http::Method;
+use rand::Rng;
+use serde_json::json;
+
+use super::client::{GitHub, split_repository};
+use super::error::GitHubError;
+use super::response::{Class, classify, message_of};
+use crate::api::Verdict;
+
+/// The request a gate answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTarget {
+    /// `owner/name`.
+    pub repository: String,
+    /// The workflow run.
+    pub run_id: i64,
+    /// The environment the job deploys to.
+    pub environment: String,
+    /// The App installation, when known.
+    pub installation_id: Option<i64>,
+}
+
+/// What became of a review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReviewOutcome {
+    /// GitHub took the answer (204).
+    Delivered,
+    /// GitHub already had an answer for this request; `by` is who gave it, when known.
+    AlreadySettled { by: Option<String> },
+    /// The run or repository no longer exists (404).
+    Gone,
+    /// Try again after `after` (5xx, timeouts, connection errors, rate limits).
+    Retry { after: Duration, error: String },
+    /// A real refusal; `why` names the permission or setting to fix.
+    Denied { why: String },
+}
+
+/// What became of a status report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommentOutcome {
+    /// Posted.
+    Posted,
+    /// The request is no longer pending; nothing to report on.
+    NotPending,
+}
+
+/// The state of a workflow run, for orphan detection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    /// Still running or waiting.
+    Waiting,
+    /// Finished with this conclusion.
+    Completed { conclusion: String },
+    /// Cancelled.
+    Cancelled,
+    /// The run or repository does not exist (any more).
+    Gone,
+}
+
+fn jittered(base: Duration) -> Duration {
+    base.mul_f64(rand::rng().random_range(0.8..1.2))
+}
+
+fn now_epoch() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+impl GitHub {
+    /// Answers the request: `POST /repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule`.
+    /// The endpoint is not idempotent: after an ambiguous failure (no answer
+    /// within the timeout, a reset connection) the run's approvals are read before
+    /// anything is sent again, so an answer that landed is not sent twice.
+    pub async fn review(
+        &self,
+        target: &RunTarget,
+        verdict: Verdict,
+        comment: &str,
+    ) -> ReviewOutcome {
+        let op = format!(
+            "review of {} run {} ({})",
+            target.repository, target.run_id, target.environment
+        );
+        let (owner, name) = match split_repository(&target.repository) {
+            Ok(p) => p,
+            Err(e) => return ReviewOutcome::Denied { why: e.to_string() },
+        };
+        let crab = match self
+            .for_repo(&target.repository, target.installation_id, &op)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) if e.is_transient() => {
+                return ReviewOutcome::Retry {
+                    after: jittered(Duration::from_secs(5)),
+                    error: e.to_string(),
+                };
+            }
+            Err(e) => return ReviewOutcome::Denied { why: e.to_string() },
+        };
+        let path = format!(
+            "/repos/{owner}/{name}/actions/runs/{}/deployment_protection_rule",
+            target.run_id
+        );
+        let body = json!({
+            "environment_name": target.environment,
+            "state": verdict.github_state(),
+            "comment": comment,
+        });
+        let _permit = self.limiter().acquire().await;
+        let answer = match self
+            .send(&crab, Method::POST, &path, Some(&body), &op)
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                // Ambiguous: the request may have reached GitHub. Look before sending again.
+                drop(_permit);
+                return match self.landed(target, verdict).await {
+                    Some(outcome) => outcome,
+                    None => ReviewOutcome::Retry {
+                        after: jittered(Duration::from_secs(2)),
+                        error: e.to_string(),
+                    },
+                };
+            }
+        };
+        match classify(answer.status, &answer.headers, &answer.body, now_epoch()) {
+            Class::Ok => {
+                self.limiter().succeeded().await;
+                ReviewOutcome::Delivered
+            }
+            Class::AlreadySettled => ReviewOutcome::AlreadySettled { by: self.approver(target).await },
+            Class::Gone => ReviewOutcome::Gone,
+            Class::SecondaryLimit { retry_after } => {
+                let after = self.limiter().secondary_limit(retry_after).await;
+                ReviewOutcome::Retry { after, error: format!("GitHub secondary rate limit; every write pauses {after:?}") }
+            }
+            Class::RateLimited { after } => {
+                self.limiter().wait_until(after).await;
+                ReviewOutcome::Retry { after, error: format!("GitHub rate limit; retrying after {after:?}") }
+            }
+            Class::Transient { why } => ReviewOutcome::Retry { after: jittered(Duration::from_secs(2)), error: why },
+            Class::Denied { status: 401, .. } => ReviewOutcome::Retry {
+                after: jittered(Duration::from_secs(30)),
+                error: "GitHub refused the credentials even with a fresh token; check the App ID and private key".into(),
+            },
+            Class::Denied { status: 403, why } => ReviewOutcome::Denied {
+                why: format!("the App lacks Deployments: write on {} ({why})", target.repository),
+            },
+            Class::Denied { why, .. } => ReviewOutcome::Denied { why },
+        }
+    }
+
+    /// After an ambiguous failure: did an answer for this environment land?
+    async fn landed(&self, target: &RunTarget, verdict: Verdict) -> Option<ReviewOutcome> {
+        let approvals = self.approvals(target).await.ok()?;
+        let ours = approvals.iter().find(|a| a.environment_matches)?;
+        if ours.state == verdict.github_state() {
+            Some(ReviewOutcome::Delivered)
+        } else {
+            Some(ReviewOutcome::AlreadySettled {
+                by: ours.login.clone(),
+            })
+        }
+    }
+
+    /// Who answered the request, from `GET …/runs/{run_id}/approvals` (latest first).
+    async fn approver(&self, target: &RunTarget) -> Option<String> {
+        let approvals = self.approvals(target).await.ok()?;
+        approvals
+            .into_iter()
+            .find(|a| a.environment_matches)
+            .and_then(|a| a.login)
+    }
+
+    async fn approvals(&self, target: &RunTarget) -> Result<Vec<Approval>, GitHubError> {
+        let op = format!("approvals of {} run {}", target.repository, target.run_id);
+        let (owner, name) = split_repository(&target.repository)?;
+        let crab = self
+            .for_repo(&target.repository, target.installation_id, &op)
+            .await?;
+        let path = format!(
+            "/repos/{owner}/{name}/actions/runs/{}/approvals",
+            target.run_id
+        );
+        let a = self.send(&crab, Method::GET, &path, None, &op).await?;
+        if a.status != 200 {
+            return Err(GitHubError::Status {
+                op,
+                status: a.status,
+                message: message_of(&a.body),
+            });
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
+                op: op.clone(),
+                why: e.to_string(),
+            })?;
+        let list = v.as_array().cloned().unwrap_or_default();
+        let mut out: Vec<Approval> = list
+            .iter()
+            .map(|item| Approval {
+                state: item
+                    .get("state")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("")
+                    .to_string(),
+                login: item
+                    .pointer("/user/login")
+                    .and_then(|s| s.as_str())
+                    .map(str::to_string),
+                environment_matches: item
+                    .get("environments")
+                    .and_then(|e| e.as_array())
+                    .is_some_and(|envs| {
+                        envs.iter().any(|e| {
+                            e.get("name").and_then(|n| n.as_str())
+                                == Some(target.environment.as_str())
+                        })
+                    }),
+            })
+            .collect();
+        // GitHub lists oldest first; the latest answer is what counts.
+        out.reverse();
+        Ok(out)
+    }
+
+    /// A status report: the same endpoint with only a comment, shown to the person
+    /// watching the run. The caller keeps to GitHub's 10 per deployment.
+    pub async fn comment(
+        &self,
+        target: &RunTarget,
+        text: &str,
+    ) -> Result<CommentOutcome, GitHubError> {
+        let op = format!(
+            "status report on {} run {}",
+            target.repository, target.run_id
+        );
+        let (owner, name) = split_repository(&target.repository)?;
+        let crab = self
+            .for_repo(&target.repository, target.installation_id, &op)
+            .await?;
+        let path = format!(
+            "/repos/{owner}/{name}/actions/runs/{}/deployment_protection_rule",
+            target.run_id
+        );
+        let body = json!({ "environment_name": target.environment, "comment": text });
+        let _permit = self.limiter().acquire().await;
+        let a = self
+            .send(&crab, Method::POST, &path, Some(&body), &op)
+            .await?;
+        match classify(a.status, &a.headers, &a.body, now_epoch()) {
+            Class::Ok => Ok(CommentOutcome::Posted),
+            Class::AlreadySettled | Class::Gone => Ok(CommentOutcome::NotPending),
+            Class::SecondaryLimit { retry_after } => {
+                let after = self.limiter().secondary_limit(retry_after).await;
+                Err(GitHubError::RateLimited { op, after })
+            }
+            Class::RateLimited { after } => {
+                self.limiter().wait_until(after).await;
+                Err(GitHubError::RateLimited { op, after })
+            }
+            Class::Transient { why } => Err(GitHubError::Transport { op, why }),
+            Class::Denied { status, why } => Err(GitHubError::Status {
+                op,
+                status,
+                message: why,
+            }),
+        }
+    }
+
+    /// The state of a workflow run: `GET /repos/{owner}/{repo}/actions/runs/{run_id}`.
+    pub async fn run_state(
+        &self,
+        repo: &str,
+        installation: Option<i64>,
+        run_id: i64,
+    ) -> Result<RunState, GitHubError> {
+        let op = format!("state of {repo} run {run_id}");
+        let (owner, name) = split_repository(repo)?;
+        let crab = self.for_repo(repo, installation, &op).await?;
+        let a = self
+            .send(
+                &crab,
+                Method::GET,
+                &format!("/repos/{owner}/{name}/actions/runs/{run_id}"),
+                None,
+                &op,
+            )
+            .await?;
+        match a.status {
+            200 => {
+                let v: serde_json::Value =
+                    serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
+                        op: op.clone(),
+                        why: e.to_string(),
+                    })?;
+                let status = v.get("status").and_then(|s| s.as_str()).unwrap_or("");
+                let conclusion = v.get("conclusion").and_then(|s| s.as_str()).unwrap_or("");
+                Ok(match (status, conclusion) {
+                    ("completed", "cancelled") => RunState::Cancelled,
+                    ("completed", c) => RunState::Completed {
+                        conclusion: if c.is_empty() {
+                            "unknown".into()
+                        } else {
+                            c.into()
+                        },
+                    },
+                    _ => RunState::Waiting,
+                })
+            }
+            404 | 410 => Ok(RunState::Gone),
+            s => Err(GitHubError::Status {
+                op,
+                status: s,
+                message: message_of(&a.body),
+            }),
+        }
+    }
+}
+
+struct Approval {
+    state: String,
+    login: Option<String>,
+    environment_matches: bool,
+}
