@@ -157,7 +157,16 @@ async fn run_shard(
         })
         .applied_objects();
 
-    let ctx = Arc::new(Context::new(client, github, config, settings, metrics, gates.clone(), pauses.clone(), pauses_synced.clone()));
+    let ctx = Arc::new(Context::new(
+        client,
+        github,
+        config,
+        settings,
+        metrics,
+        gates.clone(),
+        pauses.clone(),
+        pauses_synced.clone(),
+    ));
     {
         let (mut g, mut p) = (gates_synced, pauses_synced);
         tokio::spawn(async move {
@@ -173,9 +182,10 @@ async fn run_shard(
         // Unbounded: a reconcile waiting for GitHub's pacing must never delay
         // another gate's deadline decision.
         .with_config(controller::Config::default().concurrency(0))
-        .watches_stream(triggers::pause_spec_changes(pause_api, watcher::Config::default().any_semantic()), move |pause| {
-            gates_for_pause(&mapper_gates, &pause)
-        })
+        .watches_stream(
+            triggers::pause_spec_changes(pause_api, watcher::Config::default().any_semantic()),
+            move |pause| gates_for_pause(&mapper_gates, &pause),
+        )
         .graceful_shutdown_on(shutdown.clone())
         .run(gate_reconcile, gate_error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));

@@ -98,15 +98,23 @@ impl FakeGitHub {
         QUIET_RESETS.call_once(|| {
             let previous = std::panic::take_hook();
             std::panic::set_hook(Box::new(move |info| {
-                let quiet = info.payload().downcast_ref::<&str>().is_some_and(|m| *m == RESET);
+                let quiet = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .is_some_and(|m| *m == RESET);
                 if !quiet {
                     previous(info);
                 }
             }));
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
-        let fake = FakeGitHub { state: Arc::default(), url: format!("http://{addr}") };
+        let fake = FakeGitHub {
+            state: Arc::default(),
+            url: format!("http://{addr}"),
+        };
         let app = Router::new().fallback(handle).with_state(fake.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -130,37 +138,61 @@ impl FakeGitHub {
 
     /// Requests whose path contains `needle`.
     pub fn requests_to(&self, method: &str, needle: &str) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.method == method && r.path.contains(needle)).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path.contains(needle))
+            .collect()
     }
 
     /// Review POSTs that carried a state, for a run.
     pub fn reviews(&self, run_id: i64) -> Vec<Recorded> {
         self.requests()
             .into_iter()
-            .filter(|r| r.method == "POST" && r.path.ends_with(&format!("/actions/runs/{run_id}/deployment_protection_rule")) && r.body.get("state").is_some())
+            .filter(|r| {
+                r.method == "POST"
+                    && r.path.ends_with(&format!(
+                        "/actions/runs/{run_id}/deployment_protection_rule"
+                    ))
+                    && r.body.get("state").is_some()
+            })
             .collect()
     }
 
     /// How many answers GitHub accepted (204) for (run, environment).
     pub fn accepted(&self, run_id: i64, environment: &str) -> u32 {
-        self.lock().accepted.get(&(run_id, environment.to_string())).copied().unwrap_or(0)
+        self.lock()
+            .accepted
+            .get(&(run_id, environment.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The answer recorded for (run, environment): (state, login).
     pub fn answer(&self, run_id: i64, environment: &str) -> Option<(String, String)> {
-        self.lock().runs.get(&run_id).and_then(|r| r.answers.get(environment)).map(|(s, l, _)| (s.clone(), l.clone()))
+        self.lock()
+            .runs
+            .get(&run_id)
+            .and_then(|r| r.answers.get(environment))
+            .map(|(s, l, _)| (s.clone(), l.clone()))
     }
 
     /// Someone else answers first (e.g. a person in the GitHub UI).
     pub fn answer_as(&self, run_id: i64, environment: &str, state: &str, login: &str) {
         let mut s = self.lock();
         let run = s.runs.entry(run_id).or_default();
-        run.answers.insert(environment.to_string(), (state.to_string(), login.to_string(), String::new()));
+        run.answers.insert(
+            environment.to_string(),
+            (state.to_string(), login.to_string(), String::new()),
+        );
     }
 
     /// Status reports posted for (run, environment).
     pub fn comments(&self, run_id: i64, environment: &str) -> u32 {
-        self.lock().comments.get(&(run_id, environment.to_string())).copied().unwrap_or(0)
+        self.lock()
+            .comments
+            .get(&(run_id, environment.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Sets a workflow run's state: `completed` with a conclusion, or `gone`.
@@ -190,12 +222,19 @@ impl FakeGitHub {
 
     /// Scripts the next answers of a route: `review`, `approvals`, `run`, `checks`, `token`, `deliveries`.
     pub fn script(&self, route: &'static str, faults: &[Fault]) {
-        self.lock().script.entry(route).or_default().extend(faults.iter().cloned());
+        self.lock()
+            .script
+            .entry(route)
+            .or_default()
+            .extend(faults.iter().cloned());
     }
 
     /// Fails this share of review requests at random, seeded.
     pub fn random_faults(&self, share: f64, seed: u64) {
-        self.lock().random = Some(RandomFaults { share, rng: StdRng::seed_from_u64(seed) });
+        self.lock().random = Some(RandomFaults {
+            share,
+            rng: StdRng::seed_from_u64(seed),
+        });
     }
 
     /// Stops random faults.
@@ -228,16 +267,37 @@ impl FakeGitHub {
 
 fn gh(status: u16, message: &str) -> Response {
     let body = json!({"message": message, "documentation_url": "https://docs.github.com/rest"});
-    (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn json_ok(v: Value) -> Response {
-    (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 fn route_of(method: &Method, parts: &[&str]) -> &'static str {
     match (method, parts) {
-        (&Method::POST, ["repos", _, _, "actions", "runs", _, "deployment_protection_rule"]) => "review",
+        (
+            &Method::POST,
+            [
+                "repos",
+                _,
+                _,
+                "actions",
+                "runs",
+                _,
+                "deployment_protection_rule",
+            ],
+        ) => "review",
         (&Method::GET, ["repos", _, _, "actions", "runs", _, "approvals"]) => "approvals",
         (&Method::GET, ["repos", _, _, "actions", "runs", _]) => "run",
         (&Method::GET, ["repos", _, _, "commits", _, _]) => "checks",
@@ -261,22 +321,31 @@ fn apply(fault: Fault) -> Effect {
         Fault::Hang { lands } => Effect::Hang { lands },
         Fault::Reset { lands } => Effect::Reset { lands },
         Fault::SecondaryLimit { retry_after } => {
-            let mut r = gh(403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.");
+            let mut r = gh(
+                403,
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            );
             if let Some(s) = retry_after {
-                r.headers_mut().insert("retry-after", s.to_string().parse().expect("header"));
+                r.headers_mut()
+                    .insert("retry-after", s.to_string().parse().expect("header"));
             }
             Effect::Respond(r)
         }
         Fault::RetryAfter(s) => {
             let mut r = gh(429, "Too many requests");
-            r.headers_mut().insert("retry-after", s.to_string().parse().expect("header"));
+            r.headers_mut()
+                .insert("retry-after", s.to_string().parse().expect("header"));
             Effect::Respond(r)
         }
         Fault::PrimaryExhausted { reset_in } => {
             let mut r = gh(403, "API rate limit exceeded for installation.");
             let reset = jiff::Timestamp::now().as_second() + reset_in as i64;
-            r.headers_mut().insert("x-ratelimit-remaining", "0".parse().expect("header"));
-            r.headers_mut().insert("x-ratelimit-reset", reset.to_string().parse().expect("header"));
+            r.headers_mut()
+                .insert("x-ratelimit-remaining", "0".parse().expect("header"));
+            r.headers_mut().insert(
+                "x-ratelimit-reset",
+                reset.to_string().parse().expect("header"),
+            );
             Effect::Respond(r)
         }
         Fault::Unauthorized => Effect::Respond(gh(401, "Bad credentials")),
@@ -287,9 +356,15 @@ fn random_fault(rng: &mut StdRng) -> Fault {
     match rng.random_range(0..8) {
         0 => Fault::Status(500, "Server Error"),
         1 => Fault::Status(502, "Bad Gateway"),
-        2 => Fault::Hang { lands: rng.random_bool(0.5) },
-        3 => Fault::Reset { lands: rng.random_bool(0.5) },
-        4 => Fault::SecondaryLimit { retry_after: Some(1) },
+        2 => Fault::Hang {
+            lands: rng.random_bool(0.5),
+        },
+        3 => Fault::Reset {
+            lands: rng.random_bool(0.5),
+        },
+        4 => Fault::SecondaryLimit {
+            retry_after: Some(1),
+        },
         5 => Fault::RetryAfter(1),
         6 => Fault::Unauthorized,
         _ => Fault::Status(503, "Service Unavailable"),
@@ -299,8 +374,14 @@ fn random_fault(rng: &mut StdRng) -> Fault {
 async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let authorization = req.headers().get("authorization").and_then(|a| a.to_str().ok()).map(str::to_string);
-    let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default();
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|a| a.to_str().ok())
+        .map(str::to_string);
+    let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let route = route_of(&method, &parts);
@@ -313,18 +394,43 @@ async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
                 return None;
             }
             let r = s.random.as_mut()?;
-            if r.rng.random_bool(r.share.clamp(0.0, 1.0)) { Some(random_fault(&mut r.rng)) } else { None }
+            if r.rng.random_bool(r.share.clamp(0.0, 1.0)) {
+                Some(random_fault(&mut r.rng))
+            } else {
+                None
+            }
         })
     };
     let effect = fault.map(apply);
     let (response, broken) = match effect {
         Some(Effect::Respond(r)) => (r, None),
-        Some(Effect::Hang { lands }) => (if lands { serve(&fake, &method, &parts, &body) } else { gh(599, "never sent") }, Some(true)),
-        Some(Effect::Reset { lands }) => (if lands { serve(&fake, &method, &parts, &body) } else { gh(599, "never sent") }, Some(false)),
+        Some(Effect::Hang { lands }) => (
+            if lands {
+                serve(&fake, &method, &parts, &body)
+            } else {
+                gh(599, "never sent")
+            },
+            Some(true),
+        ),
+        Some(Effect::Reset { lands }) => (
+            if lands {
+                serve(&fake, &method, &parts, &body)
+            } else {
+                gh(599, "never sent")
+            },
+            Some(false),
+        ),
         None => (serve(&fake, &method, &parts, &body), None),
     };
     let status = response.status().as_u16();
-    fake.lock().requests.push(Recorded { method: method.to_string(), path: path.clone(), authorization, body: body.clone(), at, status });
+    fake.lock().requests.push(Recorded {
+        method: method.to_string(),
+        path: path.clone(),
+        authorization,
+        body: body.clone(),
+        at,
+        status,
+    });
     match broken {
         None => response,
         // Hang past any client timeout: the client gives up without an answer.
@@ -344,14 +450,42 @@ fn serve(fake: &FakeGitHub, method: &Method, parts: &[&str], body: &Value) -> Re
             s.tokens_minted += 1;
             let n = s.tokens_minted;
             let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
-            (StatusCode::CREATED, [("content-type", "application/json")], json!({"token": format!("ghs_fake{n}"), "expires_at": expires.to_string()}).to_string()).into_response()
+            (
+                StatusCode::CREATED,
+                [("content-type", "application/json")],
+                json!({"token": format!("ghs_fake{n}"), "expires_at": expires.to_string()})
+                    .to_string(),
+            )
+                .into_response()
         }
         (&Method::GET, ["repos", _, _, "installation"]) => json_ok(json!({"id": 42, "app_id": 1})),
-        (&Method::POST, ["repos", _, _, "actions", "runs", run, "deployment_protection_rule"]) => {
+        (
+            &Method::POST,
+            [
+                "repos",
+                _,
+                _,
+                "actions",
+                "runs",
+                run,
+                "deployment_protection_rule",
+            ],
+        ) => {
             let run_id: i64 = run.parse().unwrap_or(0);
-            let env = body.get("environment_name").and_then(|e| e.as_str()).unwrap_or("").to_string();
-            let state = body.get("state").and_then(|e| e.as_str()).map(str::to_string);
-            let comment = body.get("comment").and_then(|e| e.as_str()).unwrap_or("").to_string();
+            let env = body
+                .get("environment_name")
+                .and_then(|e| e.as_str())
+                .unwrap_or("")
+                .to_string();
+            let state = body
+                .get("state")
+                .and_then(|e| e.as_str())
+                .map(str::to_string);
+            let comment = body
+                .get("comment")
+                .and_then(|e| e.as_str())
+                .unwrap_or("")
+                .to_string();
             let entry = s.runs.entry(run_id).or_default();
             if entry.gone {
                 return gh(404, "Not Found");
@@ -361,7 +495,9 @@ fn serve(fake: &FakeGitHub, method: &Method, parts: &[&str], body: &Value) -> Re
             }
             match state {
                 Some(state) => {
-                    entry.answers.insert(env.clone(), (state, "tollgate[bot]".into(), comment));
+                    entry
+                        .answers
+                        .insert(env.clone(), (state, "tollgate[bot]".into(), comment));
                     *s.accepted.entry((run_id, env)).or_default() += 1;
                 }
                 None => *s.comments.entry((run_id, env)).or_default() += 1,
@@ -386,7 +522,9 @@ fn serve(fake: &FakeGitHub, method: &Method, parts: &[&str], body: &Value) -> Re
             let run_id: i64 = run.parse().unwrap_or(0);
             match s.runs.get(&run_id) {
                 Some(r) if r.gone => gh(404, "Not Found"),
-                Some(r) if !r.status.is_empty() => json_ok(json!({"id": run_id, "status": r.status, "conclusion": r.conclusion})),
+                Some(r) if !r.status.is_empty() => {
+                    json_ok(json!({"id": run_id, "status": r.status, "conclusion": r.conclusion}))
+                }
                 _ => json_ok(json!({"id": run_id, "status": "waiting", "conclusion": null})),
             }
         }
@@ -398,7 +536,9 @@ fn serve(fake: &FakeGitHub, method: &Method, parts: &[&str], body: &Value) -> Re
             let statuses = s.statuses.get(*sha).cloned().unwrap_or_default();
             json_ok(json!({"state": "pending", "statuses": statuses}))
         }
-        (&Method::GET, ["app", "hook", "deliveries"]) => json_ok(Value::Array(s.deliveries.clone())),
+        (&Method::GET, ["app", "hook", "deliveries"]) => {
+            json_ok(Value::Array(s.deliveries.clone()))
+        }
         (&Method::GET, ["app", "hook", "deliveries", id]) => {
             let id: i64 = id.parse().unwrap_or(0);
             match s.payloads.get(&id) {

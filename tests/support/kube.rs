@@ -93,7 +93,15 @@ fn parse_path(path: &str) -> Option<Target> {
         [p, n, s] => (p.to_string(), Some(n.to_string()), Some(s.to_string())),
         _ => return None,
     };
-    Some(Target { collection: format!("{group}/{version}/{plural}"), group, version, plural, namespace, name, sub })
+    Some(Target {
+        collection: format!("{group}/{version}/{plural}"),
+        group,
+        version,
+        plural,
+        namespace,
+        name,
+        sub,
+    })
 }
 
 fn status(code: u16, reason: &str, message: &str) -> Response {
@@ -101,16 +109,28 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": message, "reason": reason, "code": code,
     });
-    (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), [("content-type", "application/json")], body.to_string())
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
         .into_response()
 }
 
 fn ok(code: u16, v: &Value) -> Response {
-    (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), [("content-type", "application/json")], v.to_string()).into_response()
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+        [("content-type", "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 fn now_rfc3339() -> String {
-    jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or(jiff::Timestamp::now()).to_string()
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or(jiff::Timestamp::now())
+        .to_string()
 }
 
 /// Everything but metadata and status: a change here bumps `generation`.
@@ -152,7 +172,10 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 }
 
 fn pointer_parts(path: &str) -> Vec<String> {
-    path.split('/').skip(1).map(|p| p.replace("~1", "/").replace("~0", "~")).collect()
+    path.split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect()
 }
 
 fn json_patch(target: &mut Value, ops: &[Value]) -> Result<(), (u16, String)> {
@@ -164,13 +187,19 @@ fn json_patch(target: &mut Value, ops: &[Value]) -> Result<(), (u16, String)> {
         match kind {
             "test" => {
                 if target.pointer(path) != Some(&value) {
-                    return Err((422, format!("the server rejected our request: testing value {path} failed")));
+                    return Err((
+                        422,
+                        format!("the server rejected our request: testing value {path} failed"),
+                    ));
                 }
             }
             "add" | "replace" => {
-                let (last, parent_parts) = parts.split_last().ok_or((422, "empty path".to_string()))?;
+                let (last, parent_parts) =
+                    parts.split_last().ok_or((422, "empty path".to_string()))?;
                 let parent_path: String = parent_parts.iter().map(|p| format!("/{p}")).collect();
-                let parent = target.pointer_mut(&parent_path).ok_or((422, format!("missing parent of {path}")))?;
+                let parent = target
+                    .pointer_mut(&parent_path)
+                    .ok_or((422, format!("missing parent of {path}")))?;
                 match parent {
                     Value::Object(o) => {
                         if kind == "replace" && !o.contains_key(last) {
@@ -182,7 +211,9 @@ fn json_patch(target: &mut Value, ops: &[Value]) -> Result<(), (u16, String)> {
                         if last == "-" {
                             a.push(value);
                         } else {
-                            let i: usize = last.parse().map_err(|_| (422, format!("bad index in {path}")))?;
+                            let i: usize = last
+                                .parse()
+                                .map_err(|_| (422, format!("bad index in {path}")))?;
                             if kind == "replace" && i < a.len() {
                                 a[i] = value;
                             } else if i <= a.len() {
@@ -196,14 +227,18 @@ fn json_patch(target: &mut Value, ops: &[Value]) -> Result<(), (u16, String)> {
                 }
             }
             "remove" => {
-                let (last, parent_parts) = parts.split_last().ok_or((422, "empty path".to_string()))?;
+                let (last, parent_parts) =
+                    parts.split_last().ok_or((422, "empty path".to_string()))?;
                 let parent_path: String = parent_parts.iter().map(|p| format!("/{p}")).collect();
                 match target.pointer_mut(&parent_path) {
                     Some(Value::Object(o)) => {
-                        o.remove(last).ok_or((422, format!("remove of missing {path}")))?;
+                        o.remove(last)
+                            .ok_or((422, format!("remove of missing {path}")))?;
                     }
                     Some(Value::Array(a)) => {
-                        let i: usize = last.parse().map_err(|_| (422, format!("bad index in {path}")))?;
+                        let i: usize = last
+                            .parse()
+                            .map_err(|_| (422, format!("bad index in {path}")))?;
                         if i >= a.len() {
                             return Err((422, format!("index out of range in {path}")));
                         }
@@ -237,23 +272,37 @@ fn labels_match(obj: &Value, selector: &str) -> bool {
         cur.push(c);
     }
     terms.push(cur);
-    terms.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).all(|t| {
-        if let Some((k, v)) = t.split_once("!=") {
-            get(k.trim()) != Some(v.trim())
-        } else if let Some((k, v)) = t.split_once("==").or_else(|| t.split_once('=')) {
-            get(k.trim()) == Some(v.trim())
-        } else if let Some((k, set)) = t.split_once(" notin ") {
-            let set: Vec<&str> = set.trim().trim_matches(|c| c == '(' || c == ')').split(',').map(str::trim).collect();
-            !get(k.trim()).is_some_and(|v| set.contains(&v))
-        } else if let Some((k, set)) = t.split_once(" in ") {
-            let set: Vec<&str> = set.trim().trim_matches(|c| c == '(' || c == ')').split(',').map(str::trim).collect();
-            get(k.trim()).is_some_and(|v| set.contains(&v))
-        } else if let Some(k) = t.strip_prefix('!') {
-            get(k.trim()).is_none()
-        } else {
-            get(t).is_some()
-        }
-    })
+    terms
+        .iter()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .all(|t| {
+            if let Some((k, v)) = t.split_once("!=") {
+                get(k.trim()) != Some(v.trim())
+            } else if let Some((k, v)) = t.split_once("==").or_else(|| t.split_once('=')) {
+                get(k.trim()) == Some(v.trim())
+            } else if let Some((k, set)) = t.split_once(" notin ") {
+                let set: Vec<&str> = set
+                    .trim()
+                    .trim_matches(|c| c == '(' || c == ')')
+                    .split(',')
+                    .map(str::trim)
+                    .collect();
+                !get(k.trim()).is_some_and(|v| set.contains(&v))
+            } else if let Some((k, set)) = t.split_once(" in ") {
+                let set: Vec<&str> = set
+                    .trim()
+                    .trim_matches(|c| c == '(' || c == ')')
+                    .split(',')
+                    .map(str::trim)
+                    .collect();
+                get(k.trim()).is_some_and(|v| set.contains(&v))
+            } else if let Some(k) = t.strip_prefix('!') {
+                get(k.trim()).is_none()
+            } else {
+                get(t).is_some()
+            }
+        })
 }
 
 fn fields_match(obj: &Value, selector: &str) -> bool {
@@ -291,7 +340,9 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -329,7 +380,9 @@ fn kind_for(plural: &str) -> String {
         "namespaces" => "Namespace".into(),
         other => {
             let mut c = other.trim_end_matches('s').chars();
-            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()
         }
     }
 }
@@ -348,9 +401,15 @@ impl FakeKube {
             delay: Duration::ZERO,
             user: "test-user".into(),
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
-        let fake = FakeKube { inner, events, url: format!("http://{addr}") };
+        let fake = FakeKube {
+            inner,
+            events,
+            url: format!("http://{addr}"),
+        };
         let app = Router::new().fallback(handle).with_state(fake.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -377,12 +436,19 @@ impl FakeKube {
 
     /// Every stored object of a collection (`group/version/plural`, e.g. `tollgate.dev/v1alpha1/deploymentgates`).
     pub fn objects(&self, collection: &str) -> Vec<Value> {
-        self.lock().objects.get(collection).map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.lock()
+            .objects
+            .get(collection)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// One stored object.
     pub fn get(&self, collection: &str, namespace: &str, name: &str) -> Option<Value> {
-        self.lock().objects.get(collection).and_then(|m| m.get(&(namespace.to_string(), name.to_string())).cloned())
+        self.lock()
+            .objects
+            .get(collection)
+            .and_then(|m| m.get(&(namespace.to_string(), name.to_string())).cloned())
     }
 
     /// The write log.
@@ -413,19 +479,42 @@ impl FakeKube {
     /// Stores an object directly (as an administrator would), returning it.
     pub fn put(&self, collection: &str, mut obj: Value) -> Value {
         let mut inner = self.lock();
-        let ns = obj.pointer("/metadata/namespace").and_then(|v| v.as_str()).unwrap_or("").to_string();
-        let name = obj.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
         inner.rv += 1;
         inner.uid += 1;
         let (rv, uid) = (inner.rv, inner.uid);
         let meta = obj["metadata"].as_object_mut().expect("metadata");
         meta.insert("resourceVersion".into(), json!(rv.to_string()));
         meta.entry("uid").or_insert(json!(format!("uid-{uid}")));
-        meta.entry("creationTimestamp").or_insert(json!(now_rfc3339()));
+        meta.entry("creationTimestamp")
+            .or_insert(json!(now_rfc3339()));
         meta.entry("generation").or_insert(json!(1));
-        let existed = inner.objects.entry(collection.to_string()).or_default().insert((ns.clone(), name), obj.clone()).is_some();
+        let existed = inner
+            .objects
+            .entry(collection.to_string())
+            .or_default()
+            .insert((ns.clone(), name), obj.clone())
+            .is_some();
         let kind = if existed { "MODIFIED" } else { "ADDED" };
-        self.emit(&mut inner, WatchEvent { rv, collection: collection.to_string(), namespace: ns, kind, object: obj.clone() });
+        self.emit(
+            &mut inner,
+            WatchEvent {
+                rv,
+                collection: collection.to_string(),
+                namespace: ns,
+                kind,
+                object: obj.clone(),
+            },
+        );
         obj
     }
 
@@ -452,28 +541,47 @@ async fn handle(State(fake): State<FakeKube>, req: Request) -> Response {
     };
     let path = uri.path();
     if path == "/version" {
-        return ok(200, &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake"}));
+        return ok(
+            200,
+            &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake"}),
+        );
     }
     let Some(t) = parse_path(path) else {
-        return status(404, "NotFound", &format!("the server could not find the requested resource {path}"));
+        return status(
+            404,
+            "NotFound",
+            &format!("the server could not find the requested resource {path}"),
+        );
     };
     let q = query_map(uri.query());
-    if t.group == "authentication.k8s.io" && t.plural == "selfsubjectreviews" && method == Method::POST {
+    if t.group == "authentication.k8s.io"
+        && t.plural == "selfsubjectreviews"
+        && method == Method::POST
+    {
         let user = fake.lock().user.clone();
-        return ok(201, &json!({
-            "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {},
-            "status": {"userInfo": {"username": user, "groups": ["system:authenticated"]}},
-        }));
+        return ok(
+            201,
+            &json!({
+                "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {},
+                "status": {"userInfo": {"username": user, "groups": ["system:authenticated"]}},
+            }),
+        );
     }
     if method != Method::GET
         && let Some(code) = fake.lock().fail_writes.pop_front()
     {
-        let reason = if code == 409 { "Conflict" } else { "InternalError" };
+        let reason = if code == 409 {
+            "Conflict"
+        } else {
+            "InternalError"
+        };
         fake.log(&t, &method, &headers, code, false);
         return status(code, reason, "injected failure");
     }
     match (method.clone(), t.name.is_some()) {
-        (Method::GET, false) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => watch(fake, t, q),
+        (Method::GET, false) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            watch(fake, t, q)
+        }
         (Method::GET, false) => list(&fake, &t, &q),
         (Method::GET, true) => {
             let inner = fake.lock();
@@ -494,27 +602,39 @@ fn not_found(t: &Target) -> Response {
     status(
         404,
         "NotFound",
-        &format!("{}.{} \"{}\" not found", t.plural, t.group, t.name.as_deref().unwrap_or("")),
+        &format!(
+            "{}.{} \"{}\" not found",
+            t.plural,
+            t.group,
+            t.name.as_deref().unwrap_or("")
+        ),
     )
 }
 
 fn lookup<'a>(inner: &'a Inner, t: &Target) -> Option<&'a Value> {
-    inner
-        .objects
-        .get(&t.collection)?
-        .get(&(t.namespace.clone().unwrap_or_default(), t.name.clone().unwrap_or_default()))
+    inner.objects.get(&t.collection)?.get(&(
+        t.namespace.clone().unwrap_or_default(),
+        t.name.clone().unwrap_or_default(),
+    ))
 }
 
 impl FakeKube {
     fn log(&self, t: &Target, method: &Method, headers: &HeaderMap, code: u16, changed: bool) {
-        let patch_type = headers.get("content-type").and_then(|c| c.to_str().ok()).map(str::to_string);
+        let patch_type = headers
+            .get("content-type")
+            .and_then(|c| c.to_str().ok())
+            .map(str::to_string);
         self.lock().log.push(WriteLog {
             method: method.to_string(),
             collection: t.collection.clone(),
             namespace: t.namespace.clone(),
             name: t.name.clone(),
             status_subresource: t.sub.as_deref() == Some("status"),
-            patch_type: if *method == Method::PATCH { patch_type } else { None },
+            patch_type: if *method == Method::PATCH {
+                patch_type
+            } else {
+                None
+            },
             code,
             changed,
         });
@@ -540,32 +660,52 @@ fn list(fake: &FakeKube, t: &Target, q: &BTreeMap<String, String>) -> Response {
                 .collect()
         })
         .unwrap_or_default();
-    let api_version = if t.group.is_empty() { t.version.clone() } else { format!("{}/{}", t.group, t.version) };
-    ok(200, &json!({
-        "kind": format!("{}List", kind_for(&t.plural)),
-        "apiVersion": api_version,
-        "metadata": {"resourceVersion": inner.rv.to_string()},
-        "items": items,
-    }))
+    let api_version = if t.group.is_empty() {
+        t.version.clone()
+    } else {
+        format!("{}/{}", t.group, t.version)
+    };
+    ok(
+        200,
+        &json!({
+            "kind": format!("{}List", kind_for(&t.plural)),
+            "apiVersion": api_version,
+            "metadata": {"resourceVersion": inner.rv.to_string()},
+            "items": items,
+        }),
+    )
 }
 
 fn watch(fake: FakeKube, t: Target, q: BTreeMap<String, String>) -> Response {
-    let from: Option<u64> = q.get("resourceVersion").and_then(|r| r.parse().ok()).filter(|r| *r > 0);
+    let from: Option<u64> = q
+        .get("resourceVersion")
+        .and_then(|r| r.parse().ok())
+        .filter(|r| *r > 0);
     let selector = q.get("labelSelector").cloned();
     let fields = q.get("fieldSelector").cloned();
-    let timeout = q.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).unwrap_or(300);
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(300);
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
     let mut rx = fake.events.subscribe();
     let (initial, current_rv, expired) = {
         let inner = fake.lock();
-        let matches = |e: &WatchEvent| e.collection == t.collection && t.namespace.as_ref().is_none_or(|n| *n == e.namespace);
+        let matches = |e: &WatchEvent| {
+            e.collection == t.collection && t.namespace.as_ref().is_none_or(|n| *n == e.namespace)
+        };
         match from {
             Some(rv) => {
                 let oldest = inner.history.front().map(|e| e.rv).unwrap_or(inner.rv + 1);
                 if rv + 1 < oldest && inner.history.len() >= HISTORY {
                     (Vec::new(), inner.rv, true)
                 } else {
-                    let evs: Vec<WatchEvent> = inner.history.iter().filter(|e| e.rv > rv && matches(e)).cloned().collect();
+                    let evs: Vec<WatchEvent> = inner
+                        .history
+                        .iter()
+                        .filter(|e| e.rv > rv && matches(e))
+                        .cloned()
+                        .collect();
                     (evs, inner.rv, false)
                 }
             }
@@ -576,7 +716,13 @@ fn watch(fake: FakeKube, t: Target, q: BTreeMap<String, String>) -> Response {
                     .map(|m| {
                         m.iter()
                             .filter(|((ns, _), _)| t.namespace.as_ref().is_none_or(|n| n == ns))
-                            .map(|((ns, _), o)| WatchEvent { rv: 0, collection: t.collection.clone(), namespace: ns.clone(), kind: "ADDED", object: o.clone() })
+                            .map(|((ns, _), o)| WatchEvent {
+                                rv: 0,
+                                collection: t.collection.clone(),
+                                namespace: ns.clone(),
+                                kind: "ADDED",
+                                object: o.clone(),
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -585,15 +731,24 @@ fn watch(fake: FakeKube, t: Target, q: BTreeMap<String, String>) -> Response {
         }
     };
     let kind = kind_for(&t.plural);
-    let api_version = if t.group.is_empty() { t.version.clone() } else { format!("{}/{}", t.group, t.version) };
-    let line = |kind: &str, object: &Value| Bytes::from(format!("{}\n", json!({"type": kind, "object": object})));
+    let api_version = if t.group.is_empty() {
+        t.version.clone()
+    } else {
+        format!("{}/{}", t.group, t.version)
+    };
+    let line = |kind: &str, object: &Value| {
+        Bytes::from(format!("{}\n", json!({"type": kind, "object": object})))
+    };
     let stream = async_stream_lines(move |tx| async move {
         if expired {
             let s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "too old resource version", "reason": "Expired", "code": 410});
             let _ = tx.send(line("ERROR", &s)).await;
             return;
         }
-        let filter = |o: &Value| selector.as_ref().is_none_or(|s| labels_match(o, s)) && fields.as_ref().is_none_or(|s| fields_match(o, s));
+        let filter = |o: &Value| {
+            selector.as_ref().is_none_or(|s| labels_match(o, s))
+                && fields.as_ref().is_none_or(|s| fields_match(o, s))
+        };
         let mut last = from.unwrap_or(current_rv);
         for e in initial {
             last = last.max(e.rv);
@@ -646,7 +801,9 @@ where
     tokio_stream_from(rx).map(Ok)
 }
 
-fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<Bytes>) -> impl futures::Stream<Item = Bytes> {
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+) -> impl futures::Stream<Item = Bytes> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
@@ -659,25 +816,42 @@ fn create(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap) -> Res
     let ns = t.namespace.clone().unwrap_or_default();
     let name = match obj.pointer("/metadata/name").and_then(|n| n.as_str()) {
         Some(n) if !n.is_empty() => n.to_string(),
-        _ => match obj.pointer("/metadata/generateName").and_then(|n| n.as_str()) {
+        _ => match obj
+            .pointer("/metadata/generateName")
+            .and_then(|n| n.as_str())
+        {
             Some(prefix) => format!("{prefix}{:05x}", inner.uid + 1),
             None => {
                 drop(inner);
                 fake.log(t, &Method::POST, headers, 422, false);
-                return status(422, "Invalid", "metadata.name: Required value: name or generateName is required");
+                return status(
+                    422,
+                    "Invalid",
+                    "metadata.name: Required value: name or generateName is required",
+                );
             }
         },
     };
-    if inner.objects.get(&t.collection).is_some_and(|m| m.contains_key(&(ns.clone(), name.clone()))) {
+    if inner
+        .objects
+        .get(&t.collection)
+        .is_some_and(|m| m.contains_key(&(ns.clone(), name.clone())))
+    {
         drop(inner);
         fake.log(t, &Method::POST, headers, 409, false);
-        return status(409, "AlreadyExists", &format!("{}.{} \"{name}\" already exists", t.plural, t.group));
+        return status(
+            409,
+            "AlreadyExists",
+            &format!("{}.{} \"{name}\" already exists", t.plural, t.group),
+        );
     }
     inner.rv += 1;
     inner.uid += 1;
     let (rv, uid) = (inner.rv, inner.uid);
     {
-        let meta = obj.as_object_mut().map(|o| o.entry("metadata").or_insert(json!({})));
+        let meta = obj
+            .as_object_mut()
+            .map(|o| o.entry("metadata").or_insert(json!({})));
         let Some(Value::Object(meta)) = meta else {
             return status(400, "BadRequest", "metadata must be an object");
         };
@@ -696,15 +870,38 @@ fn create(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap) -> Res
     {
         o.remove("status");
     }
-    inner.objects.entry(t.collection.clone()).or_default().insert((ns.clone(), name), obj.clone());
-    fake.emit(&mut inner, WatchEvent { rv, collection: t.collection.clone(), namespace: ns, kind: "ADDED", object: obj.clone() });
+    inner
+        .objects
+        .entry(t.collection.clone())
+        .or_default()
+        .insert((ns.clone(), name), obj.clone());
+    fake.emit(
+        &mut inner,
+        WatchEvent {
+            rv,
+            collection: t.collection.clone(),
+            namespace: ns,
+            kind: "ADDED",
+            object: obj.clone(),
+        },
+    );
     drop(inner);
     fake.log(t, &Method::POST, headers, 201, true);
     ok(201, &obj)
 }
 
-fn update(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap, method: &Method) -> Response {
-    let content_type = headers.get("content-type").and_then(|c| c.to_str().ok()).unwrap_or("application/json").to_string();
+fn update(
+    fake: &FakeKube,
+    t: &Target,
+    body: &Bytes,
+    headers: &HeaderMap,
+    method: &Method,
+) -> Response {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
     let patch: Value = if content_type.contains("yaml") {
         match serde_yaml_ng::from_slice(body) {
             Ok(v) => v,
@@ -718,8 +915,15 @@ fn update(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap, method
     };
     let status_sub = t.sub.as_deref() == Some("status");
     let mut inner = fake.lock();
-    let key = (t.namespace.clone().unwrap_or_default(), t.name.clone().unwrap_or_default());
-    let existing = inner.objects.get(&t.collection).and_then(|m| m.get(&key)).cloned();
+    let key = (
+        t.namespace.clone().unwrap_or_default(),
+        t.name.clone().unwrap_or_default(),
+    );
+    let existing = inner
+        .objects
+        .get(&t.collection)
+        .and_then(|m| m.get(&key))
+        .cloned();
     let apply = content_type.contains("apply-patch");
     let (old, creating) = match existing {
         Some(o) => (o, false),
@@ -735,7 +939,11 @@ fn update(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap, method
         let resp = create(fake, t, &Bytes::from(patch.to_string()), headers);
         return resp;
     }
-    let current_rv = old.pointer("/metadata/resourceVersion").and_then(|r| r.as_str()).unwrap_or("").to_string();
+    let current_rv = old
+        .pointer("/metadata/resourceVersion")
+        .and_then(|r| r.as_str())
+        .unwrap_or("")
+        .to_string();
     let mut new = old.clone();
     let result: Result<(), (u16, String)> = if *method == Method::PUT {
         new = patch.clone();
@@ -750,7 +958,10 @@ fn update(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap, method
         Ok(())
     } else if content_type.contains("strategic-merge-patch") {
         if has_status_subresource(t) {
-            Err((415, "strategic merge patch is not supported for custom resources".into()))
+            Err((
+                415,
+                "strategic merge patch is not supported for custom resources".into(),
+            ))
         } else {
             merge_patch(&mut new, &patch);
             Ok(())
@@ -761,13 +972,23 @@ fn update(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap, method
     if let Err((code, msg)) = result {
         drop(inner);
         fake.log(t, method, headers, code, false);
-        let reason = if code == 415 { "UnsupportedMediaType" } else { "Invalid" };
+        let reason = if code == 415 {
+            "UnsupportedMediaType"
+        } else {
+            "Invalid"
+        };
         return status(code, reason, &msg);
     }
     // Optimistic concurrency: a resourceVersion in the body must be current.
-    let sent_rv = new.pointer("/metadata/resourceVersion").and_then(|r| r.as_str()).map(str::to_string);
+    let sent_rv = new
+        .pointer("/metadata/resourceVersion")
+        .and_then(|r| r.as_str())
+        .map(str::to_string);
     let precondition = if *method == Method::PUT || content_type.contains("merge-patch") {
-        patch.pointer("/metadata/resourceVersion").and_then(|r| r.as_str()).map(str::to_string)
+        patch
+            .pointer("/metadata/resourceVersion")
+            .and_then(|r| r.as_str())
+            .map(str::to_string)
     } else {
         sent_rv.filter(|r| *r != current_rv)
     };
@@ -779,7 +1000,10 @@ fn update(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap, method
         return status(
             409,
             "Conflict",
-            &format!("Operation cannot be fulfilled on {}.{} \"{}\": the object has been modified; please apply your changes to the latest version and try again", t.plural, t.group, key.1),
+            &format!(
+                "Operation cannot be fulfilled on {}.{} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+                t.plural, t.group, key.1
+            ),
         );
     }
     // The status subresource changes only status; the main resource never does.
@@ -811,7 +1035,14 @@ fn update(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap, method
         new = merged;
     }
     // Identity fields are the server's.
-    for field in ["uid", "creationTimestamp", "name", "namespace", "deletionTimestamp", "generation"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "name",
+        "namespace",
+        "deletionTimestamp",
+        "generation",
+    ] {
         match old.pointer(&format!("/metadata/{field}")) {
             Some(v) => new["metadata"][field] = v.clone(),
             None => {
@@ -822,12 +1053,24 @@ fn update(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap, method
         }
     }
     let deleting = old.pointer("/metadata/deletionTimestamp").is_some();
-    let old_finalizers: Vec<Value> = old.pointer("/metadata/finalizers").and_then(|f| f.as_array()).cloned().unwrap_or_default();
-    let new_finalizers: Vec<Value> = new.pointer("/metadata/finalizers").and_then(|f| f.as_array()).cloned().unwrap_or_default();
+    let old_finalizers: Vec<Value> = old
+        .pointer("/metadata/finalizers")
+        .and_then(|f| f.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let new_finalizers: Vec<Value> = new
+        .pointer("/metadata/finalizers")
+        .and_then(|f| f.as_array())
+        .cloned()
+        .unwrap_or_default();
     if deleting && new_finalizers.iter().any(|f| !old_finalizers.contains(f)) {
         drop(inner);
         fake.log(t, method, headers, 422, false);
-        return status(422, "Invalid", "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted");
+        return status(
+            422,
+            "Invalid",
+            "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted",
+        );
     }
     if comparable(&new) == comparable(&old) {
         drop(inner);
@@ -835,7 +1078,10 @@ fn update(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap, method
         return ok(200, &old);
     }
     if spec_part(&new) != spec_part(&old) {
-        let g = old.pointer("/metadata/generation").and_then(|g| g.as_i64()).unwrap_or(1);
+        let g = old
+            .pointer("/metadata/generation")
+            .and_then(|g| g.as_i64())
+            .unwrap_or(1);
         new["metadata"]["generation"] = json!(g + 1);
     }
     inner.rv += 1;
@@ -844,10 +1090,32 @@ fn update(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap, method
     let ns = key.0.clone();
     if deleting && new_finalizers.is_empty() {
         inner.objects.get_mut(&t.collection).map(|m| m.remove(&key));
-        fake.emit(&mut inner, WatchEvent { rv, collection: t.collection.clone(), namespace: ns, kind: "DELETED", object: new.clone() });
+        fake.emit(
+            &mut inner,
+            WatchEvent {
+                rv,
+                collection: t.collection.clone(),
+                namespace: ns,
+                kind: "DELETED",
+                object: new.clone(),
+            },
+        );
     } else {
-        inner.objects.entry(t.collection.clone()).or_default().insert(key, new.clone());
-        fake.emit(&mut inner, WatchEvent { rv, collection: t.collection.clone(), namespace: ns, kind: "MODIFIED", object: new.clone() });
+        inner
+            .objects
+            .entry(t.collection.clone())
+            .or_default()
+            .insert(key, new.clone());
+        fake.emit(
+            &mut inner,
+            WatchEvent {
+                rv,
+                collection: t.collection.clone(),
+                namespace: ns,
+                kind: "MODIFIED",
+                object: new.clone(),
+            },
+        );
     }
     drop(inner);
     fake.log(t, method, headers, 200, true);
@@ -856,13 +1124,24 @@ fn update(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap, method
 
 fn delete(fake: &FakeKube, t: &Target, headers: &HeaderMap) -> Response {
     let mut inner = fake.lock();
-    let key = (t.namespace.clone().unwrap_or_default(), t.name.clone().unwrap_or_default());
-    let Some(old) = inner.objects.get(&t.collection).and_then(|m| m.get(&key)).cloned() else {
+    let key = (
+        t.namespace.clone().unwrap_or_default(),
+        t.name.clone().unwrap_or_default(),
+    );
+    let Some(old) = inner
+        .objects
+        .get(&t.collection)
+        .and_then(|m| m.get(&key))
+        .cloned()
+    else {
         drop(inner);
         fake.log(t, &Method::DELETE, headers, 404, false);
         return not_found(t);
     };
-    let finalizers = old.pointer("/metadata/finalizers").and_then(|f| f.as_array()).is_some_and(|f| !f.is_empty());
+    let finalizers = old
+        .pointer("/metadata/finalizers")
+        .and_then(|f| f.as_array())
+        .is_some_and(|f| !f.is_empty());
     inner.rv += 1;
     let rv = inner.rv;
     let ns = key.0.clone();
@@ -875,11 +1154,27 @@ fn delete(fake: &FakeKube, t: &Target, headers: &HeaderMap) -> Response {
         let mut new = old.clone();
         new["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
         new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-        let g = old.pointer("/metadata/generation").and_then(|g| g.as_i64()).unwrap_or(1);
+        let g = old
+            .pointer("/metadata/generation")
+            .and_then(|g| g.as_i64())
+            .unwrap_or(1);
         new["metadata"]["generation"] = json!(g + 1);
         new["metadata"]["resourceVersion"] = json!(rv.to_string());
-        inner.objects.entry(t.collection.clone()).or_default().insert(key, new.clone());
-        fake.emit(&mut inner, WatchEvent { rv, collection: t.collection.clone(), namespace: ns, kind: "MODIFIED", object: new.clone() });
+        inner
+            .objects
+            .entry(t.collection.clone())
+            .or_default()
+            .insert(key, new.clone());
+        fake.emit(
+            &mut inner,
+            WatchEvent {
+                rv,
+                collection: t.collection.clone(),
+                namespace: ns,
+                kind: "MODIFIED",
+                object: new.clone(),
+            },
+        );
         drop(inner);
         fake.log(t, &Method::DELETE, headers, 200, true);
         return ok(200, &new);
@@ -887,7 +1182,16 @@ fn delete(fake: &FakeKube, t: &Target, headers: &HeaderMap) -> Response {
     inner.objects.get_mut(&t.collection).map(|m| m.remove(&key));
     let mut gone = old.clone();
     gone["metadata"]["resourceVersion"] = json!(rv.to_string());
-    fake.emit(&mut inner, WatchEvent { rv, collection: t.collection.clone(), namespace: ns, kind: "DELETED", object: gone.clone() });
+    fake.emit(
+        &mut inner,
+        WatchEvent {
+            rv,
+            collection: t.collection.clone(),
+            namespace: ns,
+            kind: "DELETED",
+            object: gone.clone(),
+        },
+    );
     drop(inner);
     fake.log(t, &Method::DELETE, headers, 200, true);
     ok(200, &gone)
