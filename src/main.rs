@@ -16,6 +16,8 @@ enum Command {
     Run(Box<tollgate::operator::RunArgs>),
     /// Print the CustomResourceDefinitions as one multi-document YAML.
     Crd,
+    /// Evaluate gates in manifest files offline and print one JSON verdict per gate.
+    Evaluate(tollgate::cli::evaluate::EvaluateArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Evaluate(args) => match tollgate::cli::evaluate::evaluate(&args) {
+            Ok(lines) => {
+                for line in lines {
+                    println!("{line}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tollgate evaluate: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Crd => match tollgate::api::crds_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");

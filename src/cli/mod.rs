@@ -1,0 +1,3 @@
+//! The `tollgate` command's subcommands that are not the operator itself.
+
+pub mod evaluate;
