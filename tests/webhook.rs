@@ -1103,3 +1103,55 @@ eL2PLyZdsG40XuyoXO7vSsLKnn2+zzTS8cNgFfLCMK0z3QLbQeGw+RgdvY1fs6cA
 loq2FAmoymt4ULZanPnm5ksnv1tT67spbXQy8pIbQ4l8YfSJScQj
 -----END RSA PRIVATE KEY-----
 ";
+
+#[tokio::test]
+async fn metrics_endpoint_shows_the_intake_counters_moving() {
+    let h = harness("").await;
+    let before = h.metrics().await;
+    assert_eq!(before["tollgate_gates_created_total"], 0.0);
+    assert_eq!(before["tollgate_webhook_signature_failures_total"], 0.0);
+    assert_eq!(before["tollgate_recovered_deliveries_total"], 0.0);
+    assert!(
+        !before
+            .keys()
+            .any(|k| k.starts_with("tollgate_webhooks_total{"))
+    );
+
+    let body = h.protection_rule("acme/web", "production", 42);
+    assert_eq!(
+        h.deliver("deployment_protection_rule", &body).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        h.deliver("deployment_protection_rule", &body).await.0,
+        StatusCode::OK
+    );
+    let unsigned = serde_json::to_vec(&body).expect("json");
+    assert_eq!(
+        h.request(
+            Method::POST,
+            "/webhook",
+            &[("x-github-event", "deployment_protection_rule")],
+            unsigned
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let after = h.metrics().await;
+    assert_eq!(after["tollgate_gates_created_total"], 1.0);
+    assert_eq!(after["tollgate_webhook_signature_failures_total"], 1.0);
+    assert_eq!(
+        after[r#"tollgate_webhooks_total{event="deployment_protection_rule",outcome="created"}"#],
+        1.0
+    );
+    assert_eq!(
+        after[r#"tollgate_webhooks_total{event="deployment_protection_rule",outcome="duplicate"}"#],
+        1.0
+    );
+    assert_eq!(
+        after[r#"tollgate_webhooks_total{event="unverified",outcome="unauthorized"}"#],
+        1.0
+    );
+}

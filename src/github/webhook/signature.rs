@@ -7,6 +7,10 @@ use sha2::Sha256;
 /// Why a delivery's signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
+    #[error(
+        "the operator has no webhook secret, so no delivery can be verified; mount the App's webhook secret"
+    )]
+    NoSecret,
     #[error("the X-Hub-Signature-256 header is missing; set the webhook secret on the GitHub App")]
     Missing,
     #[error("the X-Hub-Signature-256 header is not of the form sha256=<64 hex digits>")]
@@ -18,8 +22,12 @@ pub enum SignatureError {
 }
 
 /// Checks `header` (the value of `X-Hub-Signature-256`, if any) against `body`.
-/// The comparison is constant-time (`Mac::verify_slice`).
+/// The comparison is constant-time (`Mac::verify_slice`). An empty secret
+/// verifies nothing: anyone could compute its signatures.
 pub fn verify(secret: &[u8], body: &[u8], header: Option<&str>) -> Result<(), SignatureError> {
+    if secret.is_empty() {
+        return Err(SignatureError::NoSecret);
+    }
     let header = header.ok_or(SignatureError::Missing)?;
     let hex_digest = header
         .trim()
@@ -71,6 +79,15 @@ mod tests {
         assert_eq!(
             verify(b"another secret", BODY, Some(SIGNATURE)),
             Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn an_empty_secret_verifies_nothing() {
+        let forged = sign(b"", BODY);
+        assert_eq!(
+            verify(b"", BODY, Some(&forged)),
+            Err(SignatureError::NoSecret)
         );
     }
 
