@@ -1,16 +1,16 @@
 //! The webhook receiver end to end: the real axum router on 127.0.0.1, signed
-//! real-shaped GitHub payloads, a fake Kubernetes API server and a fake GitHub
-//! (App webhook deliveries), both in-process over HTTP.
+//! real-shaped GitHub payloads, the fake Kubernetes API server and the fake
+//! GitHub (App webhook deliveries) from `tests/support`, all over HTTP.
 
-use std::collections::{BTreeMap, HashMap};
+mod support;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
@@ -20,263 +20,42 @@ use tollgate::github::webhook::{self, Intake, SweepReport};
 use tollgate::github::{Auth, GitHub, GitHubConfig};
 use tollgate::telemetry::Metrics;
 
+use support::github::{FakeGitHub, TEST_APP_KEY};
+use support::kube::FakeKube;
+
 const SECRET: &str = "test webhook secret";
 const SHA: &str = "4d3bd4fd7d44b0ad9e4cdc8c9f2a5ad3f5f4c53e";
 
-// ---------------------------------------------------------------------------
-// A fake Kubernetes API: namespaced custom resources under tollgate.dev, kept
-// in memory, with create (AlreadyExists), get (NotFound), merge patch
-// (resourceVersion conflicts) — what the receiver uses.
+const GATES: &str = "tollgate.dev/v1alpha1/deploymentgates";
+const PAUSES: &str = "tollgate.dev/v1alpha1/releasepauses";
 
-#[derive(Default)]
-struct KubeState {
-    objects: BTreeMap<(String, String, String), Value>,
-    version: u64,
-    requests: Vec<String>,
+fn stored_gates(kube: &FakeKube) -> Vec<DeploymentGate> {
+    kube.objects(GATES)
+        .into_iter()
+        .map(|v| serde_json::from_value(v).expect("stored gate parses"))
+        .collect()
 }
 
-#[derive(Clone, Default)]
-struct FakeKube {
-    state: Arc<Mutex<KubeState>>,
+fn stored_pauses(kube: &FakeKube) -> Vec<ReleasePause> {
+    kube.objects(PAUSES)
+        .into_iter()
+        .map(|v| serde_json::from_value(v).expect("stored pause parses"))
+        .collect()
 }
 
-fn status(code: u16, reason: &str, message: String) -> axum::response::Response {
-    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                      "reason": reason, "code": code, "message": message});
-    (
-        StatusCode::from_u16(code).expect("valid code"),
-        axum::Json(body),
-    )
-        .into_response()
-}
-
-fn merge_patch(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = json!({});
-            }
-            let t = target.as_object_mut().expect("made an object");
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        other => *target = other.clone(),
-    }
-}
-
-impl FakeKube {
-    async fn start() -> (FakeKube, kube::Client) {
-        let fake = FakeKube::default();
-        let app = Router::new()
-            .route(
-                "/apis/tollgate.dev/v1alpha1/namespaces/{ns}/{plural}",
-                post(Self::create),
+/// Writes the receiver sent to the API server (including refused ones).
+fn writes(kube: &FakeKube) -> Vec<String> {
+    kube.writes()
+        .iter()
+        .map(|w| {
+            format!(
+                "{} {} {}",
+                w.method,
+                w.name.as_deref().unwrap_or("-"),
+                w.code
             )
-            .route(
-                "/apis/tollgate.dev/v1alpha1/namespaces/{ns}/{plural}/{name}",
-                get(Self::get).patch(Self::patch),
-            )
-            .with_state(fake.clone());
-        let addr = serve(app).await;
-        let config = kube::Config::new(format!("http://{addr}").parse().expect("url"));
-        let client = kube::Client::try_from(config).expect("kube client");
-        (fake, client)
-    }
-
-    async fn create(
-        State(f): State<FakeKube>,
-        Path((ns, plural)): Path<(String, String)>,
-        axum::Json(mut obj): axum::Json<Value>,
-    ) -> axum::response::Response {
-        let mut s = f.state.lock().expect("lock");
-        let name = obj["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        s.requests.push(format!("POST {plural}/{name}"));
-        let key = (plural.clone(), ns.clone(), name.clone());
-        if s.objects.contains_key(&key) {
-            return status(
-                409,
-                "AlreadyExists",
-                format!("{plural} \"{name}\" already exists"),
-            );
-        }
-        s.version += 1;
-        obj["metadata"]["namespace"] = json!(ns);
-        obj["metadata"]["resourceVersion"] = json!(s.version.to_string());
-        obj["metadata"]["uid"] = json!(format!("uid-{}", s.version));
-        obj["metadata"]["generation"] = json!(1);
-        obj["metadata"]["creationTimestamp"] = json!("2026-11-23T10:00:00Z");
-        s.objects.insert(key, obj.clone());
-        (StatusCode::CREATED, axum::Json(obj)).into_response()
-    }
-
-    async fn get(
-        State(f): State<FakeKube>,
-        Path((ns, plural, name)): Path<(String, String, String)>,
-    ) -> axum::response::Response {
-        let mut s = f.state.lock().expect("lock");
-        s.requests.push(format!("GET {plural}/{name}"));
-        match s.objects.get(&(plural.clone(), ns, name.clone())) {
-            Some(o) => axum::Json(o.clone()).into_response(),
-            None => status(404, "NotFound", format!("{plural} \"{name}\" not found")),
-        }
-    }
-
-    async fn patch(
-        State(f): State<FakeKube>,
-        Path((ns, plural, name)): Path<(String, String, String)>,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> axum::response::Response {
-        let mut s = f.state.lock().expect("lock");
-        s.requests.push(format!("PATCH {plural}/{name}"));
-        assert_eq!(
-            headers.get("content-type").and_then(|v| v.to_str().ok()),
-            Some("application/merge-patch+json"),
-            "the receiver only sends merge patches"
-        );
-        let patch: Value = serde_json::from_slice(&body).expect("patch is JSON");
-        s.version += 1;
-        let version = s.version.to_string();
-        let Some(obj) = s.objects.get_mut(&(plural.clone(), ns, name.clone())) else {
-            return status(404, "NotFound", format!("{plural} \"{name}\" not found"));
-        };
-        if let Some(rv) = patch["metadata"]["resourceVersion"].as_str()
-            && Some(rv) != obj["metadata"]["resourceVersion"].as_str()
-        {
-            return status(409, "Conflict", "the object has been modified".into());
-        }
-        let before_spec = obj["spec"].clone();
-        merge_patch(obj, &patch);
-        obj["metadata"]["resourceVersion"] = json!(version);
-        if obj["spec"] != before_spec {
-            let g = obj["metadata"]["generation"].as_i64().unwrap_or(1);
-            obj["metadata"]["generation"] = json!(g + 1);
-        }
-        axum::Json(obj.clone()).into_response()
-    }
-
-    fn gates(&self) -> Vec<DeploymentGate> {
-        self.all("deploymentgates")
-    }
-
-    fn pauses(&self) -> Vec<ReleasePause> {
-        self.all("releasepauses")
-    }
-
-    fn all<T: serde::de::DeserializeOwned>(&self, plural: &str) -> Vec<T> {
-        let s = self.state.lock().expect("lock");
-        s.objects
-            .iter()
-            .filter(|((p, _, _), _)| p == plural)
-            .map(|(_, v)| serde_json::from_value(v.clone()).expect("stored object parses"))
-            .collect()
-    }
-
-    fn insert_gate(&self, gate: &DeploymentGate) {
-        let mut s = self.state.lock().expect("lock");
-        s.version += 1;
-        let mut v = serde_json::to_value(gate).expect("gate serialises");
-        v["metadata"]["resourceVersion"] = json!(s.version.to_string());
-        let key = (
-            "deploymentgates".to_string(),
-            gate.metadata.namespace.clone().expect("namespace"),
-            gate.metadata.name.clone().expect("name"),
-        );
-        s.objects.insert(key, v);
-    }
-
-    fn writes(&self) -> usize {
-        let s = self.state.lock().expect("lock");
-        s.requests.iter().filter(|r| !r.starts_with("GET")).count()
-    }
-}
-
-// ---------------------------------------------------------------------------
-// A fake GitHub: the App's webhook deliveries (list, payload, redeliver).
-
-#[derive(Default)]
-struct HubState {
-    deliveries: Vec<Value>,
-    payloads: HashMap<i64, Value>,
-    redelivered: Vec<i64>,
-}
-
-#[derive(Clone, Default)]
-struct FakeGitHub {
-    state: Arc<Mutex<HubState>>,
-}
-
-impl FakeGitHub {
-    async fn start() -> (FakeGitHub, String) {
-        let fake = FakeGitHub::default();
-        let app = Router::new()
-            .route("/app/hook/deliveries", get(Self::list))
-            .route("/app/hook/deliveries/{id}", get(Self::delivery))
-            .route("/app/hook/deliveries/{id}/attempts", post(Self::attempt))
-            .with_state(fake.clone());
-        let addr = serve(app).await;
-        (fake, format!("http://{addr}"))
-    }
-
-    fn add_delivery(&self, id: i64, guid: &str, event: &str, status_code: u16, payload: Value) {
-        let mut s = self.state.lock().expect("lock");
-        let delivered_at = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(id);
-        s.deliveries.push(json!({
-            "id": id, "guid": guid, "delivered_at": delivered_at.to_string(), "redelivery": false,
-            "duration": 0.27, "status": if status_code < 300 { "OK" } else { "Service Unavailable" },
-            "status_code": status_code, "event": event, "action": payload["action"],
-            "installation_id": 41234567, "repository_id": 1296269
-        }));
-        s.payloads.insert(id, payload);
-    }
-
-    async fn list(State(f): State<FakeGitHub>, headers: HeaderMap) -> axum::response::Response {
-        let auth = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        assert!(
-            auth.starts_with("Bearer "),
-            "App endpoints are called with the App's JWT"
-        );
-        let s = f.state.lock().expect("lock");
-        axum::Json(Value::Array(s.deliveries.clone())).into_response()
-    }
-
-    async fn delivery(
-        State(f): State<FakeGitHub>,
-        Path(id): Path<i64>,
-    ) -> axum::response::Response {
-        let s = f.state.lock().expect("lock");
-        match s.payloads.get(&id) {
-            Some(p) => axum::Json(
-                json!({"id": id, "request": {"headers": {}, "payload": p}, "response": {}}),
-            )
-            .into_response(),
-            None => (
-                StatusCode::NOT_FOUND,
-                axum::Json(json!({"message": "Not Found"})),
-            )
-                .into_response(),
-        }
-    }
-
-    async fn attempt(State(f): State<FakeGitHub>, Path(id): Path<i64>) -> axum::response::Response {
-        f.state.lock().expect("lock").redelivered.push(id);
-        (StatusCode::ACCEPTED, axum::Json(json!({}))).into_response()
-    }
-
-    fn redelivered(&self) -> Vec<i64> {
-        self.state.lock().expect("lock").redelivered.clone()
-    }
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -304,12 +83,10 @@ struct Harness {
 }
 
 async fn harness(config: &str) -> Harness {
-    let (kube, client) = FakeKube::start().await;
-    harness_with(config, kube, client).await
-}
-
-async fn harness_with(config: &str, kube: FakeKube, client: kube::Client) -> Harness {
-    let (hub, hub_url) = FakeGitHub::start().await;
+    let kube = FakeKube::start().await;
+    let client = kube.client();
+    let hub = FakeGitHub::start().await;
+    let hub_url = hub.url().to_string();
     let github = GitHub::new(GitHubConfig {
         api_base: hub_url.clone(),
         auth: Auth::App {
@@ -468,7 +245,7 @@ async fn documented_payload_creates_one_gate_with_finalizer_labels_and_request_f
         "created DeploymentGate tollgate/acme-web-production-9876543210"
     );
 
-    let gates = h.kube.gates();
+    let gates = stored_gates(&h.kube);
     assert_eq!(gates.len(), 1);
     let g = gate_named(&gates, "tollgate", "acme-web-production-9876543210");
     assert_eq!(g.metadata.finalizers, Some(vec![FINALIZER.to_string()]));
@@ -499,7 +276,7 @@ async fn null_deployment_and_short_ref_still_make_a_gate() {
     body["ref"] = json!("main");
     let (status, text) = h.deliver("deployment_protection_rule", &body).await;
     assert_eq!(status, StatusCode::CREATED, "{text}");
-    let gates = h.kube.gates();
+    let gates = stored_gates(&h.kube);
     let g = gate_named(&gates, "tollgate", "acme-web-staging-77");
     assert_eq!(g.spec.git_ref.as_deref(), Some("main"));
     assert_eq!(g.spec.deployment_id, None);
@@ -556,8 +333,8 @@ async fn bad_or_missing_signature_is_refused_with_401_and_nothing_written() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    assert!(h.kube.gates().is_empty());
-    assert_eq!(h.kube.writes(), 0);
+    assert!(stored_gates(&h.kube).is_empty());
+    assert_eq!(writes(&h.kube), Vec::<String>::new());
     let m = h.metrics().await;
     assert_eq!(m["tollgate_webhook_signature_failures_total"], 3.0);
     assert_eq!(
@@ -595,7 +372,7 @@ async fn redeliveries_and_matrix_jobs_merge_into_one_gate() {
     let (status, _) = h.deliver("deployment_protection_rule", &third).await;
     assert_eq!(status, StatusCode::OK);
 
-    let gates = h.kube.gates();
+    let gates = stored_gates(&h.kube);
     assert_eq!(gates.len(), 1);
     let g = gate_named(&gates, "tollgate", "acme-web-production-555");
     assert_eq!(g.spec.deployment_id, Some(1234567));
@@ -625,13 +402,14 @@ async fn decided_gate_is_left_untouched_by_a_late_duplicate() {
         h.deliver("deployment_protection_rule", &first).await.0,
         StatusCode::CREATED
     );
-    let mut decided = h.kube.gates().remove(0);
+    let mut decided = stored_gates(&h.kube).remove(0);
     decided.status = Some(tollgate::api::DeploymentGateStatus {
         phase: Some(tollgate::api::Phase::Approved),
         ..Default::default()
     });
-    h.kube.insert_gate(&decided);
-    let writes = h.kube.writes();
+    h.kube
+        .put(GATES, serde_json::to_value(&decided).expect("gate json"));
+    let before = writes(&h.kube);
 
     let (status, _) = h
         .deliver(
@@ -640,12 +418,13 @@ async fn decided_gate_is_left_untouched_by_a_late_duplicate() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    let after = writes(&h.kube);
     assert_eq!(
-        h.kube.writes(),
-        writes + 1,
+        after[before.len()..],
+        ["POST - 409".to_string()],
         "only the refused create, no patch"
     );
-    assert_eq!(h.kube.gates()[0].spec.deployment_id, None);
+    assert_eq!(stored_gates(&h.kube)[0].spec.deployment_id, None);
 }
 
 #[tokio::test]
@@ -680,8 +459,8 @@ async fn forged_callback_url_is_refused_with_400_and_no_gate() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    assert!(h.kube.gates().is_empty());
-    assert_eq!(h.kube.writes(), 0);
+    assert!(stored_gates(&h.kube).is_empty());
+    assert_eq!(writes(&h.kube), Vec::<String>::new());
     let m = h.metrics().await;
     assert_eq!(
         m[r#"tollgate_webhooks_total{event="deployment_protection_rule",outcome="forged"}"#],
@@ -708,7 +487,7 @@ async fn oversized_body_is_refused_with_413_before_anything_else() {
         )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(h.kube.gates().is_empty());
+    assert!(stored_gates(&h.kube).is_empty());
     let m = h.metrics().await;
     assert_eq!(
         m[r#"tollgate_webhooks_total{event="unverified",outcome="too_large"}"#],
@@ -767,8 +546,8 @@ async fn malformed_json_and_missing_fields_answer_400_naming_the_field() {
         "{text}"
     );
 
-    assert!(h.kube.gates().is_empty());
-    assert_eq!(h.kube.writes(), 0);
+    assert!(stored_gates(&h.kube).is_empty());
+    assert_eq!(writes(&h.kube), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -801,7 +580,7 @@ async fn policies_map_repository_and_environment_to_namespace_deadline_and_check
         StatusCode::CREATED
     );
 
-    let gates = h.kube.gates();
+    let gates = stored_gates(&h.kube);
     let prod = gate_named(&gates, "web-prod", "acme-web-production-10");
     assert_eq!(prod.spec.timeout.as_deref(), Some("4h"));
     assert_eq!(prod.spec.on_deadline, OnDeadline::Approve);
@@ -843,7 +622,7 @@ async fn ping_answers_200_and_unhandled_events_202() {
         StatusCode::ACCEPTED,
         "no autoPause rules: workflow runs are not read"
     );
-    assert_eq!(h.kube.writes(), 0);
+    assert_eq!(writes(&h.kube), Vec::<String>::new());
     let m = h.metrics().await;
     assert_eq!(
         m[r#"tollgate_webhooks_total{event="ping",outcome="pong"}"#],
@@ -857,21 +636,10 @@ async fn ping_answers_200_and_unhandled_events_202() {
 
 #[tokio::test]
 async fn slow_api_server_gets_503_within_the_write_timeout() {
-    // An API server that accepts connections and never answers.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = silent.local_addr().expect("addr");
-    let client = kube::Client::try_from(kube::Config::new(
-        format!("http://{addr}").parse().expect("url"),
-    ))
-    .expect("client");
-    let h = harness_with(
-        "intake:\n  writeTimeout: 100ms\n",
-        FakeKube::default(),
-        client,
-    )
-    .await;
+    let h = harness("intake:\n  writeTimeout: 100ms\n").await;
+    // A slow API server: every answer comes a second late, after GitHub's
+    // receiver would have had to answer.
+    h.kube.set_delay(Duration::from_secs(1));
     let (status, text) = h
         .deliver(
             "deployment_protection_rule",
@@ -889,7 +657,6 @@ async fn slow_api_server_gets_503_within_the_write_timeout() {
         1.0
     );
     assert_eq!(m["tollgate_gates_created_total"], 0.0);
-    drop(silent);
 }
 
 #[tokio::test]
@@ -907,36 +674,20 @@ async fn sweeper_redelivers_a_lost_request_and_skips_one_that_has_a_gate() {
     forged["deployment_callback_url"] =
         json!("https://evil.example/repos/acme/web/actions/runs/300/deployment_protection_rule");
 
-    h.hub.add_delivery(
-        1,
-        "guid-lost",
-        "deployment_protection_rule",
-        502,
-        lost.clone(),
-    );
     h.hub
-        .add_delivery(2, "guid-gated", "deployment_protection_rule", 503, gated);
+        .add_delivery(1, "deployment_protection_rule", 502, lost);
     h.hub
-        .add_delivery(3, "guid-lost", "deployment_protection_rule", 504, lost); // an earlier failed attempt
+        .add_delivery(2, "deployment_protection_rule", 503, gated);
     h.hub
-        .add_delivery(4, "guid-forged", "deployment_protection_rule", 500, forged);
-    h.hub.add_delivery(
-        5,
-        "guid-ok",
-        "deployment_protection_rule",
-        201,
-        h.protection_rule("acme/web", "production", 400),
-    );
-    h.hub.add_delivery(
-        6,
-        "guid-ci",
-        "workflow_run",
-        500,
-        json!({"action": "completed"}),
-    );
+        .add_delivery(4, "deployment_protection_rule", 500, forged);
+    let delivered = h.protection_rule("acme/web", "production", 400);
+    h.hub
+        .add_delivery(5, "deployment_protection_rule", 201, delivered);
+    let ci = json!({"action": "completed"});
+    h.hub.add_delivery(6, "workflow_run", 500, ci);
 
     let report = h.intake.sweep_once().await.expect("sweep");
-    assert_eq!(report.examined, vec![1, 2, 4]);
+    assert_eq!(report.examined, vec![4, 2, 1], "newest first");
     assert_eq!(report.redelivered, vec![1]);
     assert_eq!(report.already_gated, vec![2]);
     assert_eq!(
@@ -951,7 +702,7 @@ async fn sweeper_redelivers_a_lost_request_and_skips_one_that_has_a_gate() {
     assert_eq!(report.errors, vec![]);
     assert_eq!(h.hub.redelivered(), vec![1]);
     assert_eq!(
-        h.kube.gates().len(),
+        stored_gates(&h.kube).len(),
         1,
         "the sweeper writes no gate itself; the redelivery does"
     );
@@ -966,7 +717,7 @@ async fn sweeper_redelivers_a_lost_request_and_skips_one_that_has_a_gate() {
     assert_eq!(status, StatusCode::CREATED);
     let again: SweepReport = h.intake.sweep_once().await.expect("sweep");
     assert_eq!(again.redelivered, Vec::<i64>::new());
-    assert_eq!(again.already_gated, vec![1, 2]);
+    assert_eq!(again.already_gated, vec![2, 1]);
     assert_eq!(h.hub.redelivered(), vec![1]);
 
     let m = h.metrics().await;
@@ -1004,7 +755,7 @@ async fn failed_main_run_pauses_releases_and_a_later_success_does_not_resume() {
             "paused releases: web/ci-failed-acme-web-main"
         )
     );
-    let pauses = h.kube.pauses();
+    let pauses = stored_pauses(&h.kube);
     assert_eq!(pauses.len(), 1);
     let p = &pauses[0];
     assert_eq!(p.spec.reason, "ci-failed");
@@ -1019,15 +770,7 @@ async fn failed_main_run_pauses_releases_and_a_later_success_does_not_resume() {
     // A person resumes it; a success on main afterwards changes nothing.
     let mut resumed = serde_json::to_value(p).expect("json");
     resumed["spec"]["resume"] = json!({"sha": first, "reason": "ci-failed", "by": "alice"});
-    {
-        let mut s = h.kube.state.lock().expect("lock");
-        let key = (
-            "releasepauses".to_string(),
-            "web".to_string(),
-            "ci-failed-acme-web-main".to_string(),
-        );
-        s.objects.insert(key, resumed);
-    }
+    h.kube.put(PAUSES, resumed);
     let (status, _) = h
         .deliver(
             "workflow_run",
@@ -1035,7 +778,7 @@ async fn failed_main_run_pauses_releases_and_a_later_success_does_not_resume() {
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let p = &h.kube.pauses()[0];
+    let p = &stored_pauses(&h.kube)[0];
     assert_eq!(p.spec.sha.as_deref(), Some(first));
     assert!(p.spec.resume.is_some());
 
@@ -1046,7 +789,7 @@ async fn failed_main_run_pauses_releases_and_a_later_success_does_not_resume() {
         .deliver("workflow_run", &workflow_run("failure", second, 903))
         .await;
     assert_eq!(status, StatusCode::OK);
-    let pauses = h.kube.pauses();
+    let pauses = stored_pauses(&h.kube);
     assert_eq!(pauses.len(), 1);
     assert_eq!(pauses[0].spec.sha.as_deref(), Some(second));
     assert_eq!(
@@ -1073,36 +816,6 @@ async fn failed_main_run_pauses_releases_and_a_later_success_does_not_resume() {
         2.0
     );
 }
-
-/// A throwaway RSA key for the fake GitHub App (the fake does not verify JWTs).
-const TEST_APP_KEY: &str = r"-----BEGIN RSA PRIVATE KEY-----
-MIIEowIBAAKCAQEAxLJBn6ZxYrsPAdREMmfVfMhbJPcuOHxlpwvcy99r7OaqyIPP
-PsrLE8S3rHvXDTuAswHkPAUdkHQAIN24py6tBE/Bix59OqhHYYaIoAjXNBCDR5xU
-cJdfHRJN4kDJd5LC2XuQIlm0ogKUf29PeRPC6/izw8DAgDAXkAza5//48aBrWzuG
-WME64TSg+3aoP+PCSzCkEb7Xy1vPdm+ZC/6kixY5ujO+nnwc8eKNbsquYSBX9SHq
-9Mr1FfMNsT9O97eRyx2jdRJ+Ko+tmBRu+vdooeGY5MNeEXjVibkuQ4il5BHQkgjE
-REZatoqwCX2Y3imPHQWQWmAljNpG5DhT1W3ZcwIDAQABAoIBABKFdhnaTbJa/dp3
-8LIBLM05F1TSp607w9101JlbIOnOSjkv9cuQw4pjGCgenMBLIMVgwYTug5Tbr28C
-bpKwTPkE3F5et39wY0RPxQnliAO7JR/dnLMVAqivCNsFeB/eMTw5K96bYGxu9/YZ
-KgkZiMQfVFum70ypLdbR6kNoflPPuZhY4ZJYDzZcx5LNPsMxyNDdDb6VFwNTBzqx
-FiyyAxFv3wFRgM1UwnvovemxiPc3GYMD8QgIyrdaJ8+iWBB+7LgFerS9VnzIh4Iq
-QI+j6A3Z0VYGaBX2kFVMFXM6u9kU4ve5O53r92uw25g/oPz0K9kwL2h7hAPfG/EV
-ysXdD3kCgYEA7qCLXIBWgfxqvG/W/U20h/znk54+isAY9tpEfmVycp7USWTzqBp1
-d80ctEYIv5dNI6YoZFmMHIXIMndlFuHow/7CMG3GRC6HK0qgRCSd+MPHcEdFTnGa
-WQzdrr9aT8C3fe8NoMk/6TqlicBO9P7/4oXvroMvJ9zhDnYXU8zsQskCgYEA0wQ4
-DhEdkYunKT9QTXo8kYgU7V7+joeQtoOFspTI7bvufQvOqZLw4MLaihgO8d1IRSq2
-K8MlzvZFuyOHG0gKdxMf0+ziHk9S0J6uM7HDGJ7wtnzWvpIdfNq522Xj6VnC6vB/
-Vk7qj3MMK3I4lQ3yFPCfWuqOEnm0G6lXYPHzPFsCgYBveANhpHnEorrhZ4UQMnpA
-g/1RUbx5aB7BQVh5ir4ZmOQlnMjNH/77hY8BDy4LAYyBOJ7psYLn1/6axHcuZz0q
-QRlJMh5Jv0pZCLUw38IDcMD7S++uIxcsvfvYI372flm4tDCziQ8XzdOCM5kujOfP
-Uy2RYapnfqCK9tMSzEkZMQKBgQCyxflDmaaGX12AqX48FZpo5XRtYjShxiKJLkY/
-9KOCHdzAHhe5PJ9MnGiP5DANIx8OUlBCJTPL8oNDN6dIKrGLDi3B2wf7C9MqobUO
-YMTcABQJVxyMGbhXxer+AIWldgGYD6aiFXvNine9+ygKx+TXbsBjQyKYbnlzkfVQ
-UctzzwKBgBCin/IbnNueu0VxvOGOViJ7gjJX9IkIKSp5ovoDnLCw4rwE15PEtNB3
-eL2PLyZdsG40XuyoXO7vSsLKnn2+zzTS8cNgFfLCMK0z3QLbQeGw+RgdvY1fs6cA
-loq2FAmoymt4ULZanPnm5ksnv1tT67spbXQy8pIbQ4l8YfSJScQj
------END RSA PRIVATE KEY-----
-";
 
 #[tokio::test]
 async fn metrics_endpoint_shows_the_intake_counters_moving() {
