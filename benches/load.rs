@@ -1,1 +1,301 @@
-fn main() {}
+//! The load benchmark: the real controllers against the in-process fake
+//! Kubernetes API and fake GitHub, in one process. Prints one JSON object with
+//! every figure and the targets beside them. Timings are reported, never asserted.
+//!
+//! `cargo bench --bench load -- [--gates N] [--held N] [--deadlines N] [--spread-secs S] [--writes-per-minute N]`
+
+#[path = "../tests/support/github.rs"]
+mod github;
+#[path = "../tests/support/kube.rs"]
+mod kube_fake;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use github::FakeGitHub;
+use jiff::{SignedDuration, Timestamp};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube_fake::FakeKube;
+use serde_json::{Value, json};
+use tollgate::api::{DeploymentGate, ReleasePause};
+use tollgate::config::OperatorConfig;
+use tollgate::controller::{self, Runtime, Scope, Settings};
+use tollgate::github::{Auth, GitHub, GitHubConfig};
+use tollgate::telemetry::Metrics;
+
+const SHA: &str = "9fceb02d0ae598e95dc970b74767f19372d61af8";
+const GATES: &str = "tollgate.dev/v1alpha1/deploymentgates";
+/// Each phase gives up after this long (a bound, not a target).
+const PHASE_LIMIT: Duration = Duration::from_secs(1200);
+
+struct Opts {
+    gates: usize,
+    held: usize,
+    deadlines: usize,
+    spread_secs: u64,
+    writes_per_minute: u32,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts { gates: 10_000, held: 1_000, deadlines: 10_000, spread_secs: 60, writes_per_minute: 60_000 };
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        let v = args.get(i + 1).and_then(|v| v.parse::<u64>().ok());
+        match (args[i].as_str(), v) {
+            ("--gates", Some(v)) => o.gates = v as usize,
+            ("--held", Some(v)) => o.held = v as usize,
+            ("--deadlines", Some(v)) => o.deadlines = v as usize,
+            ("--spread-secs", Some(v)) => o.spread_secs = v,
+            ("--writes-per-minute", Some(v)) => o.writes_per_minute = v as u32,
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    o
+}
+
+fn gate(name: &str, run_id: i64, environment: &str, deadline: Option<Timestamp>) -> DeploymentGate {
+    let mut spec = json!({"repository": "acme/web", "environment": environment, "sha": SHA, "runId": run_id, "timeout": "2h"});
+    if let Some(d) = deadline {
+        spec["deadline"] = json!(d.to_string());
+        spec.as_object_mut().map(|s| s.remove("timeout"));
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "tollgate.dev/v1alpha1", "kind": "DeploymentGate",
+        // Created as the webhook receiver creates them: with the finalizer already set.
+        "metadata": {"name": name, "namespace": "load", "finalizers": ["tollgate.dev/answer"]},
+        "spec": spec,
+    }))
+    .expect("gate")
+}
+
+fn pause(name: &str, environment: &str) -> ReleasePause {
+    serde_json::from_value(json!({
+        "apiVersion": "tollgate.dev/v1alpha1", "kind": "ReleasePause",
+        "metadata": {"name": name, "namespace": "load"},
+        "spec": {"scope": {"repositories": ["acme/*"], "environments": [environment]}, "reason": "ci-failed", "sha": SHA},
+    }))
+    .expect("pause")
+}
+
+fn percentiles(mut v: Vec<f64>) -> Value {
+    if v.is_empty() {
+        return json!({"p50": null, "p99": null, "max": null, "n": 0});
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    json!({"p50": round(at(0.5)), "p99": round(at(0.99)), "max": round(v[v.len() - 1]), "n": v.len()})
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn decided_at(obj: &Value) -> Option<Timestamp> {
+    obj.pointer("/status/decision/decidedAt").and_then(|d| d.as_str()).and_then(|d| d.parse().ok())
+}
+
+fn phase_of(obj: &Value) -> Option<&str> {
+    obj.pointer("/status/phase").and_then(|p| p.as_str())
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| round(kb / 1024.0))
+        .unwrap_or(-1.0)
+}
+
+/// Waits, bounded, until `done` holds over the stored gates of `env`.
+async fn until_all(kube: &FakeKube, env: &str, n: usize, what: &str, done: impl Fn(&Value) -> bool) {
+    let start = Instant::now();
+    loop {
+        let count = kube
+            .objects(GATES)
+            .iter()
+            .filter(|g| g.pointer("/spec/environment").and_then(|e| e.as_str()) == Some(env) && done(g))
+            .count();
+        if count >= n {
+            return;
+        }
+        if start.elapsed() > PHASE_LIMIT {
+            eprintln!("load: gave up waiting for {what}: {count}/{n}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn create_all(api: &Api<DeploymentGate>, gates: Vec<DeploymentGate>) -> HashMap<String, Timestamp> {
+    futures::stream::iter(gates)
+        .map(|g| {
+            let api = api.clone();
+            async move {
+                let name = g.metadata.name.clone().unwrap_or_default();
+                let before = Timestamp::now();
+                api.create(&PostParams::default(), &g).await.map(|_| (name, before))
+            }
+        })
+        .buffer_unordered(64)
+        .filter_map(|r| async move { r.ok() })
+        .collect()
+        .await
+}
+
+fn main() {
+    let o = opts();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let report = rt.block_on(run(o));
+    println!("{report}");
+}
+
+async fn run(o: Opts) -> Value {
+    let kube = FakeKube::start().await;
+    let gh = FakeGitHub::start().await;
+    let github = GitHub::new(GitHubConfig {
+        api_base: gh.url().to_string(),
+        auth: Auth::Token("bench".into()),
+        request_timeout: Duration::from_secs(5),
+        writes_per_minute: o.writes_per_minute,
+        max_in_flight: 100,
+    })
+    .expect("github client");
+    let metrics = Metrics::new();
+    let runtime = Runtime {
+        client: kube.client(),
+        github,
+        config: Arc::new(OperatorConfig::default()),
+        settings: Settings { dry_run: false, instance: Some("bench".into()) },
+        metrics,
+        scope: Scope::default(),
+    };
+    let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(controller::run(runtime, ready_tx, std::future::pending()));
+    let _ = ready_rx.wait_for(|r| *r).await;
+    let client = kube.client();
+    let gates: Api<DeploymentGate> = Api::namespaced(client.clone(), "load");
+    let pauses: Api<ReleasePause> = Api::namespaced(client.clone(), "load");
+
+    // Phase 1: decisions. Gates decidable on arrival.
+    let t0 = Instant::now();
+    let batch: Vec<_> = (0..o.gates).map(|i| gate(&format!("d-{i}"), 1_000_000 + i as i64, "production", None)).collect();
+    let created = create_all(&gates, batch).await;
+    until_all(&kube, "production", o.gates, "decisions", |g| decided_at(g).is_some()).await;
+    let decide_secs = t0.elapsed().as_secs_f64();
+    until_all(&kube, "production", o.gates, "deliveries", |g| {
+        g.pointer("/status/delivery/state").and_then(|s| s.as_str()).is_some_and(|s| s != "Pending")
+    })
+    .await;
+    let deliver_secs = t0.elapsed().as_secs_f64();
+    let mut decision_latency = Vec::new();
+    for g in kube.objects(GATES) {
+        let name = g.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or("");
+        if let (Some(c), Some(d)) = (created.get(name), decided_at(&g)) {
+            decision_latency.push(d.duration_since(*c).as_secs_f64());
+        }
+    }
+
+    // Phase 2: wake. Gates held by one pause, then the pause is resumed.
+    pauses.create(&PostParams::default(), &pause("red-main", "staging")).await.expect("pause");
+    let held: Vec<_> = (0..o.held).map(|i| gate(&format!("h-{i}"), 2_000_000 + i as i64, "staging", None)).collect();
+    create_all(&gates, held).await;
+    until_all(&kube, "staging", o.held, "held gates waiting", |g| phase_of(g) == Some("Waiting")).await;
+    let resumed_at = Timestamp::now();
+    let resume = json!({"spec": {"resume": {"sha": SHA, "reason": "ci-failed"}}});
+    pauses.patch("red-main", &PatchParams::default(), &Patch::Merge(&resume)).await.expect("resume");
+    until_all(&kube, "staging", o.held, "woken gates decided", |g| decided_at(g).is_some()).await;
+    let wake: Vec<f64> = kube
+        .objects(GATES)
+        .iter()
+        .filter(|g| g.pointer("/spec/environment").and_then(|e| e.as_str()) == Some("staging"))
+        .filter_map(decided_at)
+        .map(|d| d.duration_since(resumed_at).as_secs_f64())
+        .collect();
+
+    // Phase 3: deadlines spread over a window, held by a pause nobody resumes.
+    pauses.create(&PostParams::default(), &pause("freeze", "canary")).await.expect("pause");
+    let start = Timestamp::now() + SignedDuration::from_secs(20);
+    let spread_ms = (o.spread_secs * 1000) as i64;
+    let deadline_gates: Vec<_> = (0..o.deadlines)
+        .map(|i| {
+            let at = start + SignedDuration::from_millis(spread_ms * i as i64 / o.deadlines.max(1) as i64);
+            gate(&format!("t-{i}"), 3_000_000 + i as i64, "canary", Some(at))
+        })
+        .collect();
+    create_all(&gates, deadline_gates).await;
+    until_all(&kube, "canary", o.deadlines, "deadline decisions", |g| decided_at(g).is_some()).await;
+    let lateness: Vec<f64> = kube
+        .objects(GATES)
+        .iter()
+        .filter(|g| g.pointer("/spec/environment").and_then(|e| e.as_str()) == Some("canary"))
+        .filter_map(|g| {
+            let deadline: Timestamp = g.pointer("/spec/deadline")?.as_str()?.parse().ok()?;
+            Some(decided_at(g)?.duration_since(deadline).as_secs_f64().max(0.0))
+        })
+        .collect();
+    until_all(&kube, "canary", o.deadlines, "deadline deliveries", |g| {
+        g.pointer("/status/delivery/state").and_then(|s| s.as_str()).is_some_and(|s| s != "Pending")
+    })
+    .await;
+    // Let trailing reconciles (events of the last writes) run before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let total = o.gates + o.held + o.deadlines;
+    let writes = kube.writes();
+    let gate_writes = writes.iter().filter(|w| w.collection == GATES && w.method != "POST" && w.changed).count();
+    let noop_writes = writes.iter().filter(|w| w.collection == GATES && w.method != "POST" && !w.changed && w.code < 300).count();
+    let event_writes = writes.iter().filter(|w| w.collection.contains("events")).count();
+    let requests = gh.requests();
+    let reviews: Vec<&github::Recorded> = requests.iter().filter(|r| r.method == "POST").collect();
+    // The busiest 60 s of content-creating requests, against the configured pace.
+    let mut times: Vec<tokio::time::Instant> = reviews.iter().map(|r| r.at).collect();
+    times.sort();
+    let mut busiest = 0usize;
+    let mut j = 0usize;
+    for i in 0..times.len() {
+        while times[i].duration_since(times[j]) >= Duration::from_secs(60) {
+            j += 1;
+        }
+        busiest = busiest.max(i - j + 1);
+    }
+    let duplicate_answers = (0..o.gates)
+        .filter(|i| gh.accepted(1_000_000 + *i as i64, "production") != 1)
+        .count();
+
+    json!({
+        "gates": total,
+        "phases": {"decidable": o.gates, "held_then_resumed": o.held, "deadlines": o.deadlines, "deadline_spread_secs": o.spread_secs},
+        "decisions_per_second": round(o.gates as f64 / decide_secs),
+        "decision_phase_seconds": round(decide_secs),
+        "delivery_phase_seconds": round(deliver_secs),
+        "decision_latency_seconds": percentiles(decision_latency),
+        "wake_latency_seconds": percentiles(wake),
+        "deadline_lateness_seconds": percentiles(lateness),
+        "api_writes_per_gate_lifecycle": round(gate_writes as f64 / total as f64),
+        "event_writes_per_gate": round(event_writes as f64 / total as f64),
+        "github_requests_per_gate": round(requests.len() as f64 / total as f64),
+        "github_writes_busiest_minute": busiest,
+        "github_writes_per_minute_limit": o.writes_per_minute,
+        "decidable_gates_not_answered_exactly_once": duplicate_answers,
+        "noop_reconciles_that_wrote": noop_writes,
+        "peak_rss_mib": peak_rss_mib(),
+        "targets": {
+            "wake_latency_p99_seconds": 1.0,
+            "deadline_lateness_p99_seconds": 0.25,
+            "deadline_lateness_max_seconds": 1.0,
+            "api_writes_per_gate_lifecycle": 3,
+            "noop_reconciles_that_wrote": 0,
+            "peak_rss_mib_at_10000_gates": 150
+        },
+        "note": "one process: the controllers, the fake API server and the fake GitHub share the CPU and the RSS"
+    })
+}
