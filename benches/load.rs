@@ -221,6 +221,26 @@ async fn run(o: Opts) -> Value {
         .map(|d| d.duration_since(resumed_at).as_secs_f64())
         .collect();
 
+    // Count the lifecycle writes of phases 1 and 2 now, then retire their gates
+    // (deleting a decided gate only releases the finalizer), so at most
+    // `--deadlines` gates are alive at once, as in a steady-state cluster.
+    let lifecycle_writes = kube.writes().iter().filter(|w| w.collection == GATES && w.method != "POST" && w.changed).count();
+    let lifecycle_gates = o.gates + o.held;
+    let names: Vec<String> = kube.objects(GATES).iter().filter_map(|g| g.pointer("/metadata/name").and_then(|n| n.as_str()).map(str::to_string)).collect();
+    futures::stream::iter(names)
+        .map(|n| {
+            let gates = gates.clone();
+            async move { gates.delete(&n, &kube::api::DeleteParams::default()).await.map(|_| ()) }
+        })
+        .buffer_unordered(64)
+        .for_each(|_| async {})
+        .await;
+    let retire = Instant::now();
+    while !kube.objects(GATES).is_empty() && retire.elapsed() < PHASE_LIMIT {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let writes_before_phase3 = kube.writes().iter().filter(|w| w.collection == GATES && w.method != "POST" && w.changed).count();
+
     // Phase 3: deadlines spread over a window, held by a pause nobody resumes.
     pauses.create(&PostParams::default(), &pause("freeze", "canary")).await.expect("pause");
     let start = Timestamp::now() + SignedDuration::from_secs(20);
@@ -251,7 +271,9 @@ async fn run(o: Opts) -> Value {
 
     let total = o.gates + o.held + o.deadlines;
     let writes = kube.writes();
-    let gate_writes = writes.iter().filter(|w| w.collection == GATES && w.method != "POST" && w.changed).count();
+    let phase3_writes = writes.iter().filter(|w| w.collection == GATES && w.method != "POST" && w.changed).count() - writes_before_phase3;
+    let gate_writes = lifecycle_writes + phase3_writes;
+    let lifecycle_total = lifecycle_gates + o.deadlines;
     let noop_writes = writes.iter().filter(|w| w.collection == GATES && w.method != "POST" && !w.changed && w.code < 300).count();
     let event_writes = writes.iter().filter(|w| w.collection.contains("events")).count();
     let requests = gh.requests();
@@ -280,7 +302,8 @@ async fn run(o: Opts) -> Value {
         "decision_latency_seconds": percentiles(decision_latency),
         "wake_latency_seconds": percentiles(wake),
         "deadline_lateness_seconds": percentiles(lateness),
-        "api_writes_per_gate_lifecycle": round(gate_writes as f64 / total as f64),
+        "api_writes_per_gate_lifecycle": round(gate_writes as f64 / lifecycle_total as f64),
+        "peak_live_gates": o.deadlines.max(o.gates + o.held),
         "event_writes_per_gate": round(event_writes as f64 / total as f64),
         "github_requests_per_gate": round(requests.len() as f64 / total as f64),
         "github_writes_busiest_minute": busiest,

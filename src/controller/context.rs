@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 
@@ -39,7 +38,7 @@ pub struct Context {
     pub pauses: Store<ReleasePause>,
     /// True once the pause cache holds every pause: no gate is decided before.
     pub pauses_synced: tokio::sync::watch::Receiver<bool>,
-    pub recorder: Recorder,
+    pub events: super::record::Events,
     pub backoff: Backoff,
     /// resourceVersion of our last write per object: a cached copy with another
     /// version may be stale, so it is re-read before anything is sent to GitHub.
@@ -62,12 +61,8 @@ impl Context {
         pauses: Store<ReleasePause>,
         pauses_synced: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "tollgate".into(),
-            instance: settings.instance.clone(),
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: super::record::Events::new(client.clone(), settings.instance.clone()),
             client,
             github,
             config,

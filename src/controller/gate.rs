@@ -356,7 +356,7 @@ async fn forbid(
             note: format!("never decided or delivered: {why}"),
             warning: true,
         };
-        record::publish(&ctx.recorder, &gate, &t).await;
+        record::publish(&ctx.events, &gate, &t).await;
         record::log_gate(&gate, &t, None);
     }
     Ok(Action::await_change())
@@ -401,7 +401,7 @@ async fn orphan_check(
             note: why,
             warning: true,
         };
-        record::publish(&ctx.recorder, &gate, &t).await;
+        record::publish(&ctx.events, &gate, &t).await;
         record::log_gate(&gate, &t, None);
     }
     Ok(Some(Action::await_change()))
@@ -517,7 +517,7 @@ async fn wait(
             note: text,
             warning: false,
         };
-        record::publish(&ctx.recorder, &gate, &t).await;
+        record::publish(&ctx.events, &gate, &t).await;
         record::log_gate(&gate, &t, None);
     }
     Ok(requeue_at(next_evaluation, ctx.now()))
@@ -664,7 +664,7 @@ async fn write_decision(
         note: reason,
         warning: false,
     };
-    record::publish(&ctx.recorder, &gate, &t).await;
+    record::publish(&ctx.events, &gate, &t).await;
     record::log_gate(&gate, &t, Some(latency as u128));
     Ok(gate)
 }
@@ -849,7 +849,7 @@ async fn deliver(
             note,
             warning,
         };
-        record::publish(&ctx.recorder, &gate, &t).await;
+        record::publish(&ctx.events, &gate, &t).await;
         record::log_gate(&gate, &t, None);
     }
     Ok((gate, action))

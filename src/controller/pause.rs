@@ -133,7 +133,7 @@ async fn reconcile_inner(pause: &ReleasePause, ctx: &Context) -> Result<Action, 
                 note: message.clone(),
                 warning: false,
             };
-            record::publish(&ctx.recorder, &written, &t).await;
+            record::publish(&ctx.events, &written, &t).await;
             tracing::info!(pause = %pause_name, reason = %pause.spec.reason, sha = pause.spec.sha.as_deref(), state = ?state, message = %message, "pause transition");
         }
         let was_invalid = old
@@ -150,7 +150,7 @@ async fn reconcile_inner(pause: &ReleasePause, ctx: &Context) -> Result<Action, 
                 note: message.clone(),
                 warning: true,
             };
-            record::publish(&ctx.recorder, &written, &t).await;
+            record::publish(&ctx.events, &written, &t).await;
         }
     }
     let action = match next {

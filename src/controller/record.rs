@@ -1,7 +1,9 @@
 //! One Kubernetes Event and one structured log line per transition.
 
-use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::PostParams;
+use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::api::DeploymentGate;
 
@@ -15,14 +17,25 @@ pub struct Transition<'a> {
     pub warning: bool,
 }
 
+/// Writes events.k8s.io/v1 Events. Each transition happens once, so there is
+/// no series to aggregate and nothing to cache: memory stays flat with the
+/// number of gates (kube's Recorder keeps every Event for minutes).
+#[derive(Clone)]
+pub struct Events {
+    client: Client,
+    instance: String,
+}
+
+impl Events {
+    pub fn new(client: Client, instance: Option<String>) -> Events {
+        Events { client, instance: instance.unwrap_or_else(|| "tollgate".into()) }
+    }
+}
+
 /// Publishes the Event; a failure to publish is logged, never fatal: the status
 /// write already recorded the transition.
-pub async fn publish<K: Resource<DynamicType = ()>>(
-    recorder: &Recorder,
-    obj: &K,
-    t: &Transition<'_>,
-) {
-    let mut note = t.note.clone();
+pub async fn publish<K: Resource<DynamicType = ()>>(events: &Events, obj: &K, t: &Transition<'_>) {
+    let mut note: String = t.note.clone();
     if note.len() > 1000 {
         let mut cut = 1000;
         while !note.is_char_boundary(cut) {
@@ -30,18 +43,26 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
         }
         note.truncate(cut);
     }
+    let now = jiff::Timestamp::now();
+    let ns = obj.namespace().unwrap_or_else(|| "default".into());
     let event = Event {
-        type_: if t.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
+        metadata: ObjectMeta {
+            // Unique per transition; sortable by time for people listing them.
+            name: Some(format!("{}.{:x}{:04x}", obj.name_any(), now.as_microsecond(), rand::random::<u16>())),
+            namespace: Some(ns.clone()),
+            ..ObjectMeta::default()
         },
-        reason: t.reason.to_string(),
+        action: Some(t.reason.to_string()),
+        reason: Some(t.reason.to_string()),
         note: Some(note),
-        action: t.reason.to_string(),
-        secondary: None,
+        type_: Some(if t.warning { "Warning" } else { "Normal" }.to_string()),
+        event_time: Some(MicroTime(now)),
+        regarding: Some(obj.object_ref(&())),
+        reporting_controller: Some("tollgate.dev/tollgate".into()),
+        reporting_instance: Some(events.instance.clone()),
+        ..Event::default()
     };
-    if let Err(e) = recorder.publish(&event, &obj.object_ref(&())).await {
+    if let Err(e) = Api::<Event>::namespaced(events.client.clone(), &ns).create(&PostParams::default(), &event).await {
         tracing::warn!(error = %e, reason = t.reason, "could not publish a Kubernetes Event");
     }
 }

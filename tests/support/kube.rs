@@ -21,7 +21,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 /// How many watch events are kept for watchers resuming from a resourceVersion.
-const HISTORY: usize = 50_000;
+const HISTORY: usize = 20_000;
+/// Live watchers further behind than this get 410 and relist, as from a real server.
+const BROADCAST: usize = 16_384;
 
 /// One write the server saw.
 #[derive(Clone, Debug)]
@@ -43,7 +45,8 @@ struct WatchEvent {
     collection: String,
     namespace: String,
     kind: &'static str,
-    object: Value,
+    /// Shared by the history and every watcher: one copy per version.
+    object: Arc<Value>,
 }
 
 struct Inner {
@@ -390,7 +393,7 @@ fn kind_for(plural: &str) -> String {
 impl FakeKube {
     /// Starts the server on 127.0.0.1 with an ephemeral port.
     pub async fn start() -> FakeKube {
-        let (events, _) = broadcast::channel(200_000);
+        let (events, _) = broadcast::channel(BROADCAST);
         let inner = Arc::new(Mutex::new(Inner {
             rv: 1,
             uid: 0,
@@ -512,7 +515,7 @@ impl FakeKube {
                 collection: collection.to_string(),
                 namespace: ns,
                 kind,
-                object: obj.clone(),
+                object: Arc::new(obj.clone()),
             },
         );
         obj
@@ -721,7 +724,7 @@ fn watch(fake: FakeKube, t: Target, q: BTreeMap<String, String>) -> Response {
                                 collection: t.collection.clone(),
                                 namespace: ns.clone(),
                                 kind: "ADDED",
-                                object: o.clone(),
+                                object: Arc::new(o.clone()),
                             })
                             .collect()
                     })
@@ -882,7 +885,7 @@ fn create(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap) -> Res
             collection: t.collection.clone(),
             namespace: ns,
             kind: "ADDED",
-            object: obj.clone(),
+            object: Arc::new(obj.clone()),
         },
     );
     drop(inner);
@@ -1097,7 +1100,7 @@ fn update(
                 collection: t.collection.clone(),
                 namespace: ns,
                 kind: "DELETED",
-                object: new.clone(),
+                object: Arc::new(new.clone()),
             },
         );
     } else {
@@ -1113,7 +1116,7 @@ fn update(
                 collection: t.collection.clone(),
                 namespace: ns,
                 kind: "MODIFIED",
-                object: new.clone(),
+                object: Arc::new(new.clone()),
             },
         );
     }
@@ -1172,7 +1175,7 @@ fn delete(fake: &FakeKube, t: &Target, headers: &HeaderMap) -> Response {
                 collection: t.collection.clone(),
                 namespace: ns,
                 kind: "MODIFIED",
-                object: new.clone(),
+                object: Arc::new(new.clone()),
             },
         );
         drop(inner);
@@ -1189,7 +1192,7 @@ fn delete(fake: &FakeKube, t: &Target, headers: &HeaderMap) -> Response {
             collection: t.collection.clone(),
             namespace: ns,
             kind: "DELETED",
-            object: gone.clone(),
+            object: Arc::new(gone.clone()),
         },
     );
     drop(inner);
