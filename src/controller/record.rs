@@ -28,7 +28,10 @@ pub struct Events {
 
 impl Events {
     pub fn new(client: Client, instance: Option<String>) -> Events {
-        Events { client, instance: instance.unwrap_or_else(|| "tollgate".into()) }
+        Events {
+            client,
+            instance: instance.unwrap_or_else(|| "tollgate".into()),
+        }
     }
 }
 
@@ -48,7 +51,12 @@ pub async fn publish<K: Resource<DynamicType = ()>>(events: &Events, obj: &K, t:
     let event = Event {
         metadata: ObjectMeta {
             // Unique per transition; sortable by time for people listing them.
-            name: Some(format!("{}.{:x}{:04x}", obj.name_any(), now.as_microsecond(), rand::random::<u16>())),
+            name: Some(format!(
+                "{}.{:x}{:04x}",
+                obj.name_any(),
+                now.as_microsecond(),
+                rand::random::<u16>()
+            )),
             namespace: Some(ns.clone()),
             ..ObjectMeta::default()
         },
@@ -62,7 +70,10 @@ pub async fn publish<K: Resource<DynamicType = ()>>(events: &Events, obj: &K, t:
         reporting_instance: Some(events.instance.clone()),
         ..Event::default()
     };
-    if let Err(e) = Api::<Event>::namespaced(events.client.clone(), &ns).create(&PostParams::default(), &event).await {
+    if let Err(e) = Api::<Event>::namespaced(events.client.clone(), &ns)
+        .create(&PostParams::default(), &event)
+        .await
+    {
         tracing::warn!(error = %e, reason = t.reason, "could not publish a Kubernetes Event");
     }
 }

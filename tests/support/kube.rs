@@ -59,6 +59,8 @@ struct Inner {
     fail_writes: VecDeque<u16>,
     delay: Duration,
     user: String,
+    history_limit: usize,
+    keep_events: bool,
 }
 
 /// The fake API server.
@@ -403,6 +405,8 @@ impl FakeKube {
             fail_writes: VecDeque::new(),
             delay: Duration::ZERO,
             user: "test-user".into(),
+            history_limit: HISTORY,
+            keep_events: true,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -521,9 +525,21 @@ impl FakeKube {
         obj
     }
 
+    /// Keeps fewer past watch events (watchers further behind get 410 and relist).
+    pub fn set_history_limit(&self, n: usize) {
+        self.lock().history_limit = n.max(1);
+    }
+
+    /// Accepts Events without storing them (the write log still counts them):
+    /// for the benchmark, whose memory figure is about the operator.
+    pub fn discard_events(&self) {
+        self.lock().keep_events = false;
+    }
+
     fn emit(&self, inner: &mut Inner, e: WatchEvent) {
         inner.history.push_back(e.clone());
-        while inner.history.len() > HISTORY {
+        let limit = inner.history_limit;
+        while inner.history.len() > limit {
             inner.history.pop_front();
         }
         let _ = self.events.send(e);
@@ -700,7 +716,7 @@ fn watch(fake: FakeKube, t: Target, q: BTreeMap<String, String>) -> Response {
         match from {
             Some(rv) => {
                 let oldest = inner.history.front().map(|e| e.rv).unwrap_or(inner.rv + 1);
-                if rv + 1 < oldest && inner.history.len() >= HISTORY {
+                if rv + 1 < oldest && inner.history.len() >= inner.history_limit {
                     (Vec::new(), inner.rv, true)
                 } else {
                     let evs: Vec<WatchEvent> = inner
@@ -872,6 +888,11 @@ fn create(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap) -> Res
         && let Some(o) = obj.as_object_mut()
     {
         o.remove("status");
+    }
+    if !inner.keep_events && t.plural == "events" {
+        drop(inner);
+        fake.log(t, &Method::POST, headers, 201, true);
+        return ok(201, &obj);
     }
     inner
         .objects
