@@ -1,6 +1,7 @@
 //! Tollgate: a Kubernetes operator that decides GitHub deployment protection rules.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod github;
