@@ -74,7 +74,12 @@ fn of_kind<'a>(docs: &'a [Value], k: &str) -> Vec<&'a Value> {
 
 fn one<'a>(docs: &'a [Value], k: &str) -> &'a Value {
     let found = of_kind(docs, k);
-    assert_eq!(found.len(), 1, "expected exactly one {k}, got {}", found.len());
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {k}, got {}",
+        found.len()
+    );
     found[0]
 }
 
@@ -97,7 +102,11 @@ fn args(docs: &[Value]) -> Vec<String> {
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_sequence()
-        .map(|s| s.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -111,7 +120,9 @@ fn deployment_runs_with_the_restricted_security_context() {
         let pod = &one(&docs, "Deployment")["spec"]["template"]["spec"];
         assert_eq!(
             pod["securityContext"],
-            yaml("{runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: {type: RuntimeDefault}}")
+            yaml(
+                "{runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: {type: RuntimeDefault}}"
+            )
         );
         assert_eq!(
             container(&docs)["securityContext"],
@@ -120,8 +131,14 @@ fn deployment_runs_with_the_restricted_security_context() {
             )
         );
         let resources = &container(&docs)["resources"];
-        assert!(resources["requests"]["memory"].is_string(), "memory request set: {resources:?}");
-        assert!(resources["limits"]["memory"].is_string(), "memory limit set: {resources:?}");
+        assert!(
+            resources["requests"]["memory"].is_string(),
+            "memory request set: {resources:?}"
+        );
+        assert!(
+            resources["limits"]["memory"].is_string(),
+            "memory limit set: {resources:?}"
+        );
     }
 }
 
@@ -129,12 +146,24 @@ fn deployment_runs_with_the_restricted_security_context() {
 fn probes_check_livez_and_readyz_on_the_http_port() {
     let docs = render(&[]);
     let c = container(&docs);
-    assert_eq!(c["ports"], yaml("[{name: http, containerPort: 8080, protocol: TCP}]"));
-    assert_eq!(c["livenessProbe"]["httpGet"], yaml("{path: /livez, port: http}"));
-    assert_eq!(c["readinessProbe"]["httpGet"], yaml("{path: /readyz, port: http}"));
+    assert_eq!(
+        c["ports"],
+        yaml("[{name: http, containerPort: 8080, protocol: TCP}]")
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"],
+        yaml("{path: /livez, port: http}")
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"],
+        yaml("{path: /readyz, port: http}")
+    );
     assert!(args(&docs).contains(&"--listen=0.0.0.0:8080".to_string()));
     let svc = one(&docs, "Service");
-    assert_eq!(svc["spec"]["ports"], yaml("[{name: http, port: 8080, targetPort: http, protocol: TCP}]"));
+    assert_eq!(
+        svc["spec"]["ports"],
+        yaml("[{name: http, port: 8080, targetPort: http, protocol: TCP}]")
+    );
 }
 
 #[test]
@@ -163,7 +192,9 @@ fn rbac_has_no_wildcards_no_secrets_and_exactly_the_operators_verbs() {
                     assert!(!word.contains('*'), "{what}: wildcard in {rule:?}");
                 }
                 assert!(
-                    !resources.iter().any(|r| r == "secrets" || r.starts_with("secrets/")),
+                    !resources
+                        .iter()
+                        .any(|r| r == "secrets" || r.starts_with("secrets/")),
                     "{what}: Secrets permission in {rule:?}"
                 );
                 assert!(
@@ -178,7 +209,9 @@ fn rbac_has_no_wildcards_no_secrets_and_exactly_the_operators_verbs() {
     let binding = one(&docs, "ClusterRoleBinding");
     assert_eq!(
         binding["subjects"],
-        yaml(&format!("[{{kind: ServiceAccount, name: tg-tollgate, namespace: {NAMESPACE}}}]"))
+        yaml(&format!(
+            "[{{kind: ServiceAccount, name: tg-tollgate, namespace: {NAMESPACE}}}]"
+        ))
     );
     // All features watch two namespaces: a Role per namespace, no ClusterRole.
     let docs = all_features();
@@ -206,7 +239,9 @@ fn credentials_are_files_mounted_read_only_from_the_secret() {
         c["volumeMounts"]
             .as_sequence()
             .expect("mounts")
-            .contains(&yaml("{name: github, mountPath: /etc/tollgate/github, readOnly: true}")),
+            .contains(&yaml(
+                "{name: github, mountPath: /etc/tollgate/github, readOnly: true}"
+            )),
         "{:?}",
         c["volumeMounts"]
     );
@@ -234,15 +269,30 @@ fn credentials_are_files_mounted_read_only_from_the_secret() {
     let env = serde_yaml_ng::to_string(&c["env"]).expect("env serialises");
     assert!(!env.contains("secretKeyRef"), "{env}");
     assert!(c["envFrom"].is_null());
-    assert!(of_kind(&docs, "Secret").is_empty(), "no Secret created by default");
+    assert!(
+        of_kind(&docs, "Secret").is_empty(),
+        "no Secret created by default"
+    );
 
     // An existing Secret in token mode mounts only the token and webhook secret.
-    let docs = render(&["--set", "github.auth=token", "--set", "github.existingSecret=gh-creds"]);
+    let docs = render(&[
+        "--set",
+        "github.auth=token",
+        "--set",
+        "github.existingSecret=gh-creds",
+    ]);
     let pod = &one(&docs, "Deployment")["spec"]["template"]["spec"];
-    let github = pod["volumes"].as_sequence().expect("volumes").iter().find(|v| v["name"] == "github").expect("github volume");
+    let github = pod["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "github")
+        .expect("github volume");
     assert_eq!(
         github["secret"],
-        yaml("{secretName: gh-creds, defaultMode: 0440, items: [{key: token, path: token}, {key: webhook-secret, path: webhook-secret}]}")
+        yaml(
+            "{secretName: gh-creds, defaultMode: 0440, items: [{key: token, path: token}, {key: webhook-secret, path: webhook-secret}]}"
+        )
     );
     let a = args(&docs);
     assert!(a.contains(&"--github-token-file=/etc/tollgate/github/token".to_string()));
@@ -264,21 +314,40 @@ fn credentials_are_files_mounted_read_only_from_the_secret() {
 fn leader_election_and_rolling_updates_only_with_more_than_one_replica() {
     let docs = render(&[]);
     let a = args(&docs);
-    assert!(!a.iter().any(|x| x.starts_with("--leader-elect") || x.starts_with("--lease")), "{a:?}");
-    assert_eq!(one(&docs, "Deployment")["spec"]["strategy"], yaml("{type: Recreate}"));
-    assert!(of_kind(&docs, "Role").is_empty(), "no Lease role without election");
+    assert!(
+        !a.iter()
+            .any(|x| x.starts_with("--leader-elect") || x.starts_with("--lease")),
+        "{a:?}"
+    );
+    assert_eq!(
+        one(&docs, "Deployment")["spec"]["strategy"],
+        yaml("{type: Recreate}")
+    );
+    assert!(
+        of_kind(&docs, "Role").is_empty(),
+        "no Lease role without election"
+    );
 
     let docs = render(&["--set", "replicaCount=2"]);
     let a = args(&docs);
-    for flag in ["--leader-elect", "--lease-namespace=$(POD_NAMESPACE)", "--lease-name=tg-tollgate"] {
+    for flag in [
+        "--leader-elect",
+        "--lease-namespace=$(POD_NAMESPACE)",
+        "--lease-name=tg-tollgate",
+    ] {
         assert!(a.contains(&flag.to_string()), "missing {flag} in {a:?}");
     }
-    assert_eq!(one(&docs, "Deployment")["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(
+        one(&docs, "Deployment")["spec"]["strategy"]["type"],
+        "RollingUpdate"
+    );
     let lease_role = one(&docs, "Role");
     assert_eq!(lease_role["metadata"]["namespace"], NAMESPACE);
     assert_eq!(
         lease_role["rules"],
-        yaml("[{apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, create, update, patch]}]")
+        yaml(
+            "[{apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, create, update, patch]}]"
+        )
     );
     // The downward API provides what the flags refer to.
     let env = &container(&docs)["env"];
@@ -304,9 +373,15 @@ fn disruption_budget_only_with_more_than_one_replica() {
 
 #[test]
 fn service_monitor_only_when_enabled_and_the_api_exists() {
-    assert!(of_kind(&render(&[]), "ServiceMonitor").is_empty(), "absent by default");
+    assert!(
+        of_kind(&render(&[]), "ServiceMonitor").is_empty(),
+        "absent by default"
+    );
     let enabled_without_api = render(&["--set", "serviceMonitor.enabled=true"]);
-    assert!(of_kind(&enabled_without_api, "ServiceMonitor").is_empty(), "absent without the API group");
+    assert!(
+        of_kind(&enabled_without_api, "ServiceMonitor").is_empty(),
+        "absent without the API group"
+    );
     let docs = all_features();
     let sm = one(&docs, "ServiceMonitor");
     assert_eq!(sm["spec"]["endpoints"][0]["port"], "http");
@@ -320,16 +395,30 @@ fn config_map_holds_a_file_the_operator_accepts() {
             .as_str()
             .expect("config.yaml is text")
             .to_string();
-        OperatorConfig::parse(&text).unwrap_or_else(|e| panic!("the operator refuses the rendered config: {e}\n{text}"))
+        OperatorConfig::parse(&text)
+            .unwrap_or_else(|e| panic!("the operator refuses the rendered config: {e}\n{text}"))
     };
     let defaults = config_of(&render(&[]));
-    assert_eq!(defaults.defaults.namespace, NAMESPACE, "gates default to the release namespace");
-    assert_eq!(defaults.defaults.timeout, std::time::Duration::from_secs(3600));
-    assert!(defaults.policies.is_empty() && defaults.tenancy.is_empty() && defaults.auto_pause.is_empty());
+    assert_eq!(
+        defaults.defaults.namespace, NAMESPACE,
+        "gates default to the release namespace"
+    );
+    assert_eq!(
+        defaults.defaults.timeout,
+        std::time::Duration::from_secs(3600)
+    );
+    assert!(
+        defaults.policies.is_empty()
+            && defaults.tenancy.is_empty()
+            && defaults.auto_pause.is_empty()
+    );
 
     let all = config_of(&all_features());
     assert_eq!(all.defaults.namespace, "web");
-    assert_eq!(all.defaults.timeout, std::time::Duration::from_secs(4 * 3600));
+    assert_eq!(
+        all.defaults.timeout,
+        std::time::Duration::from_secs(4 * 3600)
+    );
     assert_eq!(all.policies.len(), 2);
     assert_eq!(all.policies[0].required_checks, ["build", "e2e"]);
     assert!(all.policies[0].pause_on_failure);
@@ -358,15 +447,23 @@ fn sharding_values_become_flags() {
 
 #[test]
 fn admission_policy_requires_the_override_author_to_be_the_requester() {
-    assert!(of_kind(&render(&[]), "ValidatingAdmissionPolicy").is_empty(), "off by default");
+    assert!(
+        of_kind(&render(&[]), "ValidatingAdmissionPolicy").is_empty(),
+        "off by default"
+    );
     let docs = all_features();
     let policy = one(&docs, "ValidatingAdmissionPolicy");
     assert_eq!(policy["apiVersion"], "admissionregistration.k8s.io/v1");
     let rule = &policy["spec"]["matchConstraints"]["resourceRules"][0];
     assert_eq!(rule["resources"], yaml("[deploymentgates]"));
     assert_eq!(rule["operations"], yaml("[CREATE, UPDATE]"));
-    let expression = policy["spec"]["validations"][0]["expression"].as_str().expect("expression");
-    assert!(expression.contains("object.spec.override.by == request.userInfo.username"), "{expression}");
+    let expression = policy["spec"]["validations"][0]["expression"]
+        .as_str()
+        .expect("expression");
+    assert!(
+        expression.contains("object.spec.override.by == request.userInfo.username"),
+        "{expression}"
+    );
     let binding = one(&docs, "ValidatingAdmissionPolicyBinding");
     assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
 }
@@ -390,7 +487,12 @@ fn every_object_carries_the_standard_labels() {
             "app.kubernetes.io/managed-by",
             "helm.sh/chart",
         ] {
-            assert!(labels[key].is_string(), "{} {:?} lacks {key}", kind(&doc), doc["metadata"]["name"]);
+            assert!(
+                labels[key].is_string(),
+                "{} {:?} lacks {key}",
+                kind(&doc),
+                doc["metadata"]["name"]
+            );
         }
     }
 }

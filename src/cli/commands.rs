@@ -68,7 +68,8 @@ pub async fn run(client: &Client, command: OpsCommand, now: Timestamp) -> Result
 
 /// The namespace flag, or the kubeconfig context's namespace.
 pub(crate) fn namespace_or_default(client: &Client, flag: Option<&str>) -> String {
-    flag.unwrap_or_else(|| client.default_namespace()).to_string()
+    flag.unwrap_or_else(|| client.default_namespace())
+        .to_string()
 }
 
 /// Go-style durations (`30s`, `4h`, `1h30m`) for flags.

@@ -28,7 +28,11 @@ const ATTEMPTS: u32 = 3;
 
 /// Sets `spec.override` on an undecided gate. A decided gate is refused: its
 /// decision is final.
-pub async fn decide(client: &Client, args: &DecideArgs, verdict: Verdict) -> Result<String, CliError> {
+pub async fn decide(
+    client: &Client,
+    args: &DecideArgs,
+    verdict: Verdict,
+) -> Result<String, CliError> {
     let namespace = namespace_or_default(client, args.namespace.as_deref());
     let api: Api<DeploymentGate> = Api::namespaced(client.clone(), &namespace);
     let call = |verb| Call {
@@ -40,7 +44,10 @@ pub async fn decide(client: &Client, args: &DecideArgs, verdict: Verdict) -> Res
     };
     let by = whoami(client).await?;
     for _ in 0..ATTEMPTS {
-        let gate = api.get(&args.gate).await.map_err(|e| call("get").error(e))?;
+        let gate = api
+            .get(&args.gate)
+            .await
+            .map_err(|e| call("get").error(e))?;
         refuse_if_decided(&gate, &namespace)?;
         // The resourceVersion makes the write conditional: if the operator
         // decides in between, the API server answers 409 and we look again.
@@ -96,7 +103,10 @@ fn refuse_if_decided(gate: &DeploymentGate, namespace: &str) -> Result<(), CliEr
         Some(phase) if phase.is_terminal() => Err(decided(
             format!("{phase:?}"),
             "the operator".into(),
-            status.reason.clone().unwrap_or_else(|| "no reason recorded".into()),
+            status
+                .reason
+                .clone()
+                .unwrap_or_else(|| "no reason recorded".into()),
         )),
         _ => Ok(()),
     }

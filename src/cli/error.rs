@@ -5,10 +5,14 @@ use kube::core::Status;
 /// An operator command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("no Kubernetes cluster to talk to: {0}; set KUBECONFIG or select a context with `kubectl config use-context`")]
+    #[error(
+        "no Kubernetes cluster to talk to: {0}; set KUBECONFIG or select a context with `kubectl config use-context`"
+    )]
     NoCluster(String),
 
-    #[error("cannot reach the Kubernetes API server while trying to {doing}: {message}; check that the cluster in your kubeconfig is up")]
+    #[error(
+        "cannot reach the Kubernetes API server while trying to {doing}: {message}; check that the cluster in your kubeconfig is up"
+    )]
     Unreachable { doing: String, message: String },
 
     #[error("no {kind} {namespace}/{name}: list them with `tollgate status -n {namespace}`")]
@@ -18,10 +22,14 @@ pub enum CliError {
         name: String,
     },
 
-    #[error("the cluster does not serve {resource}: install Tollgate's CRDs first (`kubectl apply -f crds/`)")]
+    #[error(
+        "the cluster does not serve {resource}: install Tollgate's CRDs first (`kubectl apply -f crds/`)"
+    )]
     CrdMissing { resource: String },
 
-    #[error("forbidden: you may not {verb} {resource}{scope}; ask a cluster admin for an RBAC role that grants `{verb}` on `{resource}` (the API server said: {message})")]
+    #[error(
+        "forbidden: you may not {verb} {resource}{scope}; ask a cluster admin for an RBAC role that grants `{verb}` on `{resource}` (the API server said: {message})"
+    )]
     Forbidden {
         verb: &'static str,
         resource: String,
@@ -29,14 +37,18 @@ pub enum CliError {
         message: String,
     },
 
-    #[error("{kind} {namespace}/{name} already exists: pick another name with --name, or resume it with `tollgate unpause {name} -n {namespace}`")]
+    #[error(
+        "{kind} {namespace}/{name} already exists: pick another name with --name, or resume it with `tollgate unpause {name} -n {namespace}`"
+    )]
     AlreadyExists {
         kind: &'static str,
         namespace: String,
         name: String,
     },
 
-    #[error("DeploymentGate {namespace}/{name} is already decided ({verdict} by {decided_by}: {reason}); a decision is final and cannot be overridden")]
+    #[error(
+        "DeploymentGate {namespace}/{name} is already decided ({verdict} by {decided_by}: {reason}); a decision is final and cannot be overridden"
+    )]
     AlreadyDecided {
         namespace: String,
         name: String,
@@ -45,7 +57,9 @@ pub enum CliError {
         reason: String,
     },
 
-    #[error("{kind} {namespace}/{name} changed while it was being updated, {attempts} times in a row; try again")]
+    #[error(
+        "{kind} {namespace}/{name} changed while it was being updated, {attempts} times in a row; try again"
+    )]
     Conflict {
         kind: &'static str,
         namespace: String,
@@ -59,7 +73,9 @@ pub enum CliError {
     #[error("cannot tell who you are: the SelfSubjectReview failed: {0}")]
     Identity(String),
 
-    #[error("the operator has not acknowledged the resume of ReleasePause {namespace}/{name} within {waited}; spec.resume is recorded and takes effect once the operator runs (check `kubectl -n {namespace} get rp {name}` and the operator's logs), or pass --no-wait")]
+    #[error(
+        "the operator has not acknowledged the resume of ReleasePause {namespace}/{name} within {waited}; spec.resume is recorded and takes effect once the operator runs (check `kubectl -n {namespace} get rp {name}` and the operator's logs), or pass --no-wait"
+    )]
     NotAcknowledged {
         namespace: String,
         name: String,
@@ -160,11 +176,11 @@ impl Call<'_> {
 
 /// A 404 for the resource type itself (CRD not installed) rather than one object.
 fn is_missing_resource(status: &Status) -> bool {
-    let named = status
-        .details
-        .as_ref()
-        .is_some_and(|d| !d.name.is_empty());
-    !named && status.message.contains("could not find the requested resource")
+    let named = status.details.as_ref().is_some_and(|d| !d.name.is_empty());
+    !named
+        && status
+            .message
+            .contains("could not find the requested resource")
 }
 
 /// True for a 409 Conflict (a stale resourceVersion).

@@ -7,7 +7,7 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use kube::{Client, ResourceExt};
 
 use super::commands::{namespace_or_default, parse_duration, timestamp};
-use super::error::{CliError, Call};
+use super::error::{Call, CliError};
 use crate::api::{PauseScope, ReleasePause, ReleasePauseSpec};
 
 /// Flags of `tollgate pause`.
@@ -46,12 +46,13 @@ pub async fn pause(client: &Client, args: &PauseArgs, now: Timestamp) -> Result<
         Some(n) => n.clone(),
         None => derived_name(&args.repository[0], &args.reason),
     };
-    let expires_at = match args.for_duration {
-        None => None,
-        Some(d) => Some(now.checked_add(d).map_err(|e| {
-            CliError::Usage(format!("--for {d:?} is too far in the future: {e}"))
-        })?),
-    };
+    let expires_at =
+        match args.for_duration {
+            None => None,
+            Some(d) => Some(now.checked_add(d).map_err(|e| {
+                CliError::Usage(format!("--for {d:?} is too far in the future: {e}"))
+            })?),
+        };
     let pause = ReleasePause {
         metadata: ObjectMeta {
             name: Some(name.clone()),
@@ -146,7 +147,10 @@ fn parse_reason_word(s: &str) -> Result<String, String> {
 }
 
 fn parse_sha(s: &str) -> Result<String, String> {
-    if s.len() == 40 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(s.to_string())
     } else {
         Err("the full commit sha: 40 lowercase hex characters".into())

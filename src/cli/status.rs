@@ -24,7 +24,8 @@ pub struct StatusArgs {
 
 /// Lists gates and pauses and renders both tables.
 pub async fn status(client: &Client, args: &StatusArgs) -> Result<String, CliError> {
-    let namespace = (!args.all_namespaces).then(|| namespace_or_default(client, args.namespace.as_deref()));
+    let namespace =
+        (!args.all_namespaces).then(|| namespace_or_default(client, args.namespace.as_deref()));
     let call = |kind, resource| Call {
         verb: "list",
         kind,
@@ -33,7 +34,10 @@ pub async fn status(client: &Client, args: &StatusArgs) -> Result<String, CliErr
         name: None,
     };
     let (gates, pauses): (Api<DeploymentGate>, Api<ReleasePause>) = match &namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
     let mut gates = gates
@@ -52,7 +56,11 @@ pub async fn status(client: &Client, args: &StatusArgs) -> Result<String, CliErr
 }
 
 /// Both tables as text. `namespace` is `None` for all namespaces.
-pub fn render(gates: &[DeploymentGate], pauses: &[ReleasePause], namespace: Option<&str>) -> String {
+pub fn render(
+    gates: &[DeploymentGate],
+    pauses: &[ReleasePause],
+    namespace: Option<&str>,
+) -> String {
     let place = match namespace {
         Some(ns) => format!("in namespace {ns}"),
         None => "in any namespace".to_string(),
@@ -61,7 +69,15 @@ pub fn render(gates: &[DeploymentGate], pauses: &[ReleasePause], namespace: Opti
     if gates.is_empty() {
         out.push_str(&format!("No DeploymentGates {place}.\n"));
     } else {
-        let header = ["NAMESPACE/NAME", "REPOSITORY", "ENV", "PHASE", "WAITING FOR", "UNTIL", "AT DEADLINE"];
+        let header = [
+            "NAMESPACE/NAME",
+            "REPOSITORY",
+            "ENV",
+            "PHASE",
+            "WAITING FOR",
+            "UNTIL",
+            "AT DEADLINE",
+        ];
         out.push_str(&table(&header, gates.iter().map(gate_row).collect()));
     }
     out.push('\n');
@@ -76,7 +92,10 @@ pub fn render(gates: &[DeploymentGate], pauses: &[ReleasePause], namespace: Opti
 
 fn gate_row(g: &DeploymentGate) -> Vec<String> {
     let status = g.status.clone().unwrap_or_default();
-    let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "Pending".into());
+    let phase = status
+        .phase
+        .map(|p| format!("{p:?}"))
+        .unwrap_or_else(|| "Pending".into());
     let decided = status.decision.is_some() || status.phase.is_some_and(|p| p.is_terminal());
     let deadline = status.deadline.or(g.spec.deadline);
     let (waiting, until, at_deadline) = if decided {
@@ -91,9 +110,16 @@ fn gate_row(g: &DeploymentGate) -> Vec<String> {
         } else if status.blockers.is_empty() {
             "evaluation".to_string()
         } else {
-            status.blockers.iter().map(blocker_words).collect::<Vec<_>>().join(", ")
+            status
+                .blockers
+                .iter()
+                .map(blocker_words)
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let until = waits_until(&status.blockers, deadline).map(timestamp).unwrap_or_else(|| "-".into());
+        let until = waits_until(&status.blockers, deadline)
+            .map(timestamp)
+            .unwrap_or_else(|| "-".into());
         let at_deadline = match g.spec.on_deadline {
             OnDeadline::Reject => "Reject",
             OnDeadline::Approve => "Approve",
@@ -146,9 +172,16 @@ fn pause_row(p: &ReleasePause) -> Vec<String> {
     vec![
         format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()),
         scope,
-        status.state.map(|s| format!("{s:?}")).unwrap_or_else(|| "-".into()),
+        status
+            .state
+            .map(|s| format!("{s:?}"))
+            .unwrap_or_else(|| "-".into()),
         p.spec.reason.clone(),
-        p.spec.sha.as_deref().map(|s| s[..s.len().min(7)].to_string()).unwrap_or_else(|| "-".into()),
+        p.spec
+            .sha
+            .as_deref()
+            .map(|s| s[..s.len().min(7)].to_string())
+            .unwrap_or_else(|| "-".into()),
         status.held_gates.to_string(),
     ]
 }

@@ -44,7 +44,11 @@ struct Wanted {
 
 /// Writes `spec.resume` for the pause's current failure and, unless `--no-wait`,
 /// waits until `status.state` is `Resumed` for exactly that failure.
-pub async fn unpause(client: &Client, args: &UnpauseArgs, now: Timestamp) -> Result<String, CliError> {
+pub async fn unpause(
+    client: &Client,
+    args: &UnpauseArgs,
+    now: Timestamp,
+) -> Result<String, CliError> {
     let namespace = namespace_or_default(client, args.namespace.as_deref());
     let api: Api<ReleasePause> = Api::namespaced(client.clone(), &namespace);
     let call = |verb| Call {
@@ -54,7 +58,10 @@ pub async fn unpause(client: &Client, args: &UnpauseArgs, now: Timestamp) -> Res
         namespace: Some(&namespace),
         name: Some(&args.name),
     };
-    let pause = api.get(&args.name).await.map_err(|e| call("get").error(e))?;
+    let pause = api
+        .get(&args.name)
+        .await
+        .map_err(|e| call("get").error(e))?;
     let id = format!("{namespace}/{}", pause.name_any());
 
     // A freeze window is lifted one occurrence at a time: the one open now.
@@ -62,7 +69,9 @@ pub async fn unpause(client: &Client, args: &UnpauseArgs, now: Timestamp) -> Res
         None => None,
         Some(schedule) => {
             let times = current_and_next(schedule, now).map_err(|e| {
-                CliError::Usage(format!("ReleasePause {id} has a schedule the operator cannot use: {e}"))
+                CliError::Usage(format!(
+                    "ReleasePause {id} has a schedule the operator cannot use: {e}"
+                ))
             })?;
             match times.current {
                 Some((start, _)) => Some(start),
@@ -104,7 +113,10 @@ pub async fn unpause(client: &Client, args: &UnpauseArgs, now: Timestamp) -> Res
     let generation = written.metadata.generation.unwrap_or(0);
     let waited = tokio::time::timeout(args.timeout, async {
         loop {
-            let current = api.get(&args.name).await.map_err(|e| call("get").error(e))?;
+            let current = api
+                .get(&args.name)
+                .await
+                .map_err(|e| call("get").error(e))?;
             if let Some(done) = acknowledged(&current, &wanted, generation) {
                 return Ok::<_, CliError>(done);
             }
@@ -148,9 +160,14 @@ fn acknowledged(pause: &ReleasePause, wanted: &Wanted, generation: i64) -> Optio
                 && (wanted.window.is_none() || r.window == wanted.window);
             same.then_some(Acknowledged::Resumed)
         }
-        PauseState::Inactive if status.observed_generation.is_some() => Some(Acknowledged::Inactive(
-            status.message.clone().unwrap_or_else(|| "not holding".into()),
-        )),
+        PauseState::Inactive if status.observed_generation.is_some() => {
+            Some(Acknowledged::Inactive(
+                status
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "not holding".into()),
+            ))
+        }
         _ => None,
     }
 }
