@@ -44,6 +44,39 @@ pub struct OperatorConfig {
     /// Turn failed workflow runs into ReleasePauses.
     #[serde(default)]
     pub auto_pause: Vec<AutoPauseRule>,
+    /// The webhook receiver and the lost-webhook sweeper.
+    #[serde(default)]
+    pub intake: IntakeSettings,
+}
+
+/// Settings of the webhook receiver and the lost-webhook sweeper.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IntakeSettings {
+    /// How often the App's failed webhook deliveries are checked for lost
+    /// `deployment_protection_rule` requests.
+    #[serde(default = "default_sweep_period", with = "go_duration")]
+    pub sweep_period: Duration,
+    /// How long the receiver waits for the API server to write a gate before it
+    /// answers 503 (GitHub gives up after 10 seconds).
+    #[serde(default = "default_write_timeout", with = "go_duration")]
+    pub write_timeout: Duration,
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        IntakeSettings {
+            sweep_period: default_sweep_period(),
+            write_timeout: default_write_timeout(),
+        }
+    }
+}
+
+fn default_sweep_period() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_write_timeout() -> Duration {
+    Duration::from_secs(8)
 }
 
 /// Defaults applied to gates.
@@ -226,6 +259,31 @@ impl OperatorConfig {
                     "must be owner/name",
                 ));
             }
+            if r.branch.is_empty() {
+                return Err(invalid(
+                    format!("autoPause[{i}].branch"),
+                    "name the branch whose failed runs pause releases",
+                ));
+            }
+            if let Some(ns) = &r.namespace
+                && !is_dns_label(ns)
+            {
+                return Err(invalid(
+                    format!("autoPause[{i}].namespace"),
+                    "must be a Kubernetes namespace name",
+                ));
+            }
+        }
+        if self.intake.sweep_period < Duration::from_secs(1) {
+            return Err(invalid("intake.sweepPeriod".into(), "must be at least 1s"));
+        }
+        if self.intake.write_timeout < Duration::from_millis(100)
+            || self.intake.write_timeout > Duration::from_secs(9)
+        {
+            return Err(invalid(
+                "intake.writeTimeout".into(),
+                "must be between 100ms and 9s (GitHub waits 10s for an answer)",
+            ));
         }
         Ok(())
     }
@@ -267,6 +325,26 @@ mod tests {
     fn unknown_field_is_refused_with_its_name() {
         let e = OperatorConfig::parse("defaults:\n  timout: 1h\n").expect_err("typo");
         assert!(e.to_string().contains("timout"), "{e}");
+    }
+
+    #[test]
+    fn intake_settings_default_to_ten_minutes_and_eight_seconds() {
+        let c = OperatorConfig::parse("").expect("empty config is fine");
+        assert_eq!(c.intake.sweep_period, Duration::from_secs(600));
+        assert_eq!(c.intake.write_timeout, Duration::from_secs(8));
+        let c = OperatorConfig::parse("intake:\n  sweepPeriod: 2m\n  writeTimeout: 5s\n")
+            .expect("valid intake settings");
+        assert_eq!(c.intake.sweep_period, Duration::from_secs(120));
+        assert_eq!(c.intake.write_timeout, Duration::from_secs(5));
+        let e = OperatorConfig::parse("intake:\n  writeTimeout: 30s\n").expect_err("too long");
+        assert!(e.to_string().contains("intake.writeTimeout"), "{e}");
+    }
+
+    #[test]
+    fn auto_pause_rule_without_branch_names_the_rule() {
+        let e = OperatorConfig::parse("autoPause:\n- repository: acme/web\n  branch: ''\n")
+            .expect_err("no branch");
+        assert!(e.to_string().contains("autoPause[0].branch"), "{e}");
     }
 
     #[test]

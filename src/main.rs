@@ -18,6 +18,8 @@ enum Command {
     Crd,
     #[command(flatten)]
     Ops(tollgate::cli::commands::OpsCommand),
+    /// Evaluate gates in manifest files offline and print one JSON verdict per gate.
+    Evaluate(tollgate::cli::evaluate::EvaluateArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +67,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Evaluate(args) => match tollgate::cli::evaluate::evaluate(&args) {
+            Ok(lines) => {
+                for line in lines {
+                    println!("{line}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tollgate evaluate: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Crd => match tollgate::api::crds_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");

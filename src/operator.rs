@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::config::{ConfigError, OperatorConfig};
 use crate::controller::{self, Runtime, Scope, Settings};
+use crate::github::webhook::{self, Intake};
 use crate::github::{Auth, GitHub, GitHubConfig};
 use crate::telemetry::{self, LogFormat, Metrics};
 
@@ -165,17 +166,31 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         Some(p) => Some(read_secret("the webhook secret", p)?),
         None => None,
     };
+    let github_is_app = github.is_app();
     let client = kube::Client::try_default()
         .await
         .map_err(StartError::Kube)?;
 
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
     let router = telemetry::routes(ready_rx.clone(), metrics.clone());
-    if webhook_secret.is_none() {
-        tracing::warn!(
-            "no --webhook-secret-file: the webhook receiver is off; gates come only from kubectl"
-        );
-    }
+    let intake = webhook_secret.map(|secret| {
+        Intake::new(
+            client.clone(),
+            github.clone(),
+            config.clone(),
+            secret,
+            metrics.clone(),
+        )
+    });
+    let router = match &intake {
+        Some(intake) => router.merge(webhook::routes(intake.clone())),
+        None => {
+            tracing::warn!(
+                "no --webhook-secret-file: the webhook receiver is off; gates come only from kubectl"
+            );
+            router
+        }
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -207,8 +222,20 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         tracing::warn!("dry run: every gate is evaluated and recorded, and GitHub is told approve");
     }
 
+    // The sweeper runs only where the controllers run (the leader), so several
+    // replicas never ask GitHub to redeliver the same webhook twice.
+    let sweep_period = rt.config.intake.sweep_period;
+    let start_sweeper = move || {
+        intake
+            .filter(|_| github_is_app)
+            .map(|i| i.spawn_sweeper(sweep_period))
+    };
     if !args.leader_elect {
+        let sweeper = start_sweeper();
         controller::run(rt, ready_tx, shutdown_signal()).await;
+        if let Some(s) = sweeper {
+            s.abort();
+        }
         return Ok(());
     }
     let identity = args
@@ -232,6 +259,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         }
     }
     tracing::info!(identity = %identity, "became the leader; starting the controllers");
+    let sweeper = start_sweeper();
     let mut lost = leader.clone();
     let lost_lease = async move {
         let _ = lost.wait_for(|leading| !*leading).await;
@@ -244,6 +272,9 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         }
     };
     controller::run(rt, ready_tx, stop).await;
+    if let Some(s) = sweeper {
+        s.abort();
+    }
     drop(leader);
     let _ = lease_task.await;
     if matches!(lost_rx.try_recv(), Ok(true)) {

@@ -1,6 +1,9 @@
+//! The `tollgate` command's subcommands that are not the operator itself.
+
 pub mod commands;
 pub mod decide;
 pub mod error;
+pub mod evaluate;
 pub mod identity;
 pub mod pause;
 pub mod status;

@@ -37,6 +37,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub gates: Store<DeploymentGate>,
     pub pauses: Store<ReleasePause>,
+    /// True once the pause cache holds every pause: no gate is decided before.
+    pub pauses_synced: tokio::sync::watch::Receiver<bool>,
     pub recorder: Recorder,
     pub backoff: Backoff,
     /// resourceVersion of our last write per object: a cached copy with another
@@ -49,6 +51,7 @@ pub struct Context {
 }
 
 impl Context {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
         github: GitHub,
@@ -57,6 +60,7 @@ impl Context {
         metrics: Metrics,
         gates: Store<DeploymentGate>,
         pauses: Store<ReleasePause>,
+        pauses_synced: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let reporter = Reporter {
             controller: "tollgate".into(),
@@ -71,6 +75,7 @@ impl Context {
             metrics,
             gates,
             pauses,
+            pauses_synced,
             backoff: Backoff::default(),
             written: Mutex::default(),
             checks: Mutex::default(),

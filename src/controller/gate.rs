@@ -45,6 +45,10 @@ pub async fn gate_reconcile(
 }
 
 async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<Action, Error> {
+    // A gate is never evaluated against a pause cache that is still filling.
+    if !*ctx.pauses_synced.borrow() {
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
     let api: Api<DeploymentGate> =
         Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
     // Anything sent to GitHub is decided on the freshest copy: after our own write

@@ -17,13 +17,14 @@ pub use error::Error;
 pub use gate::{gate_reconcile, gates_for_pause};
 pub use pause::pause_reconcile;
 pub use status::merge_diff;
+pub use triggers::pause_spec_changes;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 
 use crate::api::{DeploymentGate, ReleasePause};
@@ -129,13 +130,33 @@ async fn run_shard(
     }
     let gate_api: Api<DeploymentGate> = api(&client, &ns);
     let pause_api: Api<ReleasePause> = api(&client, &ns);
-    // Pauses hold gates by scope, in any namespace: the pause watch is cluster-wide
-    // unless the operator is confined to namespaces.
-    let gate_controller = Controller::new(gate_api, wc.clone());
-    let pause_controller =
-        Controller::new(pause_api.clone(), watcher::Config::default().any_semantic());
-    let gates = gate_controller.store();
-    let pauses = pause_controller.store();
+
+    // The reflectors are ours, so readiness is read off the watch streams
+    // (InitDone) rather than from Store::wait_until_ready, whose future wakes
+    // only one waiter and is already awaited by the controllers themselves.
+    let (gates, gate_writer) = reflector::store::<DeploymentGate>();
+    let (pauses, pause_writer) = reflector::store::<ReleasePause>();
+    let (gates_synced_tx, gates_synced) = tokio::sync::watch::channel(false);
+    let (pauses_synced_tx, pauses_synced) = tokio::sync::watch::channel(false);
+    let gate_stream = watcher(gate_api, wc)
+        .default_backoff()
+        .reflect(gate_writer)
+        .inspect(move |e| {
+            if matches!(e, Ok(watcher::Event::InitDone)) {
+                let _ = gates_synced_tx.send(true);
+            }
+        })
+        .applied_objects();
+    let pause_stream = watcher(pause_api.clone(), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(pause_writer)
+        .inspect(move |e| {
+            if matches!(e, Ok(watcher::Event::InitDone)) {
+                let _ = pauses_synced_tx.send(true);
+            }
+        })
+        .applied_objects();
+
     let ctx = Arc::new(Context::new(
         client,
         github,
@@ -144,22 +165,23 @@ async fn run_shard(
         metrics,
         gates.clone(),
         pauses.clone(),
+        pauses_synced.clone(),
     ));
-
     {
-        let (gates, pauses) = (gates.clone(), pauses.clone());
+        let (mut g, mut p) = (gates_synced, pauses_synced);
         tokio::spawn(async move {
-            let (a, b) = futures::join!(gates.wait_until_ready(), pauses.wait_until_ready());
-            if a.is_ok() && b.is_ok() {
+            if g.wait_for(|v| *v).await.is_ok() && p.wait_for(|v| *v).await.is_ok() {
+                tracing::info!("caches synced; reconciling");
                 let _ = ready.send(true);
             }
         });
     }
 
     let mapper_gates = gates.clone();
-    let gate_cfg = controller::Config::default().concurrency(256);
-    let gate_run = gate_controller
-        .with_config(gate_cfg)
+    let gate_run = Controller::for_stream(gate_stream, gates)
+        // Unbounded: a reconcile waiting for GitHub's pacing must never delay
+        // another gate's deadline decision.
+        .with_config(controller::Config::default().concurrency(0))
         .watches_stream(
             triggers::pause_spec_changes(pause_api, watcher::Config::default().any_semantic()),
             move |pause| gates_for_pause(&mapper_gates, &pause),
@@ -167,18 +189,15 @@ async fn run_shard(
         .graceful_shutdown_on(shutdown.clone())
         .run(gate_reconcile, gate_error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
-
-    let pause_run = pause_controller
+    let pause_run = Controller::for_stream(pause_stream, pauses)
         .with_config(controller::Config::default().debounce(Duration::from_millis(500)))
         .graceful_shutdown_on(shutdown)
         .run(pause_reconcile, pause_error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
 
-    let gauges = gauges_loop(ctx.clone());
-    tokio::select! {
-        _ = futures::future::join(gate_run, pause_run) => {}
-        _ = gauges => {}
-    }
+    let gauges = tokio::spawn(gauges_loop(ctx.clone()));
+    futures::future::join(gate_run, pause_run).await;
+    gauges.abort();
 }
 
 /// Keeps the by-phase and by-state gauges in step with the caches.

@@ -12,6 +12,7 @@ mod hooks;
 mod limiter;
 mod response;
 mod review;
+pub mod webhook;
 
 pub use client::{Auth, GitHub, GitHubConfig, split_repository};
 pub use error::GitHubError;

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub deployments: Family<Labels, Counter>,
     /// Seconds from approval to a Ready deployment.
     pub approval_to_ready: Histogram,
+    /// ReleasePauses created or updated from failed workflow runs.
+    pub auto_pauses: Counter,
 }
 
 impl Default for Metrics {
@@ -173,6 +175,12 @@ impl Metrics {
             "Seconds from approval to a Ready deployment",
             approval_to_ready.clone(),
         );
+        let auto_pauses = Counter::default();
+        r.register(
+            "auto_pauses",
+            "ReleasePauses created or updated from failed workflow runs",
+            auto_pauses.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             webhooks,
@@ -193,6 +201,7 @@ impl Metrics {
             guard_refusals,
             deployments,
             approval_to_ready,
+            auto_pauses,
         }
     }
 

@@ -1,0 +1,736 @@
+//! The real controllers against the in-process fake Kubernetes API and the fake
+//! GitHub: each test asserts the final status, the Events and the exact GitHub
+//! requests.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use support::github::{FakeGitHub, Fault};
+use support::kube::FakeKube;
+use tollgate::api::{DecisionSource, DeliveryState, DeploymentGate, Phase, ReleasePause, Verdict};
+use tollgate::config::OperatorConfig;
+use tollgate::controller::{self, Runtime, Scope, Settings};
+use tollgate::github::{Auth, GitHub, GitHubConfig};
+use tollgate::telemetry::Metrics;
+
+const SHA: &str = "9fceb02d0ae598e95dc970b74767f19372d61af8";
+const SHA2: &str = "1111111111111111111111111111111111111111";
+const GATES: &str = "tollgate.dev/v1alpha1/deploymentgates";
+/// A hang guard only: every awaited transition is event-driven.
+const GUARD: Duration = Duration::from_secs(20);
+
+struct Operator {
+    task: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    metrics: Metrics,
+}
+
+impl Operator {
+    async fn start(kube: &FakeKube, gh: &FakeGitHub, config: &str, dry_run: bool) -> Operator {
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+        let github = GitHub::new(GitHubConfig {
+            api_base: gh.url().to_string(),
+            auth: Auth::Token("test-token".into()),
+            request_timeout: Duration::from_millis(500),
+            writes_per_minute: 60_000,
+            max_in_flight: 100,
+        })
+        .expect("github client");
+        let metrics = Metrics::new();
+        let rt = Runtime {
+            client: kube.client(),
+            github,
+            config: Arc::new(OperatorConfig::parse(config).expect("config")),
+            settings: Settings {
+                dry_run,
+                instance: Some("test".into()),
+            },
+            metrics: metrics.clone(),
+            scope: Scope::default(),
+        };
+        let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(controller::run(rt, ready_tx, async move {
+            let _ = stop_rx.await;
+        }));
+        tokio::time::timeout(GUARD, ready_rx.wait_for(|r| *r))
+            .await
+            .expect("caches sync")
+            .expect("ready");
+        Operator {
+            task,
+            stop: Some(stop_tx),
+            metrics,
+        }
+    }
+
+    /// Kills the controller at once, as a crash would.
+    fn kill(mut self) {
+        self.stop.take();
+        self.task.abort();
+    }
+}
+
+fn gates(client: &Client, ns: &str) -> Api<DeploymentGate> {
+    Api::namespaced(client.clone(), ns)
+}
+
+fn pauses(client: &Client, ns: &str) -> Api<ReleasePause> {
+    Api::namespaced(client.clone(), ns)
+}
+
+fn gate(name: &str, run_id: i64, extra: Value) -> DeploymentGate {
+    let mut spec = json!({
+        "repository": "acme/web",
+        "environment": "production",
+        "sha": SHA,
+        "runId": run_id,
+        "timeout": "1h",
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            if v.is_null() {
+                s.remove(k);
+            } else {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "tollgate.dev/v1alpha1",
+        "kind": "DeploymentGate",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("gate manifest")
+}
+
+fn pause(name: &str, sha: &str, extra: Value) -> ReleasePause {
+    let mut spec = json!({
+        "scope": {"repositories": ["acme/*"], "environments": ["production"]},
+        "reason": "ci-failed",
+        "sha": sha,
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "tollgate.dev/v1alpha1",
+        "kind": "ReleasePause",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("pause manifest")
+}
+
+async fn until(
+    api: &Api<DeploymentGate>,
+    name: &str,
+    what: &str,
+    cond: impl Fn(&DeploymentGate) -> bool,
+) -> DeploymentGate {
+    let found = tokio::time::timeout(
+        GUARD,
+        await_condition(api.clone(), name, move |g: Option<&DeploymentGate>| {
+            g.is_some_and(&cond)
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("gate {name} never became {what}"))
+    .expect("watch");
+    found.expect("the gate exists")
+}
+
+fn phase(g: &DeploymentGate) -> Option<Phase> {
+    g.status.as_ref().and_then(|s| s.phase)
+}
+
+fn delivered(g: &DeploymentGate) -> bool {
+    g.status
+        .as_ref()
+        .and_then(|s| s.delivery.as_ref())
+        .is_some_and(|d| d.state.is_final())
+}
+
+fn event_reasons(kube: &FakeKube, name: &str) -> Vec<String> {
+    let mut events: Vec<Value> = kube
+        .events()
+        .into_iter()
+        .filter(|e| e.pointer("/regarding/name").and_then(|n| n.as_str()) == Some(name))
+        .collect();
+    events.sort_by_key(|e| {
+        e.pointer("/metadata/resourceVersion")
+            .and_then(|r| r.as_str())
+            .and_then(|r| r.parse::<u64>().ok())
+            .unwrap_or(0)
+    });
+    events
+        .iter()
+        .filter_map(|e| e.get("reason").and_then(|r| r.as_str()).map(str::to_string))
+        .collect()
+}
+
+/// Events are published right after the status write they describe; wait for them.
+async fn events_eventually(kube: &FakeKube, name: &str, expected: &[&str]) {
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        let got = event_reasons(kube, name);
+        if got == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events of {name}: {got:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn status_writes(kube: &FakeKube, name: &str) -> usize {
+    kube.writes()
+        .iter()
+        .filter(|w| {
+            w.collection == GATES
+                && w.name.as_deref() == Some(name)
+                && w.status_subresource
+                && w.changed
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_path_decides_delivers_once_and_tells_why() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let api = gates(&kube.client(), "default");
+    api.create(&PostParams::default(), &gate("g1", 101, json!({})))
+        .await
+        .expect("create");
+    let g = until(&api, "g1", "delivered", delivered).await;
+
+    let s = g.status.expect("status");
+    assert_eq!(s.phase, Some(Phase::Approved));
+    let d = s.decision.expect("decision");
+    assert_eq!(
+        (d.verdict, d.source),
+        (Verdict::Approve, DecisionSource::Policy)
+    );
+    assert_eq!(
+        s.delivery.expect("delivery").state,
+        DeliveryState::Delivered
+    );
+    assert_eq!(s.short_sha.as_deref(), Some("9fceb02"));
+    assert!(
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Delivered" && c.status == "True")
+    );
+    assert_eq!(gh.accepted(101, "production"), 1);
+    let reviews = gh.reviews(101);
+    assert_eq!(reviews.len(), 1);
+    assert_eq!(reviews[0].body["state"], "approved");
+    assert_eq!(reviews[0].body["environment_name"], "production");
+    assert_eq!(
+        reviews[0].authorization.as_deref(),
+        Some("Bearer test-token")
+    );
+    events_eventually(&kube, "g1", &["Approved", "Delivered"]).await;
+    let text = op.metrics.render();
+    assert!(
+        text.contains("tollgate_decisions_total{verdict=\"approve\",source=\"Policy\"} 1"),
+        "{text}"
+    );
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_required_check_rejects_naming_the_check() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    gh.add_check_run(SHA, "ci/test", "completed", Some("failure"));
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let api = gates(&kube.client(), "default");
+    api.create(
+        &PostParams::default(),
+        &gate("g2", 102, json!({"requiredChecks": ["ci/test"]})),
+    )
+    .await
+    .expect("create");
+    let g = until(&api, "g2", "delivered", delivered).await;
+    let d = g
+        .status
+        .as_ref()
+        .and_then(|s| s.decision.clone())
+        .expect("decision");
+    assert_eq!(d.verdict, Verdict::Reject);
+    assert!(d.reason.contains("ci/test"), "{}", d.reason);
+    assert_eq!(gh.reviews(102)[0].body["state"], "rejected");
+    assert_eq!(gh.accepted(102, "production"), 1);
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_rejects_naming_what_held_the_gate() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let client = kube.client();
+    pauses(&client, "default")
+        .create(&PostParams::default(), &pause("red-main", SHA, json!({})))
+        .await
+        .expect("pause");
+    let api = gates(&client, "default");
+    let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
+    api.create(
+        &PostParams::default(),
+        &gate(
+            "g3",
+            103,
+            json!({"timeout": null, "deadline": deadline.to_string()}),
+        ),
+    )
+    .await
+    .expect("create");
+    until(&api, "g3", "waiting", |g| phase(g) == Some(Phase::Waiting)).await;
+    let g = until(&api, "g3", "delivered", delivered).await;
+    let d = g
+        .status
+        .as_ref()
+        .and_then(|s| s.decision.clone())
+        .expect("decision");
+    assert_eq!(
+        (d.verdict, d.source),
+        (Verdict::Reject, DecisionSource::Deadline)
+    );
+    assert!(d.reason.contains("default/red-main"), "{}", d.reason);
+    assert!(
+        d.decided_at >= deadline,
+        "decided before the deadline: {} < {deadline}",
+        d.decided_at
+    );
+    events_eventually(&kube, "g3", &["Waiting", "Rejected", "Delivered"]).await;
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumed_pause_releases_held_gate_at_once() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let client = kube.client();
+    let papi = pauses(&client, "default");
+    papi.create(&PostParams::default(), &pause("red-main", SHA, json!({})))
+        .await
+        .expect("pause");
+    let api = gates(&client, "default");
+    // Deadline an hour away and the safety requeue at 10 minutes: only the wake
+    // on resume can decide this gate within the guard.
+    api.create(&PostParams::default(), &gate("g4", 104, json!({})))
+        .await
+        .expect("create");
+    let held = until(&api, "g4", "waiting", |g| phase(g) == Some(Phase::Waiting)).await;
+    assert_eq!(held.status.as_ref().map(|s| s.blockers.len()), Some(1));
+    assert!(
+        gh.comments(104, "production") >= 1,
+        "the run was told why it waits"
+    );
+
+    let resumed_at = jiff::Timestamp::now();
+    let resume = json!({"spec": {"resume": {"sha": SHA, "reason": "ci-failed", "by": "alice"}}});
+    papi.patch("red-main", &PatchParams::default(), &Patch::Merge(&resume))
+        .await
+        .expect("resume");
+    let g = until(&api, "g4", "approved", |g| {
+        phase(g) == Some(Phase::Approved)
+    })
+    .await;
+    let d = g
+        .status
+        .as_ref()
+        .and_then(|s| s.decision.clone())
+        .expect("decision");
+    let latency = d.decided_at.duration_since(resumed_at);
+    eprintln!("wake latency: {latency:?}");
+    assert_eq!(d.source, DecisionSource::Policy);
+    let g = until(&api, "g4", "delivered", delivered).await;
+    assert_eq!(
+        g.status.and_then(|s| s.delivery).map(|d| d.state),
+        Some(DeliveryState::Delivered)
+    );
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_restatement_of_a_resumed_failure_keeps_gates_flowing_but_a_new_sha_pauses() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let client = kube.client();
+    let papi = pauses(&client, "default");
+    papi.create(
+        &PostParams::default(),
+        &pause(
+            "red-main",
+            SHA,
+            json!({"resume": {"sha": SHA, "reason": "ci-failed"}}),
+        ),
+    )
+    .await
+    .expect("pause");
+    let recorded = tokio::time::timeout(
+        GUARD,
+        await_condition(papi.clone(), "red-main", |p: Option<&ReleasePause>| {
+            p.and_then(|p| p.status.as_ref())
+                .is_some_and(|s| s.recovery.is_some())
+        }),
+    )
+    .await
+    .expect("recovery recorded")
+    .expect("watch");
+    assert_eq!(
+        recorded
+            .and_then(|p| p.status)
+            .and_then(|s| s.recovery)
+            .and_then(|r| r.sha)
+            .as_deref(),
+        Some(SHA)
+    );
+
+    // A stale writer restates the old failure and drops spec.resume.
+    let restate = json!({"spec": {"resume": null, "sha": SHA, "reason": "ci-failed", "message": "main is red"}});
+    papi.patch("red-main", &PatchParams::default(), &Patch::Merge(&restate))
+        .await
+        .expect("restate");
+    let api = gates(&client, "default");
+    api.create(&PostParams::default(), &gate("g5", 105, json!({})))
+        .await
+        .expect("create");
+    let g = until(&api, "g5", "delivered", delivered).await;
+    assert_eq!(
+        phase(&g),
+        Some(Phase::Approved),
+        "the restated failure must not hold the gate"
+    );
+
+    // A new failure pauses again.
+    let new_failure = json!({"spec": {"sha": SHA2}});
+    papi.patch(
+        "red-main",
+        &PatchParams::default(),
+        &Patch::Merge(&new_failure),
+    )
+    .await
+    .expect("new sha");
+    api.create(&PostParams::default(), &gate("g6", 106, json!({})))
+        .await
+        .expect("create");
+    let g = until(&api, "g6", "waiting", |g| phase(g) == Some(Phase::Waiting)).await;
+    assert_eq!(
+        g.status.map(|s| s.blockers[0].name.clone()).as_deref(),
+        Some("default/red-main")
+    );
+    assert_eq!(gh.accepted(106, "production"), 0);
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freeze_window_end_approves_at_the_window_edge() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let client = kube.client();
+    // A daily window that opened at this minute's start and ends ~2 s from now.
+    let now = jiff::Timestamp::now();
+    let minute_start =
+        jiff::Timestamp::from_second(now.as_second() - now.as_second().rem_euclid(60)).expect("ts");
+    let duration_ms = now.as_millisecond() + 2_000 - minute_start.as_millisecond();
+    let window_end = minute_start + jiff::SignedDuration::from_millis(duration_ms);
+    let utc = minute_start.to_zoned(jiff::tz::TimeZone::UTC);
+    let cron = format!("{} {} * * *", utc.minute(), utc.hour());
+    let schedule = json!({"cron": cron, "duration": format!("{duration_ms}ms"), "timeZone": "UTC"});
+    pauses(&client, "default")
+        .create(
+            &PostParams::default(),
+            &pause(
+                "freeze",
+                SHA,
+                json!({"schedule": schedule, "reason": "freeze"}),
+            ),
+        )
+        .await
+        .expect("pause");
+    let api = gates(&client, "default");
+    api.create(&PostParams::default(), &gate("g7", 107, json!({})))
+        .await
+        .expect("create");
+    let held = until(&api, "g7", "waiting", |g| phase(g) == Some(Phase::Waiting)).await;
+    let blocker = held
+        .status
+        .as_ref()
+        .map(|s| s.blockers[0].clone())
+        .expect("blocker");
+    assert_eq!(blocker.until, Some(window_end));
+    let g = until(&api, "g7", "approved", |g| {
+        phase(g) == Some(Phase::Approved)
+    })
+    .await;
+    let decided = g
+        .status
+        .and_then(|s| s.decision)
+        .expect("decision")
+        .decided_at;
+    assert!(
+        decided >= window_end,
+        "approved inside the window: {decided} < {window_end}"
+    );
+    eprintln!(
+        "approved {:?} after the window edge",
+        decided.duration_since(window_end)
+    );
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_undecided_gate_delivers_a_reject_before_it_disappears() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let client = kube.client();
+    pauses(&client, "default")
+        .create(&PostParams::default(), &pause("red-main", SHA, json!({})))
+        .await
+        .expect("pause");
+    let api = gates(&client, "default");
+    api.create(&PostParams::default(), &gate("g8", 108, json!({})))
+        .await
+        .expect("create");
+    let held = until(&api, "g8", "waiting", |g| phase(g) == Some(Phase::Waiting)).await;
+    assert_eq!(
+        held.metadata.finalizers.as_deref(),
+        Some(&["tollgate.dev/answer".to_string()][..])
+    );
+    api.delete("g8", &DeleteParams::default())
+        .await
+        .expect("delete");
+    tokio::time::timeout(
+        GUARD,
+        await_condition(api.clone(), "g8", |g: Option<&DeploymentGate>| g.is_none()),
+    )
+    .await
+    .expect("the gate is released")
+    .expect("watch");
+    let reviews = gh.reviews(108);
+    assert_eq!(reviews.len(), 1);
+    assert_eq!(reviews[0].body["state"], "rejected");
+    assert_eq!(gh.accepted(108, "production"), 1);
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_decision_and_delivery_delivers_the_same_decision_once() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    // The first review never gets an answer and does not land: the operator
+    // is killed while waiting for it.
+    gh.script("review", &[Fault::Hang { lands: false }]);
+    gh.script("approvals", &[Fault::Hang { lands: false }]);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let api = gates(&kube.client(), "default");
+    api.create(&PostParams::default(), &gate("g9", 109, json!({})))
+        .await
+        .expect("create");
+    let decided = until(&api, "g9", "decided", |g| {
+        g.status.as_ref().is_some_and(|s| s.decision.is_some())
+    })
+    .await;
+    let first = decided
+        .status
+        .as_ref()
+        .and_then(|s| s.decision.clone())
+        .expect("decision");
+    op.kill();
+    assert_eq!(gh.accepted(109, "production"), 0);
+
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let g = until(&api, "g9", "delivered", delivered).await;
+    assert_eq!(
+        g.status.as_ref().and_then(|s| s.decision.clone()),
+        Some(first),
+        "the decision was re-sent, never re-made"
+    );
+    assert_eq!(gh.accepted(109, "production"), 1);
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_controllers_racing_on_one_gate_make_one_decision() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let a = Operator::start(&kube, &gh, "", false).await;
+    let b = Operator::start(&kube, &gh, "", false).await;
+    let api = gates(&kube.client(), "default");
+    api.create(&PostParams::default(), &gate("g10", 110, json!({})))
+        .await
+        .expect("create");
+    until(&api, "g10", "delivered", delivered).await;
+    let decision_writes = kube
+        .writes()
+        .iter()
+        .filter(|w| w.name.as_deref() == Some("g10") && w.status_subresource && w.changed)
+        .count();
+    assert!(
+        decision_writes <= 2,
+        "decision and delivery: {decision_writes} status writes"
+    );
+    assert_eq!(
+        gh.accepted(110, "production"),
+        1,
+        "GitHub took exactly one answer"
+    );
+    let conflicts = kube
+        .writes()
+        .iter()
+        .filter(|w| w.name.as_deref() == Some("g10") && w.code == 409)
+        .count();
+    eprintln!("conflicts refused by resourceVersion: {conflicts}");
+    a.kill();
+    b.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_in_a_namespace_not_allowed_its_repository_is_never_delivered() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let config = "tenancy:\n- namespace: web\n  repositories: [acme/web]\n";
+    let op = Operator::start(&kube, &gh, config, false).await;
+    let api = gates(&kube.client(), "billing");
+    api.create(&PostParams::default(), &gate("g11", 111, json!({})))
+        .await
+        .expect("create");
+    let g = until(&api, "g11", "forbidden", |g| {
+        g.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Forbidden" && c.status == "True")
+        })
+    })
+    .await;
+    let s = g.status.expect("status");
+    assert!(s.decision.is_none());
+    assert!(
+        s.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("no tenancy rule allows namespace billing")),
+        "{:?}",
+        s.reason
+    );
+    assert_eq!(gh.reviews(111).len(), 0);
+    events_eventually(&kube, "g11", &["Forbidden"]).await;
+
+    let allowed = gates(&kube.client(), "web");
+    allowed
+        .create(&PostParams::default(), &gate("g12", 112, json!({})))
+        .await
+        .expect("create");
+    until(&allowed, "g12", "delivered", delivered).await;
+    assert_eq!(gh.accepted(112, "production"), 1);
+    assert_eq!(gh.reviews(111).len(), 0);
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciles_that_change_nothing_write_nothing() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let api = gates(&kube.client(), "default");
+    api.create(&PostParams::default(), &gate("g13", 113, json!({})))
+        .await
+        .expect("create");
+    until(&api, "g13", "delivered", delivered).await;
+    let before = status_writes(&kube, "g13");
+    assert_eq!(before, 2, "one decision write and one delivery write");
+    // Label changes trigger reconciles that have nothing to do.
+    for i in 0..5 {
+        let patch = json!({"metadata": {"labels": {"touch": i.to_string()}}});
+        api.patch("g13", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("touch");
+    }
+    let last = json!({"metadata": {"labels": {"touch": "done"}}});
+    api.patch("g13", &PatchParams::default(), &Patch::Merge(&last))
+        .await
+        .expect("touch");
+    until(&api, "g13", "touched", |g| {
+        g.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("touch"))
+            .is_some_and(|v| v == "done")
+    })
+    .await;
+    // A second gate decided after the touches proves the controller processed them.
+    api.create(&PostParams::default(), &gate("g14", 114, json!({})))
+        .await
+        .expect("create");
+    until(&api, "g14", "delivered", delivered).await;
+    assert_eq!(
+        status_writes(&kube, "g13"),
+        before,
+        "no-op reconciles wrote status"
+    );
+    assert_eq!(gh.reviews(113).len(), 1);
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_records_the_real_verdict_but_tells_github_approve() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    gh.add_status(SHA, "ci/test", "failure");
+    let op = Operator::start(&kube, &gh, "", true).await;
+    let api = gates(&kube.client(), "default");
+    api.create(
+        &PostParams::default(),
+        &gate("g15", 115, json!({"requiredChecks": ["ci/test"]})),
+    )
+    .await
+    .expect("create");
+    let g = until(&api, "g15", "delivered", delivered).await;
+    let d = g
+        .status
+        .as_ref()
+        .and_then(|s| s.decision.clone())
+        .expect("decision");
+    assert_eq!(d.verdict, Verdict::Reject);
+    assert!(d.dry_run && d.reason.starts_with("dry run"), "{}", d.reason);
+    assert_eq!(phase(&g), Some(Phase::Rejected));
+    assert_eq!(gh.reviews(115)[0].body["state"], "approved");
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_whose_run_completed_while_undecided_becomes_unknown() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    gh.set_run(116, "completed", Some("cancelled"));
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let client = kube.client();
+    pauses(&client, "default")
+        .create(&PostParams::default(), &pause("red-main", SHA, json!({})))
+        .await
+        .expect("pause");
+    let api = gates(&client, "default");
+    api.create(&PostParams::default(), &gate("g16", 116, json!({})))
+        .await
+        .expect("create");
+    let g = until(&api, "g16", "unknown", |g| phase(g) == Some(Phase::Unknown)).await;
+    assert!(
+        g.status
+            .and_then(|s| s.reason)
+            .is_some_and(|r| r.contains("cancelled"))
+    );
+    assert_eq!(gh.reviews(116).len(), 0);
+    op.kill();
+}

@@ -1,0 +1,556 @@
+//! A fake GitHub API on 127.0.0.1 for tests, the benchmark and e2e: the
+//! deployment protection rule review (204, then 422 once answered), approvals,
+//! workflow runs, check runs and commit statuses, installation tokens, the
+//! App's webhook deliveries, scripted and seeded random faults, and a log of
+//! every request with its (tokio) arrival time.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+/// A throwaway RSA key for App-mode tests only; it authenticates nothing anywhere.
+pub const TEST_APP_KEY: &str = include_str!("test_app_key.pem");
+
+/// One request the fake saw.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+    pub at: tokio::time::Instant,
+    pub status: u16,
+}
+
+/// A scripted answer.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer with this status and GitHub-style message.
+    Status(u16, &'static str),
+    /// Never answer (the client times out); the request still takes effect when `lands`.
+    Hang { lands: bool },
+    /// Drop the connection without an answer; the request still takes effect when `lands`.
+    Reset { lands: bool },
+    /// 403 secondary rate limit, with an optional `retry-after`.
+    SecondaryLimit { retry_after: Option<u64> },
+    /// 429 with `retry-after`.
+    RetryAfter(u64),
+    /// 403 with the primary limit spent, resetting in this many seconds.
+    PrimaryExhausted { reset_in: u64 },
+    /// 401 (an expired token).
+    Unauthorized,
+}
+
+/// Seeded random faults for load and fault-injection tests.
+pub struct RandomFaults {
+    pub share: f64,
+    pub rng: StdRng,
+}
+
+#[derive(Default)]
+struct Run {
+    gone: bool,
+    status: String,
+    conclusion: Option<String>,
+    /// environment → (state, login, comment)
+    answers: HashMap<String, (String, String, String)>,
+}
+
+#[derive(Default)]
+struct GhState {
+    requests: Vec<Recorded>,
+    runs: HashMap<i64, Run>,
+    check_runs: HashMap<String, Vec<Value>>,
+    statuses: HashMap<String, Vec<Value>>,
+    script: HashMap<&'static str, VecDeque<Fault>>,
+    random: Option<RandomFaults>,
+    tokens_minted: u32,
+    deliveries: Vec<Value>,
+    payloads: HashMap<i64, Value>,
+    redelivered: Vec<i64>,
+    accepted: HashMap<(i64, String), u32>,
+    comments: HashMap<(i64, String), u32>,
+}
+
+/// The fake server. Clones share state.
+#[derive(Clone)]
+pub struct FakeGitHub {
+    state: Arc<Mutex<GhState>>,
+    url: String,
+}
+
+static QUIET_RESETS: Once = Once::new();
+const RESET: &str = "fake-github: connection reset";
+
+impl FakeGitHub {
+    /// Starts the server on 127.0.0.1 with an ephemeral port.
+    pub async fn start() -> FakeGitHub {
+        QUIET_RESETS.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                let quiet = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .is_some_and(|m| *m == RESET);
+                if !quiet {
+                    previous(info);
+                }
+            }));
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local addr");
+        let fake = FakeGitHub {
+            state: Arc::default(),
+            url: format!("http://{addr}"),
+        };
+        let app = Router::new().fallback(handle).with_state(fake.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        fake
+    }
+
+    /// The API base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GhState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.lock().requests.clone()
+    }
+
+    /// Requests whose path contains `needle`.
+    pub fn requests_to(&self, method: &str, needle: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path.contains(needle))
+            .collect()
+    }
+
+    /// Review POSTs that carried a state, for a run.
+    pub fn reviews(&self, run_id: i64) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| {
+                r.method == "POST"
+                    && r.path.ends_with(&format!(
+                        "/actions/runs/{run_id}/deployment_protection_rule"
+                    ))
+                    && r.body.get("state").is_some()
+            })
+            .collect()
+    }
+
+    /// How many answers GitHub accepted (204) for (run, environment).
+    pub fn accepted(&self, run_id: i64, environment: &str) -> u32 {
+        self.lock()
+            .accepted
+            .get(&(run_id, environment.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The answer recorded for (run, environment): (state, login).
+    pub fn answer(&self, run_id: i64, environment: &str) -> Option<(String, String)> {
+        self.lock()
+            .runs
+            .get(&run_id)
+            .and_then(|r| r.answers.get(environment))
+            .map(|(s, l, _)| (s.clone(), l.clone()))
+    }
+
+    /// Someone else answers first (e.g. a person in the GitHub UI).
+    pub fn answer_as(&self, run_id: i64, environment: &str, state: &str, login: &str) {
+        let mut s = self.lock();
+        let run = s.runs.entry(run_id).or_default();
+        run.answers.insert(
+            environment.to_string(),
+            (state.to_string(), login.to_string(), String::new()),
+        );
+    }
+
+    /// Status reports posted for (run, environment).
+    pub fn comments(&self, run_id: i64, environment: &str) -> u32 {
+        self.lock()
+            .comments
+            .get(&(run_id, environment.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Sets a workflow run's state: `completed` with a conclusion, or `gone`.
+    pub fn set_run(&self, run_id: i64, status: &str, conclusion: Option<&str>) {
+        let mut s = self.lock();
+        let run = s.runs.entry(run_id).or_default();
+        run.gone = status == "gone";
+        run.status = status.to_string();
+        run.conclusion = conclusion.map(str::to_string);
+    }
+
+    /// Adds a check run on a sha.
+    pub fn add_check_run(&self, sha: &str, name: &str, status: &str, conclusion: Option<&str>) {
+        let mut s = self.lock();
+        let list = s.check_runs.entry(sha.to_string()).or_default();
+        let id = list.len() as i64 + 1;
+        list.push(json!({"id": id, "name": name, "status": status, "conclusion": conclusion}));
+    }
+
+    /// Adds a commit status on a sha.
+    pub fn add_status(&self, sha: &str, context: &str, state: &str) {
+        let mut s = self.lock();
+        let list = s.statuses.entry(sha.to_string()).or_default();
+        list.retain(|x| x["context"] != context);
+        list.insert(0, json!({"context": context, "state": state}));
+    }
+
+    /// Scripts the next answers of a route: `review`, `approvals`, `run`, `checks`, `token`, `deliveries`.
+    pub fn script(&self, route: &'static str, faults: &[Fault]) {
+        self.lock()
+            .script
+            .entry(route)
+            .or_default()
+            .extend(faults.iter().cloned());
+    }
+
+    /// Fails this share of review requests at random, seeded.
+    pub fn random_faults(&self, share: f64, seed: u64) {
+        self.lock().random = Some(RandomFaults {
+            share,
+            rng: StdRng::seed_from_u64(seed),
+        });
+    }
+
+    /// Stops random faults.
+    pub fn no_random_faults(&self) {
+        self.lock().random = None;
+    }
+
+    /// Installation tokens minted so far.
+    pub fn tokens_minted(&self) -> u32 {
+        self.lock().tokens_minted
+    }
+
+    /// Adds an App webhook delivery (as listed by GET /app/hook/deliveries), with its payload.
+    pub fn add_delivery(&self, id: i64, event: &str, status_code: i64, payload: Value) {
+        let mut s = self.lock();
+        s.deliveries.insert(0, json!({
+            "id": id, "guid": format!("guid-{id}"), "delivered_at": jiff::Timestamp::now().to_string(),
+            "redelivery": false, "duration": 0.1, "status": if (200..300).contains(&status_code) { "OK" } else { "Invalid HTTP Response: 503" },
+            "status_code": status_code, "event": event, "action": payload.get("action").cloned().unwrap_or(Value::Null),
+            "installation_id": 42, "repository_id": 1,
+        }));
+        s.payloads.insert(id, payload);
+    }
+
+    /// Deliveries GitHub was asked to redeliver.
+    pub fn redelivered(&self) -> Vec<i64> {
+        self.lock().redelivered.clone()
+    }
+}
+
+fn gh(status: u16, message: &str) -> Response {
+    let body = json!({"message": message, "documentation_url": "https://docs.github.com/rest"});
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn json_ok(v: Value) -> Response {
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+fn route_of(method: &Method, parts: &[&str]) -> &'static str {
+    match (method, parts) {
+        (
+            &Method::POST,
+            [
+                "repos",
+                _,
+                _,
+                "actions",
+                "runs",
+                _,
+                "deployment_protection_rule",
+            ],
+        ) => "review",
+        (&Method::GET, ["repos", _, _, "actions", "runs", _, "approvals"]) => "approvals",
+        (&Method::GET, ["repos", _, _, "actions", "runs", _]) => "run",
+        (&Method::GET, ["repos", _, _, "commits", _, _]) => "checks",
+        (&Method::POST, ["app", "installations", _, "access_tokens"]) => "token",
+        (_, ["app", "hook", "deliveries", ..]) => "deliveries",
+        (&Method::GET, ["repos", _, _, "installation"]) => "installation",
+        _ => "other",
+    }
+}
+
+/// What a fault does to a request.
+enum Effect {
+    Respond(Response),
+    Hang { lands: bool },
+    Reset { lands: bool },
+}
+
+fn apply(fault: Fault) -> Effect {
+    match fault {
+        Fault::Status(code, msg) => Effect::Respond(gh(code, msg)),
+        Fault::Hang { lands } => Effect::Hang { lands },
+        Fault::Reset { lands } => Effect::Reset { lands },
+        Fault::SecondaryLimit { retry_after } => {
+            let mut r = gh(
+                403,
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            );
+            if let Some(s) = retry_after {
+                r.headers_mut()
+                    .insert("retry-after", s.to_string().parse().expect("header"));
+            }
+            Effect::Respond(r)
+        }
+        Fault::RetryAfter(s) => {
+            let mut r = gh(429, "Too many requests");
+            r.headers_mut()
+                .insert("retry-after", s.to_string().parse().expect("header"));
+            Effect::Respond(r)
+        }
+        Fault::PrimaryExhausted { reset_in } => {
+            let mut r = gh(403, "API rate limit exceeded for installation.");
+            let reset = jiff::Timestamp::now().as_second() + reset_in as i64;
+            r.headers_mut()
+                .insert("x-ratelimit-remaining", "0".parse().expect("header"));
+            r.headers_mut().insert(
+                "x-ratelimit-reset",
+                reset.to_string().parse().expect("header"),
+            );
+            Effect::Respond(r)
+        }
+        Fault::Unauthorized => Effect::Respond(gh(401, "Bad credentials")),
+    }
+}
+
+fn random_fault(rng: &mut StdRng) -> Fault {
+    match rng.random_range(0..8) {
+        0 => Fault::Status(500, "Server Error"),
+        1 => Fault::Status(502, "Bad Gateway"),
+        2 => Fault::Hang {
+            lands: rng.random_bool(0.5),
+        },
+        3 => Fault::Reset {
+            lands: rng.random_bool(0.5),
+        },
+        4 => Fault::SecondaryLimit {
+            retry_after: Some(1),
+        },
+        5 => Fault::RetryAfter(1),
+        6 => Fault::Unauthorized,
+        _ => Fault::Status(503, "Service Unavailable"),
+    }
+}
+
+async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|a| a.to_str().ok())
+        .map(str::to_string);
+    let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let route = route_of(&method, &parts);
+    let at = tokio::time::Instant::now();
+    let fault = {
+        let mut s = fake.lock();
+        let scripted = s.script.get_mut(route).and_then(|q| q.pop_front());
+        scripted.or_else(|| {
+            if route != "review" {
+                return None;
+            }
+            let r = s.random.as_mut()?;
+            if r.rng.random_bool(r.share.clamp(0.0, 1.0)) {
+                Some(random_fault(&mut r.rng))
+            } else {
+                None
+            }
+        })
+    };
+    let effect = fault.map(apply);
+    let (response, broken) = match effect {
+        Some(Effect::Respond(r)) => (r, None),
+        Some(Effect::Hang { lands }) => (
+            if lands {
+                serve(&fake, &method, &parts, &body)
+            } else {
+                gh(599, "never sent")
+            },
+            Some(true),
+        ),
+        Some(Effect::Reset { lands }) => (
+            if lands {
+                serve(&fake, &method, &parts, &body)
+            } else {
+                gh(599, "never sent")
+            },
+            Some(false),
+        ),
+        None => (serve(&fake, &method, &parts, &body), None),
+    };
+    let status = response.status().as_u16();
+    fake.lock().requests.push(Recorded {
+        method: method.to_string(),
+        path: path.clone(),
+        authorization,
+        body: body.clone(),
+        at,
+        status,
+    });
+    match broken {
+        None => response,
+        // Hang past any client timeout: the client gives up without an answer.
+        Some(true) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            response
+        }
+        // Drop the connection without an answer.
+        Some(false) => std::panic::panic_any(RESET),
+    }
+}
+
+fn serve(fake: &FakeGitHub, method: &Method, parts: &[&str], body: &Value) -> Response {
+    let mut s = fake.lock();
+    match (method, parts) {
+        (&Method::POST, ["app", "installations", _id, "access_tokens"]) => {
+            s.tokens_minted += 1;
+            let n = s.tokens_minted;
+            let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+            (
+                StatusCode::CREATED,
+                [("content-type", "application/json")],
+                json!({"token": format!("ghs_fake{n}"), "expires_at": expires.to_string()})
+                    .to_string(),
+            )
+                .into_response()
+        }
+        (&Method::GET, ["repos", _, _, "installation"]) => json_ok(json!({"id": 42, "app_id": 1})),
+        (
+            &Method::POST,
+            [
+                "repos",
+                _,
+                _,
+                "actions",
+                "runs",
+                run,
+                "deployment_protection_rule",
+            ],
+        ) => {
+            let run_id: i64 = run.parse().unwrap_or(0);
+            let env = body
+                .get("environment_name")
+                .and_then(|e| e.as_str())
+                .unwrap_or("")
+                .to_string();
+            let state = body
+                .get("state")
+                .and_then(|e| e.as_str())
+                .map(str::to_string);
+            let comment = body
+                .get("comment")
+                .and_then(|e| e.as_str())
+                .unwrap_or("")
+                .to_string();
+            let entry = s.runs.entry(run_id).or_default();
+            if entry.gone {
+                return gh(404, "Not Found");
+            }
+            if entry.answers.contains_key(&env) {
+                return gh(422, "No pending deployment requests to approve or reject");
+            }
+            match state {
+                Some(state) => {
+                    entry
+                        .answers
+                        .insert(env.clone(), (state, "tollgate[bot]".into(), comment));
+                    *s.accepted.entry((run_id, env)).or_default() += 1;
+                }
+                None => *s.comments.entry((run_id, env)).or_default() += 1,
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (&Method::GET, ["repos", _, _, "actions", "runs", run, "approvals"]) => {
+            let run_id: i64 = run.parse().unwrap_or(0);
+            let list: Vec<Value> = s
+                .runs
+                .get(&run_id)
+                .map(|r| {
+                    r.answers
+                        .iter()
+                        .map(|(env, (state, login, comment))| json!({"state": state, "comment": comment, "environments": [{"name": env}], "user": {"login": login}}))
+                        .collect()
+                })
+                .unwrap_or_default();
+            json_ok(Value::Array(list))
+        }
+        (&Method::GET, ["repos", _, _, "actions", "runs", run]) => {
+            let run_id: i64 = run.parse().unwrap_or(0);
+            match s.runs.get(&run_id) {
+                Some(r) if r.gone => gh(404, "Not Found"),
+                Some(r) if !r.status.is_empty() => {
+                    json_ok(json!({"id": run_id, "status": r.status, "conclusion": r.conclusion}))
+                }
+                _ => json_ok(json!({"id": run_id, "status": "waiting", "conclusion": null})),
+            }
+        }
+        (&Method::GET, ["repos", _, _, "commits", sha, "check-runs"]) => {
+            let runs = s.check_runs.get(*sha).cloned().unwrap_or_default();
+            json_ok(json!({"total_count": runs.len(), "check_runs": runs}))
+        }
+        (&Method::GET, ["repos", _, _, "commits", sha, "status"]) => {
+            let statuses = s.statuses.get(*sha).cloned().unwrap_or_default();
+            json_ok(json!({"state": "pending", "statuses": statuses}))
+        }
+        (&Method::GET, ["app", "hook", "deliveries"]) => {
+            json_ok(Value::Array(s.deliveries.clone()))
+        }
+        (&Method::GET, ["app", "hook", "deliveries", id]) => {
+            let id: i64 = id.parse().unwrap_or(0);
+            match s.payloads.get(&id) {
+                Some(p) => json_ok(json!({"id": id, "request": {"headers": {}, "payload": p}})),
+                None => gh(404, "Not Found"),
+            }
+        }
+        (&Method::POST, ["app", "hook", "deliveries", id, "attempts"]) => {
+            let id: i64 = id.parse().unwrap_or(0);
+            s.redelivered.push(id);
+            StatusCode::ACCEPTED.into_response()
+        }
+        _ => gh(404, "Not Found"),
+    }
+}

@@ -1,0 +1,870 @@
+//! The webhook receiver end to end: the real axum router on 127.0.0.1, signed
+//! real-shaped GitHub payloads, the fake Kubernetes API server and the fake
+//! GitHub (App webhook deliveries) from `tests/support`, all over HTTP.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{Method, StatusCode};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use tollgate::api::{DeploymentGate, FINALIZER, OnDeadline, ReleasePause};
+use tollgate::config::OperatorConfig;
+use tollgate::github::webhook::{self, Intake, SweepReport};
+use tollgate::github::{Auth, GitHub, GitHubConfig};
+use tollgate::telemetry::Metrics;
+
+use support::github::{FakeGitHub, TEST_APP_KEY};
+use support::kube::FakeKube;
+
+const SECRET: &str = "test webhook secret";
+const SHA: &str = "4d3bd4fd7d44b0ad9e4cdc8c9f2a5ad3f5f4c53e";
+
+const GATES: &str = "tollgate.dev/v1alpha1/deploymentgates";
+const PAUSES: &str = "tollgate.dev/v1alpha1/releasepauses";
+
+fn stored_gates(kube: &FakeKube) -> Vec<DeploymentGate> {
+    kube.objects(GATES)
+        .into_iter()
+        .map(|v| serde_json::from_value(v).expect("stored gate parses"))
+        .collect()
+}
+
+fn stored_pauses(kube: &FakeKube) -> Vec<ReleasePause> {
+    kube.objects(PAUSES)
+        .into_iter()
+        .map(|v| serde_json::from_value(v).expect("stored pause parses"))
+        .collect()
+}
+
+/// Writes the receiver sent to the API server (including refused ones).
+fn writes(kube: &FakeKube) -> Vec<String> {
+    kube.writes()
+        .iter()
+        .map(|w| {
+            format!(
+                "{} {} {}",
+                w.method,
+                w.name.as_deref().unwrap_or("-"),
+                w.code
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The receiver under test, and a client that talks to it.
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    addr
+}
+
+struct Harness {
+    kube: FakeKube,
+    hub: FakeGitHub,
+    hub_url: String,
+    intake: Intake,
+    url: String,
+    http: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+}
+
+async fn harness(config: &str) -> Harness {
+    let kube = FakeKube::start().await;
+    let client = kube.client();
+    let hub = FakeGitHub::start().await;
+    let hub_url = hub.url().to_string();
+    let github = GitHub::new(GitHubConfig {
+        api_base: hub_url.clone(),
+        auth: Auth::App {
+            app_id: 4242,
+            private_key_pem: TEST_APP_KEY.into(),
+        },
+        ..GitHubConfig::default()
+    })
+    .expect("GitHub client");
+    let config = Arc::new(OperatorConfig::parse(config).expect("test config is valid"));
+    let metrics = Metrics::new();
+    let intake = Intake::new(client, github, config, SECRET.into(), metrics.clone());
+    let (_ready_tx, ready_rx) = tokio::sync::watch::channel(true);
+    let app = webhook::routes(intake.clone()).merge(tollgate::telemetry::routes(ready_rx, metrics));
+    let addr = serve(app).await;
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    Harness {
+        kube,
+        hub,
+        hub_url,
+        intake,
+        url: format!("http://{addr}"),
+        http,
+    }
+}
+
+impl Harness {
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, String) {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).expect("request");
+        let res = self.http.request(req).await.expect("the receiver answers");
+        let status = res.status();
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Posts `body` as GitHub would: signed with the webhook secret.
+    async fn deliver(&self, event: &str, body: &Value) -> (StatusCode, String) {
+        let bytes = serde_json::to_vec(body).expect("payload serialises");
+        let sig = webhook::sign(SECRET.as_bytes(), &bytes);
+        self.request(
+            Method::POST,
+            "/webhook",
+            &[
+                ("x-github-event", event),
+                ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+                ("x-hub-signature-256", &sig),
+                ("content-type", "application/json"),
+            ],
+            bytes,
+        )
+        .await
+    }
+
+    async fn metrics(&self) -> HashMap<String, f64> {
+        let (status, text) = self.request(Method::GET, "/metrics", &[], Vec::new()).await;
+        assert_eq!(status, StatusCode::OK);
+        parse_metrics(&text)
+    }
+
+    /// The documented `deployment_protection_rule` sample, for run `run_id`.
+    fn protection_rule(&self, repo: &str, environment: &str, run_id: i64) -> Value {
+        let base = &self.hub_url;
+        let (owner, name) = repo.split_once('/').expect("owner/name");
+        json!({
+            "action": "requested",
+            "environment": environment,
+            "event": "push",
+            "ref": "refs/heads/main",
+            "sha": SHA,
+            "deployment_callback_url": format!("{base}/repos/{repo}/actions/runs/{run_id}/deployment_protection_rule"),
+            "deployment": {
+                "url": format!("{base}/repos/{repo}/deployments/1234567"),
+                "id": 1234567,
+                "node_id": "DE_kwDOJ0EKj84ABLaH",
+                "task": "deploy",
+                "original_environment": environment,
+                "environment": environment,
+                "description": null,
+                "created_at": "2026-11-23T10:00:00Z",
+                "updated_at": "2026-11-23T10:00:00Z",
+                "statuses_url": format!("{base}/repos/{repo}/deployments/1234567/statuses"),
+                "repository_url": format!("{base}/repos/{repo}"),
+                "creator": {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"},
+                "sha": SHA,
+                "ref": "main",
+                "payload": {},
+                "transient_environment": false,
+                "production_environment": environment == "production",
+                "performed_via_github_app": null
+            },
+            "pull_requests": [],
+            "repository": {
+                "id": 1296269, "node_id": "R_kgDOABCDEF", "name": name, "full_name": repo, "private": true,
+                "owner": {"login": owner, "id": 9919, "type": "Organization"},
+                "html_url": format!("https://github.com/{repo}"), "default_branch": "main"
+            },
+            "organization": {"login": owner, "id": 9919, "node_id": "O_kgDOAAAmvw"},
+            "installation": {"id": 41234567, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNDEyMzQ1Njc="},
+            "sender": {"login": "octocat", "id": 583231, "type": "User"}
+        })
+    }
+}
+
+/// `name{labels} value` lines of the text exposition, keyed by `name{labels}`.
+fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            Some((key.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn gate_named<'a>(gates: &'a [DeploymentGate], ns: &str, name: &str) -> &'a DeploymentGate {
+    gates
+        .iter()
+        .find(|g| {
+            g.metadata.namespace.as_deref() == Some(ns) && g.metadata.name.as_deref() == Some(name)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no gate {ns}/{name} among {:?}",
+                gates.iter().map(|g| &g.metadata.name).collect::<Vec<_>>()
+            )
+        })
+}
+
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn documented_payload_creates_one_gate_with_finalizer_labels_and_request_fields() {
+    let h = harness("").await;
+    let (status, text) = h
+        .deliver(
+            "deployment_protection_rule",
+            &h.protection_rule("acme/web", "production", 9876543210),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    assert_eq!(
+        text,
+        "created DeploymentGate tollgate/acme-web-production-9876543210"
+    );
+
+    let gates = stored_gates(&h.kube);
+    assert_eq!(gates.len(), 1);
+    let g = gate_named(&gates, "tollgate", "acme-web-production-9876543210");
+    assert_eq!(g.metadata.finalizers, Some(vec![FINALIZER.to_string()]));
+    let labels = g.metadata.labels.clone().expect("labels");
+    assert_eq!(labels["tollgate.dev/repository"], "acme.web");
+    assert_eq!(labels["tollgate.dev/environment"], "production");
+    assert_eq!(labels["tollgate.dev/run-id"], "9876543210");
+    assert_eq!(g.spec.repository, "acme/web");
+    assert_eq!(g.spec.environment, "production");
+    assert_eq!(g.spec.sha, SHA);
+    assert_eq!(g.spec.git_ref.as_deref(), Some("refs/heads/main"));
+    assert_eq!(g.spec.run_id, 9876543210);
+    assert_eq!(g.spec.installation_id, Some(41234567));
+    assert_eq!(g.spec.deployment_id, Some(1234567));
+    assert_eq!(g.spec.on_deadline, OnDeadline::Reject);
+    assert_eq!(
+        g.spec.timeout, None,
+        "the operator's default deadline applies"
+    );
+    assert!(g.status.is_none(), "the receiver writes no status");
+}
+
+#[tokio::test]
+async fn null_deployment_and_short_ref_still_make_a_gate() {
+    let h = harness("").await;
+    let mut body = h.protection_rule("acme/web", "staging", 77);
+    body["deployment"] = Value::Null;
+    body["ref"] = json!("main");
+    let (status, text) = h.deliver("deployment_protection_rule", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let gates = stored_gates(&h.kube);
+    let g = gate_named(&gates, "tollgate", "acme-web-staging-77");
+    assert_eq!(g.spec.git_ref.as_deref(), Some("main"));
+    assert_eq!(g.spec.deployment_id, None);
+    assert_eq!(g.spec.sha, SHA);
+}
+
+#[tokio::test]
+async fn bad_or_missing_signature_is_refused_with_401_and_nothing_written() {
+    let h = harness("").await;
+    let body = serde_json::to_vec(&h.protection_rule("acme/web", "production", 1)).expect("json");
+    let wrong = webhook::sign(b"not the secret", &body);
+    let (status, text) = h
+        .request(
+            Method::POST,
+            "/webhook",
+            &[
+                ("x-github-event", "deployment_protection_rule"),
+                ("x-hub-signature-256", &wrong),
+            ],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(text.contains("does not match"), "{text}");
+
+    let (status, text) = h
+        .request(
+            Method::POST,
+            "/webhook",
+            &[("x-github-event", "deployment_protection_rule")],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        text.contains("X-Hub-Signature-256 header is missing"),
+        "{text}"
+    );
+
+    // A correct signature over a different body does not carry over.
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    let good_for_original = webhook::sign(SECRET.as_bytes(), &body);
+    let (status, _) = h
+        .request(
+            Method::POST,
+            "/webhook",
+            &[
+                ("x-github-event", "deployment_protection_rule"),
+                ("x-hub-signature-256", &good_for_original),
+            ],
+            tampered,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    assert!(stored_gates(&h.kube).is_empty());
+    assert_eq!(writes(&h.kube), Vec::<String>::new());
+    let m = h.metrics().await;
+    assert_eq!(m["tollgate_webhook_signature_failures_total"], 3.0);
+    assert_eq!(
+        m[r#"tollgate_webhooks_total{event="unverified",outcome="unauthorized"}"#],
+        3.0
+    );
+}
+
+#[tokio::test]
+async fn redeliveries_and_matrix_jobs_merge_into_one_gate() {
+    let h = harness("").await;
+    let mut first = h.protection_rule("acme/web", "production", 555);
+    first["deployment"] = Value::Null;
+    let (status, _) = h.deliver("deployment_protection_rule", &first).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // GitHub redelivers the same request: same gate, nothing written.
+    let (status, text) = h.deliver("deployment_protection_rule", &first).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(
+        text,
+        "DeploymentGate tollgate/acme-web-production-555 exists"
+    );
+
+    // A matrix sibling of the same run and environment brings the deployment id
+    // the first request lacked: merged into the undecided gate.
+    let sibling = h.protection_rule("acme/web", "production", 555);
+    let (status, text) = h.deliver("deployment_protection_rule", &sibling).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.ends_with("added the new request's details"), "{text}");
+
+    // Another sibling with its own deployment id: the first one stays.
+    let mut third = h.protection_rule("acme/web", "production", 555);
+    third["deployment"]["id"] = json!(7654321);
+    let (status, _) = h.deliver("deployment_protection_rule", &third).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let gates = stored_gates(&h.kube);
+    assert_eq!(gates.len(), 1);
+    let g = gate_named(&gates, "tollgate", "acme-web-production-555");
+    assert_eq!(g.spec.deployment_id, Some(1234567));
+
+    let m = h.metrics().await;
+    assert_eq!(m["tollgate_gates_created_total"], 1.0);
+    assert_eq!(
+        m[r#"tollgate_webhooks_total{event="deployment_protection_rule",outcome="created"}"#],
+        1.0
+    );
+    assert_eq!(
+        m[r#"tollgate_webhooks_total{event="deployment_protection_rule",outcome="duplicate"}"#],
+        2.0
+    );
+    assert_eq!(
+        m[r#"tollgate_webhooks_total{event="deployment_protection_rule",outcome="merged"}"#],
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn decided_gate_is_left_untouched_by_a_late_duplicate() {
+    let h = harness("").await;
+    let mut first = h.protection_rule("acme/web", "production", 556);
+    first["deployment"] = Value::Null;
+    assert_eq!(
+        h.deliver("deployment_protection_rule", &first).await.0,
+        StatusCode::CREATED
+    );
+    let mut decided = stored_gates(&h.kube).remove(0);
+    decided.status = Some(tollgate::api::DeploymentGateStatus {
+        phase: Some(tollgate::api::Phase::Approved),
+        ..Default::default()
+    });
+    h.kube
+        .put(GATES, serde_json::to_value(&decided).expect("gate json"));
+    let before = writes(&h.kube);
+
+    let (status, _) = h
+        .deliver(
+            "deployment_protection_rule",
+            &h.protection_rule("acme/web", "production", 556),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let after = writes(&h.kube);
+    assert_eq!(
+        after[before.len()..],
+        ["POST - 409".to_string()],
+        "only the refused create, no patch"
+    );
+    assert_eq!(stored_gates(&h.kube)[0].spec.deployment_id, None);
+}
+
+#[tokio::test]
+async fn forged_callback_url_is_refused_with_400_and_no_gate() {
+    let h = harness("").await;
+    let mut other_host = h.protection_rule("acme/web", "production", 1);
+    other_host["deployment_callback_url"] =
+        json!("https://evil.example/repos/acme/web/actions/runs/1/deployment_protection_rule");
+    let (status, text) = h.deliver("deployment_protection_rule", &other_host).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        text.starts_with("field `deployment_callback_url` refused"),
+        "{text}"
+    );
+    assert!(text.contains("possible forgery"), "{text}");
+
+    let mut other_repo = h.protection_rule("acme/web", "production", 1);
+    other_repo["deployment_callback_url"] = json!(format!(
+        "{}/repos/acme/billing/actions/runs/1/deployment_protection_rule",
+        h.hub_url
+    ));
+    let (status, _) = h.deliver("deployment_protection_rule", &other_repo).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let mut other_endpoint = h.protection_rule("acme/web", "production", 1);
+    other_endpoint["deployment_callback_url"] = json!(format!(
+        "{}/repos/acme/web/actions/runs/1/approve",
+        h.hub_url
+    ));
+    let (status, _) = h
+        .deliver("deployment_protection_rule", &other_endpoint)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    assert!(stored_gates(&h.kube).is_empty());
+    assert_eq!(writes(&h.kube), Vec::<String>::new());
+    let m = h.metrics().await;
+    assert_eq!(
+        m[r#"tollgate_webhooks_total{event="deployment_protection_rule",outcome="forged"}"#],
+        3.0
+    );
+}
+
+#[tokio::test]
+async fn oversized_body_is_refused_with_413_before_anything_else() {
+    let h = harness("").await;
+    let mut body =
+        serde_json::to_vec(&h.protection_rule("acme/web", "production", 1)).expect("json");
+    body.resize(webhook::MAX_BODY_BYTES + 1, b' ');
+    let sig = webhook::sign(SECRET.as_bytes(), &body);
+    let (status, _) = h
+        .request(
+            Method::POST,
+            "/webhook",
+            &[
+                ("x-github-event", "deployment_protection_rule"),
+                ("x-hub-signature-256", &sig),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(stored_gates(&h.kube).is_empty());
+    let m = h.metrics().await;
+    assert_eq!(
+        m[r#"tollgate_webhooks_total{event="unverified",outcome="too_large"}"#],
+        1.0
+    );
+    assert_eq!(m["tollgate_webhook_signature_failures_total"], 0.0);
+}
+
+#[tokio::test]
+async fn malformed_json_and_missing_fields_answer_400_naming_the_field() {
+    let h = harness("").await;
+    let mut no_callback = h.protection_rule("acme/web", "production", 1);
+    no_callback
+        .as_object_mut()
+        .expect("object")
+        .remove("deployment_callback_url");
+    let (status, text) = h.deliver("deployment_protection_rule", &no_callback).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        text.contains("missing field `deployment_callback_url`"),
+        "{text}"
+    );
+
+    let mut no_sha = h.protection_rule("acme/web", "production", 1);
+    no_sha.as_object_mut().expect("object").remove("sha");
+    no_sha["deployment"] = Value::Null;
+    let (status, text) = h.deliver("deployment_protection_rule", &no_sha).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("field `sha` is missing"), "{text}");
+
+    let mut bad_type = h.protection_rule("acme/web", "production", 1);
+    bad_type["installation"]["id"] = json!("forty-one");
+    let (status, text) = h.deliver("deployment_protection_rule", &bad_type).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        text.contains("invalid type: string \"forty-one\", expected i64"),
+        "{text}"
+    );
+
+    let body = b"{\"action\": \"requested\", ".to_vec();
+    let sig = webhook::sign(SECRET.as_bytes(), &body);
+    let (status, text) = h
+        .request(
+            Method::POST,
+            "/webhook",
+            &[
+                ("x-github-event", "deployment_protection_rule"),
+                ("x-hub-signature-256", &sig),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        text.starts_with("invalid deployment_protection_rule payload: EOF"),
+        "{text}"
+    );
+
+    assert!(stored_gates(&h.kube).is_empty());
+    assert_eq!(writes(&h.kube), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn policies_map_repository_and_environment_to_namespace_deadline_and_checks() {
+    let h = harness(
+        "defaults:\n  namespace: gates\n\
+         policies:\n\
+         - repositories: ['acme/*']\n  environments: [production]\n  namespace: web-prod\n  timeout: 4h\n  onDeadline: Approve\n  requiredChecks: [build, e2e]\n  requireHealthy: [{kind: Deployment, name: web, namespace: staging}]\n\
+         - repositories: ['acme/*']\n  namespace: web\n  dryRun: true\n",
+    )
+    .await;
+    for (env, run) in [("production", 10), ("staging", 11)] {
+        assert_eq!(
+            h.deliver(
+                "deployment_protection_rule",
+                &h.protection_rule("acme/web", env, run)
+            )
+            .await
+            .0,
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(
+        h.deliver(
+            "deployment_protection_rule",
+            &h.protection_rule("other/api", "production", 12)
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+
+    let gates = stored_gates(&h.kube);
+    let prod = gate_named(&gates, "web-prod", "acme-web-production-10");
+    assert_eq!(prod.spec.timeout.as_deref(), Some("4h"));
+    assert_eq!(prod.spec.on_deadline, OnDeadline::Approve);
+    assert_eq!(prod.spec.required_checks, vec!["build", "e2e"]);
+    assert_eq!(prod.spec.require_healthy.len(), 1);
+    assert_eq!(prod.spec.require_healthy[0].name, "web");
+    assert!(!prod.spec.dry_run);
+
+    let staging = gate_named(&gates, "web", "acme-web-staging-11");
+    assert!(staging.spec.dry_run);
+    assert_eq!(staging.spec.timeout, None);
+    assert!(staging.spec.required_checks.is_empty());
+
+    let other = gate_named(&gates, "gates", "other-api-production-12");
+    assert_eq!(other.spec.on_deadline, OnDeadline::Reject);
+    assert!(!other.spec.dry_run);
+}
+
+#[tokio::test]
+async fn ping_answers_200_and_unhandled_events_202() {
+    let h = harness("").await;
+    let (status, text) = h
+        .deliver(
+            "ping",
+            &json!({"zen": "Keep it logically awesome.", "hook_id": 1}),
+        )
+        .await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "pong"));
+    let (status, text) = h.deliver("push", &json!({"ref": "refs/heads/main"})).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (StatusCode::ACCEPTED, "event push is not handled")
+    );
+    let (status, _) = h
+        .deliver("workflow_run", &json!({"action": "completed"}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "no autoPause rules: workflow runs are not read"
+    );
+    assert_eq!(writes(&h.kube), Vec::<String>::new());
+    let m = h.metrics().await;
+    assert_eq!(
+        m[r#"tollgate_webhooks_total{event="ping",outcome="pong"}"#],
+        1.0
+    );
+    assert_eq!(
+        m[r#"tollgate_webhooks_total{event="push",outcome="ignored"}"#],
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn slow_api_server_gets_503_within_the_write_timeout() {
+    let h = harness("intake:\n  writeTimeout: 100ms\n").await;
+    // A slow API server: every answer comes a second late, after GitHub's
+    // receiver would have had to answer.
+    h.kube.set_delay(Duration::from_secs(1));
+    let (status, text) = h
+        .deliver(
+            "deployment_protection_rule",
+            &h.protection_rule("acme/web", "production", 3),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        text,
+        "the Kubernetes API server did not write DeploymentGate tollgate/acme-web-production-3 in time"
+    );
+    let m = h.metrics().await;
+    assert_eq!(
+        m[r#"tollgate_webhooks_total{event="deployment_protection_rule",outcome="unavailable"}"#],
+        1.0
+    );
+    assert_eq!(m["tollgate_gates_created_total"], 0.0);
+}
+
+#[tokio::test]
+async fn sweeper_redelivers_a_lost_request_and_skips_one_that_has_a_gate() {
+    let h = harness("").await;
+    // Run 100 reached us (gate exists) although GitHub recorded a failure
+    // (e.g. our answer timed out); run 200 was lost while we were down.
+    let gated = h.protection_rule("acme/web", "production", 100);
+    assert_eq!(
+        h.deliver("deployment_protection_rule", &gated).await.0,
+        StatusCode::CREATED
+    );
+    let lost = h.protection_rule("acme/web", "production", 200);
+    let mut forged = h.protection_rule("acme/web", "production", 300);
+    forged["deployment_callback_url"] =
+        json!("https://evil.example/repos/acme/web/actions/runs/300/deployment_protection_rule");
+
+    h.hub
+        .add_delivery(1, "deployment_protection_rule", 502, lost);
+    h.hub
+        .add_delivery(2, "deployment_protection_rule", 503, gated);
+    h.hub
+        .add_delivery(4, "deployment_protection_rule", 500, forged);
+    let delivered = h.protection_rule("acme/web", "production", 400);
+    h.hub
+        .add_delivery(5, "deployment_protection_rule", 201, delivered);
+    let ci = json!({"action": "completed"});
+    h.hub.add_delivery(6, "workflow_run", 500, ci);
+
+    let report = h.intake.sweep_once().await.expect("sweep");
+    assert_eq!(report.examined, vec![4, 2, 1], "newest first");
+    assert_eq!(report.redelivered, vec![1]);
+    assert_eq!(report.already_gated, vec![2]);
+    assert_eq!(
+        report.skipped.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![4]
+    );
+    assert!(
+        report.skipped[0].1.contains("possible forgery"),
+        "{:?}",
+        report.skipped
+    );
+    assert_eq!(report.errors, vec![]);
+    assert_eq!(h.hub.redelivered(), vec![1]);
+    assert_eq!(
+        stored_gates(&h.kube).len(),
+        1,
+        "the sweeper writes no gate itself; the redelivery does"
+    );
+
+    // GitHub redelivers; the gate appears; the next sweep has nothing to do.
+    let (status, _) = h
+        .deliver(
+            "deployment_protection_rule",
+            &h.protection_rule("acme/web", "production", 200),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let again: SweepReport = h.intake.sweep_once().await.expect("sweep");
+    assert_eq!(again.redelivered, Vec::<i64>::new());
+    assert_eq!(again.already_gated, vec![2, 1]);
+    assert_eq!(h.hub.redelivered(), vec![1]);
+
+    let m = h.metrics().await;
+    assert_eq!(m["tollgate_recovered_deliveries_total"], 1.0);
+    assert_eq!(m["tollgate_gates_created_total"], 2.0);
+}
+
+fn workflow_run(conclusion: &str, sha: &str, run_id: i64) -> Value {
+    json!({
+        "action": "completed",
+        "workflow_run": {
+            "id": run_id, "name": "CI", "node_id": "WFR_kwLOAAAAAA", "head_branch": "main", "head_sha": sha,
+            "path": ".github/workflows/ci.yml", "run_number": 562, "event": "push", "status": "completed",
+            "conclusion": conclusion, "workflow_id": 159038,
+            "html_url": format!("https://github.com/acme/web/actions/runs/{run_id}"),
+            "created_at": "2026-11-23T10:00:00Z", "updated_at": "2026-11-23T10:05:00Z"
+        },
+        "workflow": {"id": 159038, "name": "CI", "path": ".github/workflows/ci.yml"},
+        "repository": {"id": 1296269, "name": "web", "full_name": "acme/web", "owner": {"login": "acme"}},
+        "sender": {"login": "octocat", "id": 583231}
+    })
+}
+
+#[tokio::test]
+async fn failed_main_run_pauses_releases_and_a_later_success_does_not_resume() {
+    let h = harness("autoPause:\n- repository: acme/web\n  branch: main\n  workflows: [CI]\n  environments: [production]\n  namespace: web\n").await;
+    let first = "1111111111111111111111111111111111111111";
+    let (status, text) = h
+        .deliver("workflow_run", &workflow_run("failure", first, 901))
+        .await;
+    assert_eq!(
+        (status, text.as_str()),
+        (
+            StatusCode::OK,
+            "paused releases: web/ci-failed-acme-web-main"
+        )
+    );
+    let pauses = stored_pauses(&h.kube);
+    assert_eq!(pauses.len(), 1);
+    let p = &pauses[0];
+    assert_eq!(p.spec.reason, "ci-failed");
+    assert_eq!(p.spec.sha.as_deref(), Some(first));
+    assert_eq!(p.spec.scope.repositories, vec!["acme/web"]);
+    assert_eq!(p.spec.scope.environments, vec!["production"]);
+    assert_eq!(
+        p.spec.message.as_deref(),
+        Some("CI failed on acme/web@main at 1111111: https://github.com/acme/web/actions/runs/901")
+    );
+
+    // A person resumes it; a success on main afterwards changes nothing.
+    let mut resumed = serde_json::to_value(p).expect("json");
+    resumed["spec"]["resume"] = json!({"sha": first, "reason": "ci-failed", "by": "alice"});
+    h.kube.put(PAUSES, resumed);
+    let (status, _) = h
+        .deliver(
+            "workflow_run",
+            &workflow_run("success", "2222222222222222222222222222222222222222", 902),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let p = &stored_pauses(&h.kube)[0];
+    assert_eq!(p.spec.sha.as_deref(), Some(first));
+    assert!(p.spec.resume.is_some());
+
+    // A new failing commit updates the same pause (the engine pauses again:
+    // its sha no longer equals the resumed one); the resume is left in place.
+    let second = "3333333333333333333333333333333333333333";
+    let (status, _) = h
+        .deliver("workflow_run", &workflow_run("failure", second, 903))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let pauses = stored_pauses(&h.kube);
+    assert_eq!(pauses.len(), 1);
+    assert_eq!(pauses[0].spec.sha.as_deref(), Some(second));
+    assert_eq!(
+        pauses[0].spec.resume.as_ref().map(|r| r.sha.as_deref()),
+        Some(Some(first))
+    );
+
+    // Other branches and workflows do not pause.
+    let mut feature = workflow_run("failure", second, 904);
+    feature["workflow_run"]["head_branch"] = json!("feature/x");
+    assert_eq!(
+        h.deliver("workflow_run", &feature).await.0,
+        StatusCode::ACCEPTED
+    );
+
+    let m = h.metrics().await;
+    assert_eq!(m["tollgate_auto_pauses_total"], 2.0);
+    assert_eq!(
+        m[r#"tollgate_webhooks_total{event="workflow_run",outcome="paused"}"#],
+        2.0
+    );
+    assert_eq!(
+        m[r#"tollgate_webhooks_total{event="workflow_run",outcome="ignored"}"#],
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn metrics_endpoint_shows_the_intake_counters_moving() {
+    let h = harness("").await;
+    let before = h.metrics().await;
+    assert_eq!(before["tollgate_gates_created_total"], 0.0);
+    assert_eq!(before["tollgate_webhook_signature_failures_total"], 0.0);
+    assert_eq!(before["tollgate_recovered_deliveries_total"], 0.0);
+    assert!(
+        !before
+            .keys()
+            .any(|k| k.starts_with("tollgate_webhooks_total{"))
+    );
+
+    let body = h.protection_rule("acme/web", "production", 42);
+    assert_eq!(
+        h.deliver("deployment_protection_rule", &body).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        h.deliver("deployment_protection_rule", &body).await.0,
+        StatusCode::OK
+    );
+    let unsigned = serde_json::to_vec(&body).expect("json");
+    assert_eq!(
+        h.request(
+            Method::POST,
+            "/webhook",
+            &[("x-github-event", "deployment_protection_rule")],
+            unsigned
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let after = h.metrics().await;
+    assert_eq!(after["tollgate_gates_created_total"], 1.0);
+    assert_eq!(after["tollgate_webhook_signature_failures_total"], 1.0);
+    assert_eq!(
+        after[r#"tollgate_webhooks_total{event="deployment_protection_rule",outcome="created"}"#],
+        1.0
+    );
+    assert_eq!(
+        after[r#"tollgate_webhooks_total{event="deployment_protection_rule",outcome="duplicate"}"#],
+        1.0
+    );
+    assert_eq!(
+        after[r#"tollgate_webhooks_total{event="unverified",outcome="unauthorized"}"#],
+        1.0
+    );
+}
