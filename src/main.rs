@@ -16,6 +16,8 @@ enum Command {
     Run(Box<tollgate::operator::RunArgs>),
     /// Print the CustomResourceDefinitions as one multi-document YAML.
     Crd,
+    #[command(flatten)]
+    Ops(tollgate::cli::commands::OpsCommand),
     /// Evaluate gates in manifest files offline and print one JSON verdict per gate.
     Evaluate(tollgate::cli::evaluate::EvaluateArgs),
 }
@@ -39,6 +41,28 @@ fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!(error = %e, "tollgate stopped");
                     eprintln!("tollgate run: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Ops(command) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("tollgate: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(tollgate::cli::commands::execute(command)) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tollgate: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -1,3 +1,10 @@
 //! The `tollgate` command's subcommands that are not the operator itself.
 
+pub mod commands;
+pub mod decide;
+pub mod error;
 pub mod evaluate;
+pub mod identity;
+pub mod pause;
+pub mod status;
+pub mod unpause;

@@ -586,9 +586,14 @@ async fn handle(State(fake): State<FakeKube>, req: Request) -> Response {
             }),
         );
     }
-    if method != Method::GET
-        && let Some(code) = fake.lock().fail_writes.pop_front()
-    {
+    // Bound first: a guard in the `if let` condition would live through the
+    // block below (edition 2024) and `fake.log` would deadlock on the mutex.
+    let injected = if method != Method::GET {
+        fake.lock().fail_writes.pop_front()
+    } else {
+        None
+    };
+    if let Some(code) = injected {
         let reason = if code == 409 {
             "Conflict"
         } else {

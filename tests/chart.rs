@@ -1,0 +1,498 @@
+//! Renders the Helm chart with `helm template` and checks what a cluster would
+//! run: the restricted security context, the probes, least-privilege RBAC, the
+//! credentials as mounted files, leader election and the disruption budget only
+//! with several replicas, the optional objects only when asked for, and a
+//! ConfigMap the operator's own configuration parser accepts.
+//!
+//! Needs helm: `HELM=/path/to/helm`, or `helm` on PATH (`bash .ci/tools.sh`
+//! installs it into target/ci-tools/bin).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+use tollgate::config::OperatorConfig;
+
+const RELEASE: &str = "tg";
+const NAMESPACE: &str = "tollgate-system";
+
+fn chart_dir() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("charts/tollgate")
+        .display()
+        .to_string()
+}
+
+fn helm() -> String {
+    std::env::var("HELM").unwrap_or_else(|_| "helm".to_string())
+}
+
+/// `helm template` output, or the error helm printed.
+fn try_render(extra: &[&str]) -> Result<Vec<Value>, String> {
+    let out = Command::new(helm())
+        .args(["template", RELEASE, &chart_dir(), "--namespace", NAMESPACE])
+        .args(extra)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run helm ({}): {e}. Install it with `bash .ci/tools.sh` and put target/ci-tools/bin on PATH (or set HELM)",
+                helm()
+            )
+        });
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8(out.stdout).expect("helm prints UTF-8");
+    let docs = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).expect("helm renders valid YAML"))
+        .filter(|v| !v.is_null())
+        .collect();
+    Ok(docs)
+}
+
+fn render(extra: &[&str]) -> Vec<Value> {
+    try_render(extra).unwrap_or_else(|e| panic!("helm template {extra:?} failed: {e}"))
+}
+
+fn all_features() -> Vec<Value> {
+    render(&[
+        "-f",
+        &format!("{}/ci/all-features-values.yaml", chart_dir()),
+        "--api-versions",
+        "monitoring.coreos.com/v1",
+    ])
+}
+
+fn kind(doc: &Value) -> &str {
+    doc["kind"].as_str().unwrap_or_default()
+}
+
+fn of_kind<'a>(docs: &'a [Value], k: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| kind(d) == k).collect()
+}
+
+fn one<'a>(docs: &'a [Value], k: &str) -> &'a Value {
+    let found = of_kind(docs, k);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {k}, got {}",
+        found.len()
+    );
+    found[0]
+}
+
+fn container(docs: &[Value]) -> &Value {
+    let containers = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+        .as_sequence()
+        .expect("containers is a list");
+    assert_eq!(containers.len(), 1, "one container");
+    &containers[0]
+}
+
+fn args(docs: &[Value]) -> Vec<String> {
+    container(docs)["args"]
+        .as_sequence()
+        .expect("args is a list")
+        .iter()
+        .map(|a| a.as_str().expect("args are strings").to_string())
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence()
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn yaml(text: &str) -> Value {
+    serde_yaml_ng::from_str(text).expect("test YAML parses")
+}
+
+#[test]
+fn deployment_runs_with_the_restricted_security_context() {
+    for docs in [render(&[]), all_features()] {
+        let pod = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["securityContext"],
+            yaml(
+                "{runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: {type: RuntimeDefault}}"
+            )
+        );
+        assert_eq!(
+            container(&docs)["securityContext"],
+            yaml(
+                "{allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, capabilities: {drop: [ALL]}, seccompProfile: {type: RuntimeDefault}}"
+            )
+        );
+        let resources = &container(&docs)["resources"];
+        assert!(
+            resources["requests"]["memory"].is_string(),
+            "memory request set: {resources:?}"
+        );
+        assert!(
+            resources["limits"]["memory"].is_string(),
+            "memory limit set: {resources:?}"
+        );
+    }
+}
+
+#[test]
+fn probes_check_livez_and_readyz_on_the_http_port() {
+    let docs = render(&[]);
+    let c = container(&docs);
+    assert_eq!(
+        c["ports"],
+        yaml("[{name: http, containerPort: 8080, protocol: TCP}]")
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"],
+        yaml("{path: /livez, port: http}")
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"],
+        yaml("{path: /readyz, port: http}")
+    );
+    assert!(args(&docs).contains(&"--listen=0.0.0.0:8080".to_string()));
+    let svc = one(&docs, "Service");
+    assert_eq!(
+        svc["spec"]["ports"],
+        yaml("[{name: http, port: 8080, targetPort: http, protocol: TCP}]")
+    );
+}
+
+#[test]
+fn rbac_has_no_wildcards_no_secrets_and_exactly_the_operators_verbs() {
+    let expected_operator_rules = yaml(
+        r#"
+- {apiGroups: [tollgate.dev], resources: [deploymentgates, releasepauses], verbs: [get, list, watch, create, patch]}
+- {apiGroups: [tollgate.dev], resources: [deploymentgates/status, releasepauses/status], verbs: [get, patch, update]}
+- {apiGroups: [tollgate.dev], resources: [deploymentgates/finalizers, releasepauses/finalizers], verbs: [update]}
+- {apiGroups: [events.k8s.io], resources: [events], verbs: [create, patch]}
+- {apiGroups: [apps], resources: [deployments, statefulsets, daemonsets], verbs: [get, list, watch]}
+"#,
+    );
+    for (what, docs) in [("defaults", render(&[])), ("all features", all_features())] {
+        let roles: Vec<&Value> = docs
+            .iter()
+            .filter(|d| matches!(kind(d), "Role" | "ClusterRole"))
+            .collect();
+        assert!(!roles.is_empty(), "{what}: RBAC rendered");
+        for role in &roles {
+            for rule in role["rules"].as_sequence().expect("rules") {
+                let verbs = strings(&rule["verbs"]);
+                let resources = strings(&rule["resources"]);
+                let groups = strings(&rule["apiGroups"]);
+                for word in verbs.iter().chain(&resources).chain(&groups) {
+                    assert!(!word.contains('*'), "{what}: wildcard in {rule:?}");
+                }
+                assert!(
+                    !resources
+                        .iter()
+                        .any(|r| r == "secrets" || r.starts_with("secrets/")),
+                    "{what}: Secrets permission in {rule:?}"
+                );
+                assert!(
+                    !resources.iter().any(|r| r == "selfsubjectreviews"),
+                    "{what}: the operator needs no selfsubjectreviews: {rule:?}"
+                );
+            }
+        }
+    }
+    let docs = render(&[]);
+    assert_eq!(one(&docs, "ClusterRole")["rules"], expected_operator_rules);
+    let binding = one(&docs, "ClusterRoleBinding");
+    assert_eq!(
+        binding["subjects"],
+        yaml(&format!(
+            "[{{kind: ServiceAccount, name: tg-tollgate, namespace: {NAMESPACE}}}]"
+        ))
+    );
+    // All features watch two namespaces: a Role per namespace, no ClusterRole.
+    let docs = all_features();
+    assert!(of_kind(&docs, "ClusterRole").is_empty());
+    let per_namespace: Vec<&Value> = of_kind(&docs, "Role")
+        .into_iter()
+        .filter(|r| r["metadata"]["name"] == "tg-tollgate")
+        .collect();
+    let namespaces: Vec<&str> = per_namespace
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().expect("namespaced"))
+        .collect();
+    assert_eq!(namespaces, ["web", "payments"]);
+    for role in per_namespace {
+        assert_eq!(role["rules"], expected_operator_rules);
+    }
+}
+
+#[test]
+fn credentials_are_files_mounted_read_only_from_the_secret() {
+    let docs = render(&[]);
+    let pod = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    let c = container(&docs);
+    assert!(
+        c["volumeMounts"]
+            .as_sequence()
+            .expect("mounts")
+            .contains(&yaml(
+                "{name: github, mountPath: /etc/tollgate/github, readOnly: true}"
+            )),
+        "{:?}",
+        c["volumeMounts"]
+    );
+    let github = pod["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "github")
+        .expect("github volume");
+    assert_eq!(
+        github["secret"],
+        yaml(
+            "{secretName: tg-tollgate-github, defaultMode: 0440, items: [{key: app-id, path: app-id}, {key: private-key.pem, path: private-key.pem}, {key: webhook-secret, path: webhook-secret}]}"
+        )
+    );
+    let a = args(&docs);
+    for flag in [
+        "--github-app-id-file=/etc/tollgate/github/app-id",
+        "--github-private-key-file=/etc/tollgate/github/private-key.pem",
+        "--webhook-secret-file=/etc/tollgate/github/webhook-secret",
+    ] {
+        assert!(a.contains(&flag.to_string()), "missing {flag} in {a:?}");
+    }
+    // Never through the environment.
+    let env = serde_yaml_ng::to_string(&c["env"]).expect("env serialises");
+    assert!(!env.contains("secretKeyRef"), "{env}");
+    assert!(c["envFrom"].is_null());
+    assert!(
+        of_kind(&docs, "Secret").is_empty(),
+        "no Secret created by default"
+    );
+
+    // An existing Secret in token mode mounts only the token and webhook secret.
+    let docs = render(&[
+        "--set",
+        "github.auth=token",
+        "--set",
+        "github.existingSecret=gh-creds",
+    ]);
+    let pod = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    let github = pod["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "github")
+        .expect("github volume");
+    assert_eq!(
+        github["secret"],
+        yaml(
+            "{secretName: gh-creds, defaultMode: 0440, items: [{key: token, path: token}, {key: webhook-secret, path: webhook-secret}]}"
+        )
+    );
+    let a = args(&docs);
+    assert!(a.contains(&"--github-token-file=/etc/tollgate/github/token".to_string()));
+    assert!(!a.iter().any(|x| x.starts_with("--github-app-id-file")));
+
+    // A trial Secret created from values carries exactly the App's keys.
+    let docs = all_features();
+    let secret = one(&docs, "Secret");
+    let keys: Vec<&str> = secret["data"]
+        .as_mapping()
+        .expect("data")
+        .keys()
+        .map(|k| k.as_str().expect("string keys"))
+        .collect();
+    assert_eq!(keys, ["app-id", "private-key.pem", "webhook-secret"]);
+}
+
+#[test]
+fn leader_election_and_rolling_updates_only_with_more_than_one_replica() {
+    let docs = render(&[]);
+    let a = args(&docs);
+    assert!(
+        !a.iter()
+            .any(|x| x.starts_with("--leader-elect") || x.starts_with("--lease")),
+        "{a:?}"
+    );
+    assert_eq!(
+        one(&docs, "Deployment")["spec"]["strategy"],
+        yaml("{type: Recreate}")
+    );
+    assert!(
+        of_kind(&docs, "Role").is_empty(),
+        "no Lease role without election"
+    );
+
+    let docs = render(&["--set", "replicaCount=2"]);
+    let a = args(&docs);
+    for flag in [
+        "--leader-elect",
+        "--lease-namespace=$(POD_NAMESPACE)",
+        "--lease-name=tg-tollgate",
+    ] {
+        assert!(a.contains(&flag.to_string()), "missing {flag} in {a:?}");
+    }
+    assert_eq!(
+        one(&docs, "Deployment")["spec"]["strategy"]["type"],
+        "RollingUpdate"
+    );
+    let lease_role = one(&docs, "Role");
+    assert_eq!(lease_role["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        lease_role["rules"],
+        yaml(
+            "[{apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, create, update, patch]}]"
+        )
+    );
+    // The downward API provides what the flags refer to.
+    let env = &container(&docs)["env"];
+    assert_eq!(
+        env,
+        &yaml(
+            "[{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}, {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}]"
+        )
+    );
+}
+
+#[test]
+fn disruption_budget_only_with_more_than_one_replica() {
+    assert!(of_kind(&render(&[]), "PodDisruptionBudget").is_empty());
+    let docs = render(&["--set", "replicaCount=2"]);
+    let pdb = one(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        one(&docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    );
+}
+
+#[test]
+fn service_monitor_only_when_enabled_and_the_api_exists() {
+    assert!(
+        of_kind(&render(&[]), "ServiceMonitor").is_empty(),
+        "absent by default"
+    );
+    let enabled_without_api = render(&["--set", "serviceMonitor.enabled=true"]);
+    assert!(
+        of_kind(&enabled_without_api, "ServiceMonitor").is_empty(),
+        "absent without the API group"
+    );
+    let docs = all_features();
+    let sm = one(&docs, "ServiceMonitor");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "http");
+    assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
+}
+
+#[test]
+fn config_map_holds_a_file_the_operator_accepts() {
+    let config_of = |docs: &[Value]| {
+        let text = one(docs, "ConfigMap")["data"]["config.yaml"]
+            .as_str()
+            .expect("config.yaml is text")
+            .to_string();
+        OperatorConfig::parse(&text)
+            .unwrap_or_else(|e| panic!("the operator refuses the rendered config: {e}\n{text}"))
+    };
+    let defaults = config_of(&render(&[]));
+    assert_eq!(
+        defaults.defaults.namespace, NAMESPACE,
+        "gates default to the release namespace"
+    );
+    assert_eq!(
+        defaults.defaults.timeout,
+        std::time::Duration::from_secs(3600)
+    );
+    assert!(
+        defaults.policies.is_empty()
+            && defaults.tenancy.is_empty()
+            && defaults.auto_pause.is_empty()
+    );
+
+    let all = config_of(&all_features());
+    assert_eq!(all.defaults.namespace, "web");
+    assert_eq!(
+        all.defaults.timeout,
+        std::time::Duration::from_secs(4 * 3600)
+    );
+    assert_eq!(all.policies.len(), 2);
+    assert_eq!(all.policies[0].required_checks, ["build", "e2e"]);
+    assert!(all.policies[0].pause_on_failure);
+    assert_eq!(all.tenancy.len(), 2);
+    assert_eq!(all.auto_pause[0].repository, "acme/web");
+    let args = args(&all_features());
+    assert!(args.contains(&"--config=/etc/tollgate/config/config.yaml".to_string()));
+}
+
+#[test]
+fn sharding_values_become_flags() {
+    let a = args(&all_features());
+    for flag in [
+        "--namespace=web",
+        "--namespace=payments",
+        "--label-selector=tollgate.dev/shard=a",
+        "--dry-run",
+        "--log-format=json",
+        "--pod-name=$(POD_NAME)",
+        "--github-api-url=https://github.example.com/api/v3",
+    ] {
+        assert!(a.contains(&flag.to_string()), "missing {flag} in {a:?}");
+    }
+    assert_eq!(a[0], "run");
+}
+
+#[test]
+fn admission_policy_requires_the_override_author_to_be_the_requester() {
+    assert!(
+        of_kind(&render(&[]), "ValidatingAdmissionPolicy").is_empty(),
+        "off by default"
+    );
+    let docs = all_features();
+    let policy = one(&docs, "ValidatingAdmissionPolicy");
+    assert_eq!(policy["apiVersion"], "admissionregistration.k8s.io/v1");
+    let rule = &policy["spec"]["matchConstraints"]["resourceRules"][0];
+    assert_eq!(rule["resources"], yaml("[deploymentgates]"));
+    assert_eq!(rule["operations"], yaml("[CREATE, UPDATE]"));
+    let expression = policy["spec"]["validations"][0]["expression"]
+        .as_str()
+        .expect("expression");
+    assert!(
+        expression.contains("object.spec.override.by == request.userInfo.username"),
+        "{expression}"
+    );
+    let binding = one(&docs, "ValidatingAdmissionPolicyBinding");
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+}
+
+#[test]
+fn schema_refuses_bad_values() {
+    let e = try_render(&["--set-string", "replicaCount=two"]).expect_err("a string replica count");
+    assert!(e.contains("replicaCount"), "{e}");
+    let e = try_render(&["--set", "replicas=2"]).expect_err("an unknown key");
+    assert!(e.contains("replicas"), "{e}");
+}
+
+#[test]
+fn every_object_carries_the_standard_labels() {
+    for doc in all_features() {
+        let labels = &doc["metadata"]["labels"];
+        for key in [
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/managed-by",
+            "helm.sh/chart",
+        ] {
+            assert!(
+                labels[key].is_string(),
+                "{} {:?} lacks {key}",
+                kind(&doc),
+                doc["metadata"]["name"]
+            );
+        }
+    }
+}
