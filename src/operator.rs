@@ -250,6 +250,10 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         .build()
         .await
         .map_err(|e| StartError::Lease(e.to_string()))?;
+    // A standby is ready: it serves /webhook (intake needs no caches) and waits
+    // for the Lease. Were it not, rollouts and drains of a multi-replica
+    // install would wait forever for a standby to become Ready.
+    let _ = ready_tx.send(true);
     let (mut leader, lease_task) = manager.watch().await;
     tracing::info!(lease = %args.lease_name, identity = %identity, "waiting to become the leader");
     while !*leader.borrow_and_update() {
