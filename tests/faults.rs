@@ -36,21 +36,25 @@ const SHA: &str = "9fceb02d0ae598e95dc970b74767f19372d61af8";
 const GATES: &str = "tollgate.dev/v1alpha1/deploymentgates";
 /// A hang guard only: every awaited outcome is event-driven.
 const GUARD: Duration = Duration::from_secs(50);
-/// How late a deadline decision may be: the deadline is re-evaluated exactly
-/// (requeue at the deadline), so lateness is scheduling delay on a loaded
-/// two-core machine running 2,000 gates with GitHub failing, plus the
-/// second-granular creation timestamp the deadline is computed from.
-const DEADLINE_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
-/// What GitHub does wrong in the load tests. Secondary limits pause every write
-/// for at least a minute and a 401 with a static token retries after 30 s, so
-/// each has its own test instead of stretching these to minutes.
-const LOAD_FAULTS: [FaultKind; 6] = [
+/// The hang guard for 2,000 gates to finish: the debug-build controller
+/// reconciles on one task, about a minute's work on a loaded two-core machine.
+const LOAD_GUARD: Duration = Duration::from_secs(180);
+/// How late a deadline decision may be. The gate is requeued for its deadline
+/// exactly, so lateness is only how long that reconcile waits behind the
+/// others: on a loaded two-core machine with 2,000 gates in a debug build and
+/// GitHub failing, about a second was measured (worst of several runs 1.2 s);
+/// the grace leaves room for a slower CI machine.
+const DEADLINE_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_secs(3);
+/// What GitHub does wrong in the load tests. The limits pause every write (a
+/// secondary limit for at least a minute, a 429 for its `retry-after`, here
+/// 1 s, and hundreds of them in a row add up to minutes) and a 401 with a static
+/// token retries after 30 s, so those have their own test instead.
+const LOAD_FAULTS: [FaultKind; 5] = [
     FaultKind::ServerError,
     FaultKind::BadGateway,
     FaultKind::Unavailable,
     FaultKind::Hang,
     FaultKind::Reset,
-    FaultKind::RetryAfter,
 ];
 
 fn seed() -> u64 {
@@ -177,11 +181,13 @@ struct Seen {
     first: HashMap<String, Decision>,
     changed: Vec<String>,
     done: HashSet<String>,
+    waited: HashSet<String>,
 }
 
 struct Observer {
     seen: Arc<Mutex<Seen>>,
     done: tokio::sync::watch::Receiver<usize>,
+    waited: tokio::sync::watch::Receiver<usize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -189,6 +195,7 @@ impl Observer {
     fn start(client: &Client) -> Observer {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (tx, done) = tokio::sync::watch::channel(0usize);
+        let (waited_tx, waited) = tokio::sync::watch::channel(0usize);
         let s = seen.clone();
         let stream = watcher(gates(client), watcher::Config::default())
             .default_backoff()
@@ -212,25 +219,47 @@ impl Observer {
                         Some(_) => {}
                     }
                 }
+                if status.phase == Some(Phase::Waiting) {
+                    s.waited.insert(name.clone());
+                }
                 if status.delivery.is_some_and(|d| d.state.is_final()) {
                     s.done.insert(name);
                 }
-                let n = s.done.len();
-                tx.send_replace(n);
+                tx.send_replace(s.done.len());
+                waited_tx.send_replace(s.waited.len());
             }
         });
-        Observer { seen, done, task }
+        Observer {
+            seen,
+            done,
+            waited,
+            task,
+        }
     }
 
-    /// Waits until `n` gates finished delivery, under the hang guard.
-    async fn until_done(&mut self, n: usize, seed: u64) {
-        let reached = tokio::time::timeout(GUARD, self.done.wait_for(|d| *d >= n))
+    /// Waits until `n` gates finished delivery, under the hang guard `guard`.
+    async fn until_done(&mut self, n: usize, guard: Duration, seed: u64) {
+        let reached = tokio::time::timeout(guard, self.done.wait_for(|d| *d >= n))
             .await
             .is_ok_and(|r| r.is_ok());
         let got = *self.done.borrow();
         assert!(
             reached,
-            "seed {seed}: only {got} of {n} gates delivered within {GUARD:?}"
+            "seed {seed}: only {got} of {n} gates delivered within {guard:?}"
+        );
+    }
+}
+
+impl Observer {
+    /// Waits until `n` gates have been seen waiting, under the hang guard.
+    async fn until_waited(&mut self, n: usize, seed: u64) {
+        let reached = tokio::time::timeout(GUARD, self.waited.wait_for(|d| *d >= n))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let got = *self.waited.borrow();
+        assert!(
+            reached,
+            "seed {seed}: only {got} of {n} gates held within {GUARD:?}"
         );
     }
 }
@@ -315,18 +344,27 @@ async fn two_thousand_gates_under_twenty_percent_github_faults_are_each_answered
     let mut observer = Observer::start(&client);
     let op = Operator::start(&kube, &gh).await;
 
-    // Half the gates are approved at once; the other half are held until
-    // deadlines a few seconds out, decided while the first half's deliveries
-    // are still fighting the faults.
-    let list: Vec<DeploymentGate> = (0..N)
-        .map(|i| gate(10_000 + i, i % 2 == 1, rng.random_range(3..=6)))
+    // Half the gates are held by the pause until deadlines 10 to 15 s after
+    // their creation; once all of them wait, the other half arrives and is
+    // approved at once, so deadline decisions are made while those deliveries
+    // fight the faults.
+    let t0 = std::time::Instant::now();
+    let held: Vec<DeploymentGate> = (0..N / 2)
+        .map(|i| gate(10_000 + i, true, rng.random_range(10..=15)))
         .collect();
-    create_all(&gates(&client), list).await;
-    observer.until_done(N as usize, seed).await;
+    create_all(&gates(&client), held).await;
+    observer.until_waited(N as usize / 2, seed).await;
+    eprintln!("{} gates held after {:?}", N / 2, t0.elapsed());
+    let free: Vec<DeploymentGate> = (N / 2..N).map(|i| gate(10_000 + i, false, 0)).collect();
+    create_all(&gates(&client), free).await;
+    eprintln!("all created after {:?}", t0.elapsed());
+    observer.until_done(N as usize, LOAD_GUARD, seed).await;
+    eprintln!("all delivered after {:?}", t0.elapsed());
     op.kill();
 
     let all = assert_decided_once(&kube, &gh, &observer, N as usize, seed);
     let mut worst = jiff::SignedDuration::ZERO;
+    let mut off = Vec::new();
     for g in &all {
         let s = g.status.as_ref().expect("status");
         let d = s.decision.as_ref().expect("decision");
@@ -339,11 +377,12 @@ async fn two_thousand_gates_under_twenty_percent_github_faults_are_each_answered
             );
             let deadline = s.deadline.expect("status.deadline");
             let late = d.decided_at.duration_since(deadline);
-            assert!(
-                late >= jiff::SignedDuration::ZERO && late <= DEADLINE_GRACE,
-                "seed {seed}: {} decided {late:?} after its deadline {deadline}",
-                g.name_any()
-            );
+            if late < jiff::SignedDuration::ZERO || late > DEADLINE_GRACE {
+                off.push(format!(
+                    "{} decided {late:?} after its deadline",
+                    g.name_any()
+                ));
+            }
             worst = worst.max(late);
         } else {
             assert_eq!(
@@ -357,6 +396,11 @@ async fn two_thousand_gates_under_twenty_percent_github_faults_are_each_answered
     eprintln!(
         "worst deadline lateness {worst:?}; {} review requests",
         gh.review_requests()
+    );
+    assert!(
+        off.is_empty(),
+        "seed {seed}: {} deadline decisions outside [deadline, deadline + {DEADLINE_GRACE:?}]: {off:?}",
+        off.len()
     );
 }
 
@@ -391,7 +435,7 @@ async fn a_controller_killed_at_random_points_loses_no_gate_and_answers_each_onc
     let mut observer = observer;
     let op = Operator::start(&kube, &gh).await;
     observer
-        .until_done((ROUNDS * PER_ROUND) as usize, seed)
+        .until_done((ROUNDS * PER_ROUND) as usize, GUARD, seed)
         .await;
     op.kill();
     assert_decided_once(&kube, &gh, &observer, (ROUNDS * PER_ROUND) as usize, seed);
@@ -577,4 +621,40 @@ async fn a_secondary_limit_pauses_every_write_and_a_401_is_retried_not_denied() 
     );
     assert_eq!(gh.accepted(51, "production"), 0);
     assert_eq!(gh.accepted(52, "production"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_pauses_writes_for_that_long_then_the_answer_goes_through() {
+    let gh = FakeGitHub::start().await;
+    let github = github_client(&gh);
+    let target = RunTarget {
+        repository: "acme/web".into(),
+        run_id: 61,
+        environment: "production".into(),
+        installation_id: None,
+    };
+    gh.script("review", &[Fault::RetryAfter(1)]);
+    let limited = github.review(&target, Verdict::Approve, "ok").await;
+    let ReviewOutcome::Retry { after, .. } = limited else {
+        panic!("a 429 is a retry, got {limited:?}");
+    };
+    assert_eq!(after, Duration::from_secs(1), "retry-after honoured");
+    assert_eq!(
+        github.review(&target, Verdict::Approve, "ok").await,
+        ReviewOutcome::Delivered
+    );
+    let at: Vec<tokio::time::Instant> = gh
+        .requests_to("POST", "deployment_protection_rule")
+        .iter()
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(at.len(), 2);
+    // Not a timing assertion on the test's speed: the fake's arrival times show
+    // the client waited the retry-after GitHub asked for.
+    assert!(
+        at[1] - at[0] >= Duration::from_millis(900),
+        "{:?}",
+        at[1] - at[0]
+    );
+    assert_eq!(gh.accepted(61, "production"), 1);
 }
