@@ -83,38 +83,9 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Vec<String>, EvaluateError> {
             file: file.clone(),
             source,
         })?;
-        for (i, doc) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
-            let doc_no = i + 1;
-            let invalid = |why: String| EvaluateError::Invalid {
-                file: file.clone(),
-                doc: doc_no,
-                why,
-            };
-            let value: Value = serde::Deserialize::deserialize(doc)
-                .map_err(|e| invalid(format!("not YAML: {e}")))?;
-            if value.is_null() {
-                continue;
-            }
-            match value.get("kind").and_then(Value::as_str) {
-                Some("DeploymentGate") => {
-                    let g: DeploymentGate = serde_json::from_value(value)
-                        .map_err(|e| invalid(format!("DeploymentGate: {e}")))?;
-                    check_gate(&g).map_err(invalid)?;
-                    gates.push(g);
-                }
-                Some("ReleasePause") => {
-                    let p: ReleasePause = serde_json::from_value(value)
-                        .map_err(|e| invalid(format!("ReleasePause: {e}")))?;
-                    pauses.push(p);
-                }
-                Some(other) => {
-                    return Err(invalid(format!(
-                        "kind {other:?} is neither DeploymentGate nor ReleasePause"
-                    )));
-                }
-                None => return Err(invalid("missing field `kind`".into())),
-            }
-        }
+        let parsed = parse_manifests(&file, &text)?;
+        gates.extend(parsed.gates);
+        pauses.extend(parsed.pauses);
     }
     let checks: CheckResults = args.checks.iter().cloned().collect();
     let mut lines = Vec::new();
@@ -180,6 +151,52 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Vec<String>, EvaluateError> {
         lines.push(out.to_string());
     }
     Ok(lines)
+}
+
+/// The DeploymentGates and ReleasePauses of one manifest file.
+#[derive(Debug, Default)]
+pub struct Manifests {
+    pub gates: Vec<DeploymentGate>,
+    pub pauses: Vec<ReleasePause>,
+}
+
+/// Parses multi-document YAML `text` (named `file` in errors) into gates and
+/// pauses, checking gates as the CRD schema would. Never panics on any input.
+pub fn parse_manifests(file: &str, text: &str) -> Result<Manifests, EvaluateError> {
+    let mut out = Manifests::default();
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let doc_no = i + 1;
+        let invalid = |why: String| EvaluateError::Invalid {
+            file: file.to_string(),
+            doc: doc_no,
+            why,
+        };
+        let value: Value =
+            serde::Deserialize::deserialize(doc).map_err(|e| invalid(format!("not YAML: {e}")))?;
+        if value.is_null() {
+            continue;
+        }
+        match value.get("kind").and_then(Value::as_str) {
+            Some("DeploymentGate") => {
+                let g: DeploymentGate = serde_json::from_value(value)
+                    .map_err(|e| invalid(format!("DeploymentGate: {e}")))?;
+                check_gate(&g).map_err(invalid)?;
+                out.gates.push(g);
+            }
+            Some("ReleasePause") => {
+                let p: ReleasePause = serde_json::from_value(value)
+                    .map_err(|e| invalid(format!("ReleasePause: {e}")))?;
+                out.pauses.push(p);
+            }
+            Some(other) => {
+                return Err(invalid(format!(
+                    "kind {other:?} is neither DeploymentGate nor ReleasePause"
+                )));
+            }
+            None => return Err(invalid("missing field `kind`".into())),
+        }
+    }
+    Ok(out)
 }
 
 /// What the CRD schema would refuse, checked offline with the same words.

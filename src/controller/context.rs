@@ -12,7 +12,7 @@ use kube::{Client, Resource, ResourceExt};
 use super::backoff::Backoff;
 use super::error::Error;
 use super::status::key_of;
-use crate::api::{DeploymentGate, Phase, ReleasePause};
+use crate::api::{DeploymentGate, DeploymentGateStatus, Phase, ReleasePause};
 use crate::config::OperatorConfig;
 use crate::github::GitHub;
 use crate::policy::CheckResults;
@@ -43,6 +43,10 @@ pub struct Context {
     /// resourceVersion of our last write per object: a cached copy with another
     /// version may be stale, so it is re-read before anything is sent to GitHub.
     written: Mutex<HashMap<String, String>>,
+    /// The last status this process wrote for each decided gate: a foreign
+    /// writer that overwrites it without a resourceVersion (which the API
+    /// server cannot refuse) is repaired from here.
+    decided: Mutex<HashMap<String, DeploymentGateStatus>>,
     /// Check results per (repository, sha), shared by gates of the same commit.
     checks: Mutex<HashMap<(String, String), (Instant, CheckResults)>>,
     /// When each undecided gate's workflow run was last checked for completion.
@@ -73,6 +77,7 @@ impl Context {
             pauses_synced,
             backoff: Backoff::default(),
             written: Mutex::default(),
+            decided: Mutex::default(),
             checks: Mutex::default(),
             run_checked: Mutex::default(),
         }
@@ -94,10 +99,28 @@ impl Context {
     pub fn forget<K: Resource>(&self, obj: &K) {
         let key = key_of(obj);
         lock(&self.written).remove(&key);
+        lock(&self.decided).remove(&key);
         lock(&self.run_checked).remove(&key);
     }
 
     /// True when the cached copy may predate our own last write.
+    /// Remembers the status just written for a gate, if it carries a decision.
+    pub fn remember_decided(&self, gate: &DeploymentGate) {
+        if let Some(status) = gate.status.as_ref().filter(|s| s.decision.is_some()) {
+            lock(&self.decided).insert(key_of(gate), status.clone());
+        }
+    }
+
+    /// The status this process last wrote for `gate`, when `gate` no longer
+    /// shows its decision and phase: someone else overwrote them.
+    pub fn overwritten_decision(&self, gate: &DeploymentGate) -> Option<DeploymentGateStatus> {
+        let decided = lock(&self.decided);
+        let ours = decided.get(&key_of(gate))?;
+        let theirs = gate.status.as_ref();
+        let intact = theirs.is_some_and(|s| s.decision == ours.decision && s.phase == ours.phase);
+        (!intact).then(|| ours.clone())
+    }
+
     pub fn maybe_stale<K: Resource>(&self, obj: &K) -> bool {
         let key = key_of(obj);
         let mut written = lock(&self.written);

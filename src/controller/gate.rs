@@ -73,6 +73,9 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
         return finalize(&api, gate, ctx).await;
     }
     let gate = ensure_finalizer(&api, gate, ctx).await?;
+    if let Some(ours) = ctx.overwritten_decision(&gate) {
+        return restore(&api, gate, ours, ctx).await;
+    }
     let status = gate.status.clone().unwrap_or_default();
     let now = ctx.now();
 
@@ -320,10 +323,37 @@ async fn commit(
     match write_status(api, &gate, gate.status.as_ref(), &new).await? {
         Some(written) => {
             ctx.wrote(&written);
+            ctx.remember_decided(&written);
             Ok((written, true))
         }
         None => Ok((gate, false)),
     }
+}
+
+/// A writer without a resourceVersion (an old replica, a hand edit) replaced the
+/// decision this process recorded: write it back. The guard is bypassed on
+/// purpose: this restores the decision, it does not make a new one.
+async fn restore(
+    api: &Api<DeploymentGate>,
+    gate: DeploymentGate,
+    ours: DeploymentGateStatus,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    ctx.metrics.guard_refusals.inc();
+    let theirs = gate.status.as_ref().and_then(|s| s.phase);
+    if let Some(written) = write_status(api, &gate, gate.status.as_ref(), &ours).await? {
+        ctx.wrote(&written);
+        let t = Transition {
+            reason: "DecisionRestored",
+            note: format!(
+                "another writer replaced the recorded decision (phase {theirs:?}); restored it"
+            ),
+            warning: true,
+        };
+        record::publish(&ctx.recorder, &written, &t).await;
+        record::log_gate(&written, &t, None);
+    }
+    Ok(Action::await_change())
 }
 
 async fn forbid(

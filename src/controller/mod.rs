@@ -72,12 +72,14 @@ pub async fn run(
     } else {
         rt.scope.namespaces.iter().cloned().map(Some).collect()
     };
-    let mut tasks = Vec::new();
+    // A JoinSet aborts its tasks when dropped: aborting `run` (a crash, a lost
+    // lease) stops every shard, never leaving a headless controller behind.
+    let mut tasks = tokio::task::JoinSet::new();
     let mut readies = Vec::new();
     for ns in namespaces {
         let (tx, rx) = tokio::sync::watch::channel(false);
         readies.push(rx);
-        tasks.push(tokio::spawn(run_shard(
+        tasks.spawn(run_shard(
             ns,
             rt.client.clone(),
             rt.github.clone(),
@@ -87,7 +89,7 @@ pub async fn run(
             rt.scope.label_selector.clone(),
             tx,
             shutdown.clone(),
-        )));
+        ));
     }
     tokio::spawn(async move {
         for mut r in readies {
@@ -95,8 +97,8 @@ pub async fn run(
         }
         let _ = ready.send(true);
     });
-    for t in tasks {
-        if let Err(e) = t.await {
+    while let Some(t) = tasks.join_next().await {
+        if let Err(e) = t {
             tracing::error!(error = %e, "a controller task ended abnormally");
         }
     }
@@ -195,9 +197,11 @@ async fn run_shard(
         .run(pause_reconcile, pause_error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
 
-    let gauges = tokio::spawn(gauges_loop(ctx.clone()));
-    futures::future::join(gate_run, pause_run).await;
-    gauges.abort();
+    // The gauges run in this task, so they stop with it (also when it is aborted).
+    tokio::select! {
+        _ = futures::future::join(gate_run, pause_run) => {}
+        _ = gauges_loop(ctx.clone()) => {}
+    }
 }
 
 /// Keeps the by-phase and by-state gauges in step with the caches.

@@ -138,7 +138,13 @@ impl Window {
         };
         // Walk back over overlapping earlier occurrences is unnecessary: the
         // latest start's window ends last. Merge forward to find the union's end.
-        let mut end = last + self.duration;
+        // A window that ends past the end of the calendar never ends.
+        let Ok(mut end) = last.checked_add(self.duration) else {
+            return WindowTimes {
+                current: Some((self.merged_start(last), None)),
+                next_start: None,
+            };
+        };
         if end <= now {
             return WindowTimes {
                 current: None,
@@ -150,7 +156,13 @@ impl Window {
         for _ in 0..MAX_MERGED_OCCURRENCES {
             match self.next_after(cursor) {
                 Some(next) if next < end => {
-                    end = end.max(next + self.duration);
+                    let Ok(next_end) = next.checked_add(self.duration) else {
+                        return WindowTimes {
+                            current: Some((start, None)),
+                            next_start: None,
+                        };
+                    };
+                    end = end.max(next_end);
                     cursor = next;
                 }
                 Some(next) => {
@@ -177,8 +189,19 @@ impl Window {
     fn merged_start(&self, last: Timestamp) -> Timestamp {
         let mut start = last;
         for _ in 0..MAX_MERGED_OCCURRENCES {
-            match self.latest_at_or_before(start - SignedDuration::from_secs(1)) {
-                Some(prev) if prev + self.duration > start => start = prev,
+            let Ok(before) = start.checked_sub(SignedDuration::from_secs(1)) else {
+                break;
+            };
+            match self.latest_at_or_before(before) {
+                // An end past the calendar's is later than any start.
+                Some(prev)
+                    if prev
+                        .checked_add(self.duration)
+                        .ok()
+                        .is_none_or(|end| end > start) =>
+                {
+                    start = prev
+                }
                 _ => break,
             }
         }

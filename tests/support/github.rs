@@ -55,6 +55,43 @@ pub enum Fault {
 pub struct RandomFaults {
     pub share: f64,
     pub rng: StdRng,
+    /// The kinds drawn from, uniformly.
+    pub kinds: Vec<FaultKind>,
+}
+
+/// The kinds of fault `random_faults` draws from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// 500.
+    ServerError,
+    /// 502.
+    BadGateway,
+    /// 503.
+    Unavailable,
+    /// No answer; lands or not at random.
+    Hang,
+    /// Connection reset; lands or not at random.
+    Reset,
+    /// 403 secondary rate limit with `retry-after: 1`.
+    SecondaryLimit,
+    /// 429 with `retry-after: 1`.
+    RetryAfter,
+    /// 401.
+    Unauthorized,
+}
+
+impl FaultKind {
+    /// Every kind.
+    pub const ALL: [FaultKind; 8] = [
+        FaultKind::ServerError,
+        FaultKind::BadGateway,
+        FaultKind::Hang,
+        FaultKind::Reset,
+        FaultKind::SecondaryLimit,
+        FaultKind::RetryAfter,
+        FaultKind::Unauthorized,
+        FaultKind::Unavailable,
+    ];
 }
 
 #[derive(Default)]
@@ -231,10 +268,26 @@ impl FakeGitHub {
 
     /// Fails this share of review requests at random, seeded.
     pub fn random_faults(&self, share: f64, seed: u64) {
+        self.random_faults_with(share, seed, &FaultKind::ALL);
+    }
+
+    /// Fails this share of review requests at random, seeded, with faults of these kinds only.
+    pub fn random_faults_with(&self, share: f64, seed: u64, kinds: &[FaultKind]) {
+        assert!(!kinds.is_empty(), "random faults need at least one kind");
         self.lock().random = Some(RandomFaults {
             share,
             rng: StdRng::seed_from_u64(seed),
+            kinds: kinds.to_vec(),
         });
+    }
+
+    /// Review requests (with or without a state) the fake has answered or dropped so far.
+    pub fn review_requests(&self) -> usize {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/deployment_protection_rule"))
+            .count()
     }
 
     /// Stops random faults.
@@ -352,22 +405,22 @@ fn apply(fault: Fault) -> Effect {
     }
 }
 
-fn random_fault(rng: &mut StdRng) -> Fault {
-    match rng.random_range(0..8) {
-        0 => Fault::Status(500, "Server Error"),
-        1 => Fault::Status(502, "Bad Gateway"),
-        2 => Fault::Hang {
+fn random_fault(rng: &mut StdRng, kinds: &[FaultKind]) -> Fault {
+    match kinds[rng.random_range(0..kinds.len())] {
+        FaultKind::ServerError => Fault::Status(500, "Server Error"),
+        FaultKind::BadGateway => Fault::Status(502, "Bad Gateway"),
+        FaultKind::Hang => Fault::Hang {
             lands: rng.random_bool(0.5),
         },
-        3 => Fault::Reset {
+        FaultKind::Reset => Fault::Reset {
             lands: rng.random_bool(0.5),
         },
-        4 => Fault::SecondaryLimit {
+        FaultKind::SecondaryLimit => Fault::SecondaryLimit {
             retry_after: Some(1),
         },
-        5 => Fault::RetryAfter(1),
-        6 => Fault::Unauthorized,
-        _ => Fault::Status(503, "Service Unavailable"),
+        FaultKind::RetryAfter => Fault::RetryAfter(1),
+        FaultKind::Unauthorized => Fault::Unauthorized,
+        FaultKind::Unavailable => Fault::Status(503, "Service Unavailable"),
     }
 }
 
@@ -395,7 +448,7 @@ async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
             }
             let r = s.random.as_mut()?;
             if r.rng.random_bool(r.share.clamp(0.0, 1.0)) {
-                Some(random_fault(&mut r.rng))
+                Some(random_fault(&mut r.rng, &r.kinds))
             } else {
                 None
             }

@@ -1,0 +1,699 @@
+//! Proof under faults: the real controllers against the fake Kubernetes API and
+//! a fake GitHub that fails a share of requests, a controller killed at random
+//! points, stale writers, and GitHub's secondary limit.
+//!
+//! Every wait is event-driven (a watch) under a hang guard; every random choice
+//! comes from a seed printed at the start (set `TOLLGATE_SEED` to replay one).
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::wait::await_condition;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use support::github::{FakeGitHub, Fault, FaultKind};
+use support::kube::FakeKube;
+use tollgate::api::{
+    Decision, DecisionSource, DeliveryState, DeploymentGate, DeploymentGateStatus, Phase,
+    ReleasePause, Verdict,
+};
+use tollgate::config::OperatorConfig;
+use tollgate::controller::{self, Runtime, Scope, Settings};
+use tollgate::github::{Auth, GitHub, GitHubConfig, ReviewOutcome, RunTarget};
+use tollgate::policy::{Guard, transition};
+use tollgate::telemetry::Metrics;
+
+const SHA: &str = "9fceb02d0ae598e95dc970b74767f19372d61af8";
+const GATES: &str = "tollgate.dev/v1alpha1/deploymentgates";
+/// A hang guard only: every awaited outcome is event-driven.
+const GUARD: Duration = Duration::from_secs(50);
+/// The hang guard for 2,000 gates to finish: the debug-build controller
+/// reconciles on one task, about a minute's work on a loaded two-core machine.
+const LOAD_GUARD: Duration = Duration::from_secs(180);
+/// How late a deadline decision may be. The gate is requeued for its deadline
+/// exactly, so lateness is only how long that reconcile waits behind the
+/// others: on a loaded two-core machine with 2,000 gates in a debug build and
+/// GitHub failing, about a second was measured (worst of several runs 1.2 s);
+/// the grace leaves room for a slower CI machine.
+const DEADLINE_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_secs(3);
+/// What GitHub does wrong in the load tests. The limits pause every write (a
+/// secondary limit for at least a minute, a 429 for its `retry-after`, here
+/// 1 s, and hundreds of them in a row add up to minutes) and a 401 with a static
+/// token retries after 30 s, so those have their own test instead.
+const LOAD_FAULTS: [FaultKind; 5] = [
+    FaultKind::ServerError,
+    FaultKind::BadGateway,
+    FaultKind::Unavailable,
+    FaultKind::Hang,
+    FaultKind::Reset,
+];
+
+/// The tests of this file run one at a time: each measures the controller
+/// under its own load, not under the other tests' load.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn seed() -> u64 {
+    let seed = std::env::var("TOLLGATE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("seed {seed} (replay with TOLLGATE_SEED={seed})");
+    seed
+}
+
+fn github_client(gh: &FakeGitHub) -> GitHub {
+    GitHub::new(GitHubConfig {
+        api_base: gh.url().to_string(),
+        auth: Auth::Token("test-token".into()),
+        request_timeout: Duration::from_millis(500),
+        writes_per_minute: 60_000,
+        max_in_flight: 100,
+    })
+    .expect("github client")
+}
+
+struct Operator {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Operator {
+    async fn start(kube: &FakeKube, gh: &FakeGitHub) -> Operator {
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+        let rt = Runtime {
+            client: kube.client(),
+            github: github_client(gh),
+            config: Arc::new(OperatorConfig::parse("").expect("config")),
+            settings: Settings {
+                dry_run: false,
+                instance: Some("test".into()),
+            },
+            metrics: Metrics::new(),
+            scope: Scope::default(),
+        };
+        let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(controller::run(rt, ready_tx, futures::future::pending()));
+        tokio::time::timeout(GUARD, ready_rx.wait_for(|r| *r))
+            .await
+            .expect("caches sync")
+            .expect("ready");
+        Operator { task }
+    }
+
+    /// Kills the controller at once, as a crash would.
+    fn kill(self) {
+        self.task.abort();
+    }
+}
+
+fn gates(client: &Client) -> Api<DeploymentGate> {
+    Api::namespaced(client.clone(), "default")
+}
+
+/// A gate for `run_id`; `held` gates are in the environment the pause holds,
+/// with a deadline `timeout_s` after creation.
+fn gate(run_id: i64, held: bool, timeout_s: u64) -> DeploymentGate {
+    serde_json::from_value(json!({
+        "apiVersion": "tollgate.dev/v1alpha1",
+        "kind": "DeploymentGate",
+        "metadata": {"name": format!("g{run_id}")},
+        "spec": {
+            "repository": "acme/web",
+            "environment": if held { "held" } else { "production" },
+            "sha": SHA,
+            "runId": run_id,
+            "timeout": if held { format!("{timeout_s}s") } else { "1h".to_string() },
+        },
+    }))
+    .expect("gate manifest")
+}
+
+/// A pause that holds every gate of environment `held` until its deadline.
+async fn hold_environment(client: &Client) {
+    let p: ReleasePause = serde_json::from_value(json!({
+        "apiVersion": "tollgate.dev/v1alpha1",
+        "kind": "ReleasePause",
+        "metadata": {"name": "freeze"},
+        "spec": {
+            "scope": {"repositories": ["acme/*"], "environments": ["held"]},
+            "reason": "ci-failed",
+            "sha": SHA,
+        },
+    }))
+    .expect("pause manifest");
+    Api::<ReleasePause>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("create pause");
+}
+
+/// Creates gates concurrently, 50 at a time.
+async fn create_all(api: &Api<DeploymentGate>, list: Vec<DeploymentGate>) {
+    futures::stream::iter(list)
+        .map(|g| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &g)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("create {}: {e}", g.name_any()))
+            }
+        })
+        .buffer_unordered(50)
+        .try_collect::<Vec<()>>()
+        .await
+        .expect("create gates");
+}
+
+/// What a watch on the gates saw: each gate's first decision, any later change
+/// of it, and which gates finished delivery.
+#[derive(Default)]
+struct Seen {
+    first: HashMap<String, Decision>,
+    changed: Vec<String>,
+    done: HashSet<String>,
+    waited: HashSet<String>,
+    /// When each gate was first seen waiting.
+    waiting_since: HashMap<String, jiff::Timestamp>,
+}
+
+struct Observer {
+    seen: Arc<Mutex<Seen>>,
+    done: tokio::sync::watch::Receiver<usize>,
+    waited: tokio::sync::watch::Receiver<usize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Observer {
+    fn start(client: &Client) -> Observer {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (tx, done) = tokio::sync::watch::channel(0usize);
+        let (waited_tx, waited) = tokio::sync::watch::channel(0usize);
+        let s = seen.clone();
+        let stream = watcher(gates(client), watcher::Config::default())
+            .default_backoff()
+            .applied_objects();
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                let Ok(g) = ev else { continue };
+                let name = g.name_any();
+                let Some(status) = g.status else { continue };
+                let mut s = s.lock().expect("observer lock");
+                if let Some(d) = status.decision.clone() {
+                    match s.first.get(&name) {
+                        None => {
+                            s.first.insert(name.clone(), d);
+                        }
+                        Some(first) if *first != d => {
+                            let change = format!("{name}: {first:?} became {d:?}");
+                            s.changed.push(change);
+                        }
+                        Some(_) => {}
+                    }
+                }
+                // A held gate counts once it waits, or once decided (then it
+                // was reconciled only after its deadline and the lateness check names it).
+                if status.phase == Some(Phase::Waiting) {
+                    s.waiting_since
+                        .entry(name.clone())
+                        .or_insert_with(jiff::Timestamp::now);
+                }
+                if status.phase == Some(Phase::Waiting) || status.decision.is_some() {
+                    s.waited.insert(name.clone());
+                }
+                if status.delivery.is_some_and(|d| d.state.is_final()) {
+                    s.done.insert(name);
+                }
+                tx.send_replace(s.done.len());
+                waited_tx.send_replace(s.waited.len());
+            }
+        });
+        Observer {
+            seen,
+            done,
+            waited,
+            task,
+        }
+    }
+
+    /// Waits until `n` gates finished delivery, under the hang guard `guard`.
+    async fn until_done(&mut self, n: usize, guard: Duration, seed: u64) {
+        let reached = tokio::time::timeout(guard, self.done.wait_for(|d| *d >= n))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let got = *self.done.borrow();
+        assert!(
+            reached,
+            "seed {seed}: only {got} of {n} gates delivered within {guard:?}"
+        );
+    }
+}
+
+impl Observer {
+    /// Waits until `n` gates have been seen waiting or decided, under the hang guard.
+    async fn until_waited(&mut self, n: usize, seed: u64) {
+        let reached = tokio::time::timeout(GUARD, self.waited.wait_for(|d| *d >= n))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let got = *self.waited.borrow();
+        assert!(
+            reached,
+            "seed {seed}: only {got} of {n} gates held within {GUARD:?}"
+        );
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Every gate decided once, answered at GitHub exactly once with that decision
+/// (delivered, or settled when GitHub's 422 absorbed a duplicate after an
+/// ambiguous failure), and the decision the watch first saw is the final one.
+fn assert_decided_once(
+    kube: &FakeKube,
+    gh: &FakeGitHub,
+    observer: &Observer,
+    expected: usize,
+    seed: u64,
+) -> Vec<DeploymentGate> {
+    let all: Vec<DeploymentGate> = kube
+        .objects(GATES)
+        .into_iter()
+        .map(|v| serde_json::from_value(v).expect("stored gate"))
+        .collect();
+    assert_eq!(all.len(), expected, "seed {seed}: gates lost");
+    let seen = observer.seen.lock().expect("observer lock");
+    assert!(
+        seen.changed.is_empty(),
+        "seed {seed}: decisions changed: {:?}",
+        seen.changed
+    );
+    let mut settled = 0;
+    for g in &all {
+        let name = g.name_any();
+        let s = g.status.as_ref().expect("status");
+        let d = s
+            .decision
+            .as_ref()
+            .unwrap_or_else(|| panic!("seed {seed}: {name} undecided"));
+        assert_eq!(
+            seen.first.get(&name),
+            Some(d),
+            "seed {seed}: {name}: final decision is not the first one seen"
+        );
+        let delivery = s.delivery.as_ref().expect("delivery");
+        match delivery.state {
+            DeliveryState::Delivered => {}
+            DeliveryState::Settled => settled += 1,
+            other => panic!("seed {seed}: {name} delivery {other:?}"),
+        }
+        let (run, env) = (g.spec.run_id, g.spec.environment.as_str());
+        assert_eq!(
+            gh.accepted(run, env),
+            1,
+            "seed {seed}: {name}: GitHub accepted {} answers",
+            gh.accepted(run, env)
+        );
+        let state = match d.verdict {
+            Verdict::Approve => "approved",
+            Verdict::Reject => "rejected",
+        };
+        assert_eq!(
+            gh.answer(run, env),
+            Some((state.to_string(), "tollgate[bot]".to_string())),
+            "seed {seed}: {name}: GitHub has another answer than the decision"
+        );
+    }
+    eprintln!("{} gates, {settled} settled by GitHub's 422", all.len());
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_gates_under_twenty_percent_github_faults_are_each_answered_once() {
+    let _serial = SERIAL.lock().await;
+    const N: i64 = 2_000;
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    gh.random_faults_with(0.2, rng.random(), &LOAD_FAULTS);
+    let client = kube.client();
+    hold_environment(&client).await;
+    let mut observer = Observer::start(&client);
+    let op = Operator::start(&kube, &gh).await;
+
+    // Half the gates are held by the pause until deadlines 12 to 16 s after
+    // their creation; once all of them wait, the other half arrives and is
+    // approved at once, so deadline decisions are made while those deliveries
+    // fight the faults.
+    let t0 = std::time::Instant::now();
+    let held: Vec<DeploymentGate> = (0..N / 2)
+        .map(|i| gate(10_000 + i, true, rng.random_range(12..=16)))
+        .collect();
+    create_all(&gates(&client), held).await;
+    observer.until_waited(N as usize / 2, seed).await;
+    eprintln!("{} gates held after {:?}", N / 2, t0.elapsed());
+    let free: Vec<DeploymentGate> = (N / 2..N).map(|i| gate(10_000 + i, false, 0)).collect();
+    create_all(&gates(&client), free).await;
+    eprintln!("all created after {:?}", t0.elapsed());
+    observer.until_done(N as usize, LOAD_GUARD, seed).await;
+    eprintln!("all delivered after {:?}", t0.elapsed());
+    op.kill();
+
+    let all = assert_decided_once(&kube, &gh, &observer, N as usize, seed);
+    let mut worst = jiff::SignedDuration::ZERO;
+    let mut off = Vec::new();
+    let mut backlog = 0;
+    for g in &all {
+        let s = g.status.as_ref().expect("status");
+        let d = s.decision.as_ref().expect("decision");
+        if g.spec.environment == "held" {
+            assert_eq!(
+                (d.verdict, d.source),
+                (Verdict::Reject, DecisionSource::Deadline),
+                "seed {seed}: {}",
+                g.name_any()
+            );
+            let deadline = s.deadline.expect("status.deadline");
+            let late = d.decided_at.duration_since(deadline);
+            // The deadline path: the gate waited before its deadline, so it was
+            // requeued for it. A gate the controller first saw after its
+            // deadline (its intake backlog on a starved machine) is decided at
+            // once, by Deadline, and is counted apart.
+            let waited = observer
+                .seen
+                .lock()
+                .expect("observer lock")
+                .waiting_since
+                .get(&g.name_any())
+                .is_some_and(|t| *t < deadline);
+            if !waited {
+                backlog += 1;
+                continue;
+            }
+            if late < jiff::SignedDuration::ZERO || late > DEADLINE_GRACE {
+                off.push(format!(
+                    "{} decided {late:?} after its deadline",
+                    g.name_any()
+                ));
+            }
+            worst = worst.max(late);
+        } else {
+            assert_eq!(
+                (d.verdict, d.source),
+                (Verdict::Approve, DecisionSource::Policy),
+                "seed {seed}: {}",
+                g.name_any()
+            );
+        }
+    }
+    eprintln!(
+        "worst deadline lateness {worst:?}; {backlog} held gates first reconciled after their deadline; {} review requests",
+        gh.review_requests()
+    );
+    off.truncate(10);
+    assert!(
+        off.is_empty(),
+        "seed {seed}: deadline decisions outside [deadline, deadline + {DEADLINE_GRACE:?}], first ones: {off:?}"
+    );
+    assert!(
+        backlog < N as usize / 2,
+        "seed {seed}: no held gate was waiting before its deadline"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_killed_at_random_points_loses_no_gate_and_answers_each_once() {
+    let _serial = SERIAL.lock().await;
+    const ROUNDS: i64 = 20;
+    const PER_ROUND: i64 = 10;
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    gh.random_faults_with(0.2, rng.random(), &LOAD_FAULTS);
+    let client = kube.client();
+    hold_environment(&client).await;
+    let observer = Observer::start(&client);
+    let api = gates(&client);
+
+    for round in 0..ROUNDS {
+        let op = Operator::start(&kube, &gh).await;
+        let list: Vec<DeploymentGate> = (0..PER_ROUND)
+            .map(|i| {
+                let run = 20_000 + round * PER_ROUND + i;
+                gate(run, rng.random_bool(0.3), rng.random_range(1..=2))
+            })
+            .collect();
+        create_all(&api, list).await;
+        // Not a wait for anything: where in its work the controller dies.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
+        op.kill();
+    }
+
+    // The last start runs to completion.
+    let mut observer = observer;
+    let op = Operator::start(&kube, &gh).await;
+    observer
+        .until_done((ROUNDS * PER_ROUND) as usize, GUARD, seed)
+        .await;
+    op.kill();
+    assert_decided_once(&kube, &gh, &observer, (ROUNDS * PER_ROUND) as usize, seed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_operator_stops_all_its_work() {
+    let _serial = SERIAL.lock().await;
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let api = gates(&kube.client());
+    let op = Operator::start(&kube, &gh).await;
+    op.kill();
+    api.create(&PostParams::default(), &gate(31, false, 0))
+        .await
+        .expect("create");
+    // Nothing can announce that nothing happens: give a surviving controller
+    // ample time to act, then look.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let g = api.get("g31").await.expect("get");
+    assert_eq!(g.status, None, "a killed operator still reconciles");
+    assert!(
+        gh.requests().is_empty(),
+        "a killed operator still calls GitHub"
+    );
+}
+
+async fn until_gate(
+    api: &Api<DeploymentGate>,
+    name: &str,
+    what: &str,
+    cond: impl Fn(&DeploymentGateStatus) -> bool,
+) -> DeploymentGate {
+    tokio::time::timeout(
+        GUARD,
+        await_condition(api.clone(), name, move |g: Option<&DeploymentGate>| {
+            g.and_then(|g| g.status.as_ref()).is_some_and(&cond)
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("gate {name} never became {what}"))
+    .expect("watch")
+    .expect("the gate exists")
+}
+
+fn is_conflict(r: Result<DeploymentGate, kube::Error>) -> bool {
+    matches!(r, Err(kube::Error::Api(ref e)) if e.code == 409)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_writer_is_refused_or_repaired_and_the_decision_converges_back() {
+    let _serial = SERIAL.lock().await;
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let api = gates(&kube.client());
+    let op = Operator::start(&kube, &gh).await;
+    let created = api
+        .create(&PostParams::default(), &gate(41, false, 0))
+        .await
+        .expect("create");
+    let is_delivered = |s: &DeploymentGateStatus| {
+        s.delivery
+            .as_ref()
+            .is_some_and(|d| d.state == DeliveryState::Delivered)
+    };
+    let decided = until_gate(&api, "g41", "delivered", is_delivered).await;
+    let ours = decided.status.clone().expect("status");
+    let decision = ours.decision.clone().expect("decision");
+    assert_eq!(decision.verdict, Verdict::Approve);
+
+    // An old replica, still holding the gate as it was when created, restates
+    // an intermediate phase, or an older decision, with that resourceVersion.
+    let waiting = json!({"phase": "Waiting", "decision": null, "delivery": null});
+    let older = json!({"phase": "Rejected", "decision": {
+        "verdict": "Reject", "source": "Deadline", "reason": "an old replica's deadline",
+        "decidedAt": "2020-01-01T00:00:00Z"}});
+    for status in [&waiting, &older] {
+        let stale = json!({
+            "metadata": {"resourceVersion": created.resource_version()},
+            "status": status,
+        });
+        let r = api
+            .patch_status("g41", &PatchParams::default(), &Patch::Merge(&stale))
+            .await;
+        assert!(
+            is_conflict(r),
+            "a stale write of {status} was not refused by 409"
+        );
+    }
+    // The transition guard refuses the same moves for a writer whose copy is fresh.
+    let mut backwards: DeploymentGateStatus =
+        serde_json::from_value(json!({"phase": "Waiting", "delivery": ours.delivery}))
+            .expect("status");
+    assert!(matches!(
+        transition::guard_status(&ours, &backwards),
+        Guard::Refuse { .. }
+    ));
+    backwards = serde_json::from_value(
+        json!({"phase": "Rejected", "decision": older["decision"], "delivery": ours.delivery}),
+    )
+    .expect("status");
+    assert!(matches!(
+        transition::guard_status(&ours, &backwards),
+        Guard::Refuse { .. }
+    ));
+
+    // Without a resourceVersion the API server cannot refuse the write: the
+    // controller puts its recorded decision back, without asking GitHub again.
+    let restored = |s: &DeploymentGateStatus| {
+        s.phase == Some(Phase::Approved) && s.decision.as_ref() == Some(&decision)
+    };
+    for status in [&waiting, &older] {
+        let blind = json!({"status": status});
+        api.patch_status("g41", &PatchParams::default(), &Patch::Merge(&blind))
+            .await
+            .expect("an unconditional write lands");
+        let g = until_gate(&api, "g41", "restored", restored).await;
+        let s = g.status.expect("status");
+        assert_eq!(s.decision, Some(decision.clone()));
+        assert_eq!(s.delivery, ours.delivery, "delivery record restored");
+    }
+    assert_eq!(gh.accepted(41, "production"), 1);
+    assert_eq!(gh.reviews(41).len(), 1, "the restore never re-sends");
+    let restores = kube
+        .events()
+        .iter()
+        .filter(|e| e["reason"] == "DecisionRestored")
+        .count();
+    assert!(restores >= 1, "no DecisionRestored Event");
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_limit_pauses_every_write_and_a_401_is_retried_not_denied() {
+    let _serial = SERIAL.lock().await;
+    let gh = FakeGitHub::start().await;
+    let github = github_client(&gh);
+    let target = RunTarget {
+        repository: "acme/web".into(),
+        run_id: 51,
+        environment: "production".into(),
+        installation_id: None,
+    };
+    let other = RunTarget {
+        run_id: 52,
+        ..target.clone()
+    };
+    // An expired token: a retry later, never a denial, and nothing else waits for it.
+    gh.script("review", &[Fault::Unauthorized]);
+    let first = github.review(&target, Verdict::Approve, "ok").await;
+    assert!(
+        matches!(first, ReviewOutcome::Retry { .. }),
+        "a 401 is retried, got {first:?}"
+    );
+    assert_eq!(
+        github.review(&other, Verdict::Approve, "ok").await,
+        ReviewOutcome::Delivered
+    );
+
+    // A secondary limit: a retry after at least a minute, and every write waits.
+    gh.script(
+        "review",
+        &[Fault::SecondaryLimit {
+            retry_after: Some(1),
+        }],
+    );
+    let limited = github.review(&target, Verdict::Approve, "ok").await;
+    let ReviewOutcome::Retry { after, .. } = limited else {
+        panic!("a secondary limit is a retry, got {limited:?}");
+    };
+    assert!(after >= Duration::from_secs(60), "paused only {after:?}");
+    let sent = gh.review_requests();
+    let third = RunTarget {
+        run_id: 53,
+        ..target.clone()
+    };
+    // Nothing can announce a request not sent: give it ample time, then look.
+    let held = tokio::time::timeout(
+        Duration::from_millis(1500),
+        github.review(&third, Verdict::Approve, "ok"),
+    )
+    .await;
+    assert!(held.is_err(), "a write went out during the pause: {held:?}");
+    assert_eq!(
+        gh.review_requests(),
+        sent,
+        "a write reached GitHub during the pause"
+    );
+    assert_eq!(gh.accepted(51, "production"), 0);
+    assert_eq!(gh.accepted(52, "production"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_pauses_writes_for_that_long_then_the_answer_goes_through() {
+    let _serial = SERIAL.lock().await;
+    let gh = FakeGitHub::start().await;
+    let github = github_client(&gh);
+    let target = RunTarget {
+        repository: "acme/web".into(),
+        run_id: 61,
+        environment: "production".into(),
+        installation_id: None,
+    };
+    gh.script("review", &[Fault::RetryAfter(1)]);
+    let limited = github.review(&target, Verdict::Approve, "ok").await;
+    let ReviewOutcome::Retry { after, .. } = limited else {
+        panic!("a 429 is a retry, got {limited:?}");
+    };
+    assert_eq!(after, Duration::from_secs(1), "retry-after honoured");
+    assert_eq!(
+        github.review(&target, Verdict::Approve, "ok").await,
+        ReviewOutcome::Delivered
+    );
+    let at: Vec<tokio::time::Instant> = gh
+        .requests_to("POST", "deployment_protection_rule")
+        .iter()
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(at.len(), 2);
+    // Not a timing assertion on the test's speed: the fake's arrival times show
+    // the client waited the retry-after GitHub asked for.
+    assert!(
+        at[1] - at[0] >= Duration::from_millis(900),
+        "{:?}",
+        at[1] - at[0]
+    );
+    assert_eq!(gh.accepted(61, "production"), 1);
+}
