@@ -103,7 +103,6 @@ impl Context {
         lock(&self.run_checked).remove(&key);
     }
 
-    /// True when the cached copy may predate our own last write.
     /// Remembers the status just written for a gate, if it carries a decision.
     pub fn remember_decided(&self, gate: &DeploymentGate) {
         if let Some(status) = gate.status.as_ref().filter(|s| s.decision.is_some()) {
@@ -121,6 +120,7 @@ impl Context {
         (!intact).then(|| ours.clone())
     }
 
+    /// True when the cached copy may predate our own last write.
     pub fn maybe_stale<K: Resource>(&self, obj: &K) -> bool {
         let key = key_of(obj);
         let mut written = lock(&self.written);

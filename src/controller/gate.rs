@@ -350,7 +350,7 @@ async fn restore(
             ),
             warning: true,
         };
-        record::publish(&ctx.recorder, &written, &t).await;
+        record::publish(&ctx.events, &written, &t).await;
         record::log_gate(&written, &t, None);
     }
     Ok(Action::await_change())
