@@ -81,6 +81,9 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
 
     if let Some(decision) = status.decision.clone() {
         return match status.delivery.as_ref().map(|d| d.state) {
+            Some(DeliveryState::Delivered) if decision.delivered_verdict() == Verdict::Approve => {
+                watch_deployment(&api, gate, &decision, ctx).await
+            }
             Some(s) if s.is_final() => Ok(Action::await_change()),
             _ => deliver(&api, gate, decision, ctx)
                 .await
@@ -155,6 +158,46 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
             .await
         }
     }
+}
+
+/// After a delivered approval: a deployment that stays silent for
+/// `defaults.deploymentReport` becomes Unknown. No write until then.
+async fn watch_deployment(
+    api: &Api<DeploymentGate>,
+    gate: DeploymentGate,
+    decision: &Decision,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let window = ctx.config.defaults.deployment_report;
+    let status = gate.status.clone().unwrap_or_default();
+    let current = status.deployment.as_ref();
+    let Some(at) = policy::deployment::silence_deadline(current, decision.decided_at, window)
+    else {
+        return Ok(Action::await_change());
+    };
+    let now = ctx.now();
+    if at > now {
+        return Ok(requeue_at(at, now));
+    }
+    let outcome = policy::deployment::silent(current, window, now);
+    let note = outcome.reason.clone().unwrap_or_default();
+    let mut s = status;
+    s.deployment = Some(outcome);
+    let (gate, wrote) = commit(api, gate, s, ctx).await?;
+    if wrote {
+        ctx.metrics
+            .deployments
+            .get_or_create(&labels([("outcome", "unknown")]))
+            .inc();
+        let t = Transition {
+            reason: "DeployUnknown",
+            note,
+            warning: true,
+        };
+        record::publish(&ctx.recorder, &gate, &t).await;
+        record::log_gate(&gate, &t, None);
+    }
+    Ok(Action::await_change())
 }
 
 /// The gates a ReleasePause change may concern: undecided gates in its scope, and

@@ -7,7 +7,7 @@ mod error;
 mod gate;
 mod health;
 mod pause;
-mod record;
+pub mod record;
 mod status;
 mod triggers;
 

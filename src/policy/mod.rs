@@ -4,6 +4,7 @@
 mod checks;
 pub mod conditions;
 pub mod deadline;
+pub mod deployment;
 mod evaluate;
 mod glob;
 pub mod recovery;

@@ -118,12 +118,23 @@ pub fn gate_name(repository: &str, environment: &str, run_id: i64) -> String {
 /// The deterministic name of the ReleasePause for failed runs on (repository,
 /// branch): `ci-failed-<repo>-<branch>`, with the same hashing rule as gates.
 pub fn pause_name(repository: &str, branch: &str) -> String {
-    let base = join_nonempty(&["ci-failed".into(), dns_part(repository), dns_part(branch)]);
-    let lossless = dns_part(branch) == branch;
+    prefixed_name("ci-failed", repository, branch)
+}
+
+/// The deterministic name of the ReleasePause for failed deployments to
+/// (repository, environment): `deploy-failed-<repo>-<env>`, with the same
+/// hashing rule as gates. Environments compare case-insensitively.
+pub fn deploy_pause_name(repository: &str, environment: &str) -> String {
+    prefixed_name("deploy-failed", repository, &environment.to_lowercase())
+}
+
+fn prefixed_name(prefix: &str, repository: &str, part: &str) -> String {
+    let base = join_nonempty(&[prefix.into(), dns_part(repository), dns_part(part)]);
+    let lossless = dns_part(part) == part;
     if lossless && base.len() <= MAX_NAME {
         return base;
     }
-    let hash = short_hash(&[&repository.to_ascii_lowercase(), branch]);
+    let hash = short_hash(&[&repository.to_ascii_lowercase(), part]);
     let cut = cut_label(&base, MAX_NAME - hash.len() - 1);
     format!("{cut}-{hash}")
 }

@@ -1,6 +1,7 @@
 //! The webhook receiver: `POST /webhook` turns GitHub's
 //! `deployment_protection_rule` requests into DeploymentGates (and, when
-//! configured, failed `workflow_run`s into ReleasePauses). It only writes
+//! configured, failed `workflow_run`s into ReleasePauses), and follows approved
+//! deployments through `deployment_status` (see `deployment.rs`). It only writes
 //! resources, never evaluates, and answers within GitHub's 10 seconds.
 //!
 //! Order of checks: body size (413), signature over the raw body (401), then
@@ -10,6 +11,7 @@
 //! check passed; the one write is a single create.
 
 mod autopause;
+mod deployment;
 mod mapping;
 mod payload;
 mod signature;
@@ -26,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
 
 use crate::api::DeploymentGate;
@@ -34,9 +37,14 @@ use crate::github::GitHub;
 use crate::telemetry::{Metrics, labels};
 
 pub use autopause::{REASON as AUTO_PAUSE_REASON, build_pause, matching_rules};
+pub use deployment::{
+    DeploymentStatusEvent, PAUSE_REASON as DEPLOY_PAUSE_REASON, build_pause as build_deploy_pause,
+    find_gate,
+};
 pub use mapping::{
     GateKey, GateRequest, LABEL_ENVIRONMENT, LABEL_REPOSITORY, LABEL_RUN_ID, Merge, build_gate,
-    environment_label, gate_key, gate_name, merge, pause_name, repository_label, select_policy,
+    deploy_pause_name, environment_label, gate_key, gate_name, merge, pause_name, repository_label,
+    select_policy,
 };
 pub use payload::{DeploymentProtectionRuleEvent, FieldError, WorkflowRunEvent};
 pub use signature::{SignatureError, sign, verify};
@@ -60,6 +68,8 @@ struct Inner {
     secret: Vec<u8>,
     metrics: Metrics,
     write_timeout: Duration,
+    /// Events for `deployment_status` transitions.
+    recorder: Recorder,
 }
 
 impl Intake {
@@ -75,6 +85,13 @@ impl Intake {
         let write_timeout = config.intake.write_timeout;
         Intake {
             inner: Arc::new(Inner {
+                recorder: Recorder::new(
+                    client.clone(),
+                    Reporter {
+                        controller: "tollgate".into(),
+                        instance: None,
+                    },
+                ),
                 client,
                 github,
                 config,
@@ -186,6 +203,7 @@ impl Intake {
             "ping" => Reply::new(StatusCode::OK, event, "pong", "pong"),
             "deployment_protection_rule" => self.protection_rule(&body, &delivery).await,
             "workflow_run" => self.workflow_run(&body, &delivery).await,
+            "deployment_status" => self.deployment_status(&body, &delivery).await,
             other => {
                 tracing::info!(delivery = %delivery, event = %other, "ignoring a webhook event Tollgate does not handle");
                 let label: String = other.chars().take(64).collect();
