@@ -194,7 +194,7 @@ async fn watch_deployment(
             note,
             warning: true,
         };
-        record::publish(&ctx.recorder, &gate, &t).await;
+        record::publish(&ctx.events, &gate, &t).await;
         record::log_gate(&gate, &t, None);
     }
     Ok(Action::await_change())

@@ -28,7 +28,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
 
 use crate::api::DeploymentGate;
@@ -69,7 +68,7 @@ struct Inner {
     metrics: Metrics,
     write_timeout: Duration,
     /// Events for `deployment_status` transitions.
-    recorder: Recorder,
+    recorder: crate::controller::record::Events,
 }
 
 impl Intake {
@@ -85,13 +84,7 @@ impl Intake {
         let write_timeout = config.intake.write_timeout;
         Intake {
             inner: Arc::new(Inner {
-                recorder: Recorder::new(
-                    client.clone(),
-                    Reporter {
-                        controller: "tollgate".into(),
-                        instance: None,
-                    },
-                ),
+                recorder: crate::controller::record::Events::new(client.clone(), None),
                 client,
                 github,
                 config,
