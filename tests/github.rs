@@ -109,7 +109,11 @@ async fn review_answered_204_is_delivered_with_githubs_body_path_and_token() {
             .and_then(|v| v.to_str().ok()),
         Some("application/json")
     );
-    assert!(post.headers.contains_key("user-agent"), "{:?}", post.headers);
+    assert!(
+        post.headers.contains_key("user-agent"),
+        "{:?}",
+        post.headers
+    );
 }
 
 #[tokio::test]
@@ -148,7 +152,10 @@ async fn already_reviewed_422_is_settled_by_the_approver_read_from_approvals() {
     assert_eq!(fake.reviews(9).len(), 1);
     let approvals = fake.requests_to("GET", "/actions/runs/9/approvals");
     assert_eq!(approvals.len(), 1);
-    assert_eq!(approvals[0].path, format!("/repos/{REPO}/actions/runs/9/approvals"));
+    assert_eq!(
+        approvals[0].path,
+        format!("/repos/{REPO}/actions/runs/9/approvals")
+    );
 }
 
 #[tokio::test]
@@ -199,7 +206,10 @@ async fn timeout_after_the_review_landed_is_delivered_without_a_second_post() {
     assert_eq!(outcome, ReviewOutcome::Delivered);
     assert_eq!(fake.reviews(12).len(), 1);
     assert_eq!(fake.accepted(12, ENV), 1);
-    assert_eq!(fake.requests_to("GET", "/actions/runs/12/approvals").len(), 1);
+    assert_eq!(
+        fake.requests_to("GET", "/actions/runs/12/approvals").len(),
+        1
+    );
     // A later retry by the controller would be told it is settled, by us.
     let again = github.review(&target(12), Verdict::Approve, "ok").await;
     assert_eq!(
@@ -239,7 +249,10 @@ async fn connection_reset_before_the_review_landed_is_retried_and_lands_once() {
     let second = github.review(&target(14), Verdict::Approve, "ok").await;
 
     assert!(matches!(first, ReviewOutcome::Retry { .. }), "{first:?}");
-    assert_eq!(fake.requests_to("GET", "/actions/runs/14/approvals").len(), 1);
+    assert_eq!(
+        fake.requests_to("GET", "/actions/runs/14/approvals").len(),
+        1
+    );
     assert_eq!(second, ReviewOutcome::Delivered);
     assert_eq!(fake.reviews(14).len(), 2);
     assert_eq!(fake.accepted(14, ENV), 1);
@@ -275,7 +288,10 @@ async fn missing_permission_403_is_denied_naming_the_permission() {
                 why.contains("the App lacks Deployments: write on acme/web"),
                 "{why}"
             );
-            assert!(why.contains("Resource not accessible by integration"), "{why}");
+            assert!(
+                why.contains("Resource not accessible by integration"),
+                "{why}"
+            );
         }
         other => panic!("expected Denied, got {other:?}"),
     }
@@ -290,7 +306,10 @@ async fn malformed_repository_is_denied_without_a_request() {
 
     let outcome = github.review(&bad, Verdict::Approve, "ok").await;
 
-    assert!(matches!(outcome, ReviewOutcome::Denied { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, ReviewOutcome::Denied { .. }),
+        "{outcome:?}"
+    );
     assert!(fake.requests().is_empty());
 }
 
@@ -352,9 +371,15 @@ async fn expired_installation_token_401_is_refreshed_and_retried_once() {
     let reviews = fake.reviews(23);
     assert_eq!(reviews.len(), 2);
     assert_eq!(reviews[0].status, 401);
-    assert_eq!(reviews[0].authorization.as_deref(), Some("Bearer ghs_fake1"));
+    assert_eq!(
+        reviews[0].authorization.as_deref(),
+        Some("Bearer ghs_fake1")
+    );
     assert_eq!(reviews[1].status, 204);
-    assert_eq!(reviews[1].authorization.as_deref(), Some("Bearer ghs_fake2"));
+    assert_eq!(
+        reviews[1].authorization.as_deref(),
+        Some("Bearer ghs_fake2")
+    );
     assert_eq!(fake.accepted(23, ENV), 1);
 }
 
@@ -368,7 +393,10 @@ async fn a_second_401_with_a_fresh_token_is_retried_later_with_advice() {
 
     match &outcome {
         ReviewOutcome::Retry { error, after } => {
-            assert!(error.contains("check the App ID and private key"), "{error}");
+            assert!(
+                error.contains("check the App ID and private key"),
+                "{error}"
+            );
             assert!(*after >= Duration::from_secs(24), "{after:?}");
         }
         other => panic!("expected Retry, got {other:?}"),
@@ -386,7 +414,10 @@ async fn token_mode_401_is_not_retried() {
 
     let outcome = github.review(&target(25), Verdict::Approve, "ok").await;
 
-    assert!(matches!(outcome, ReviewOutcome::Retry { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, ReviewOutcome::Retry { .. }),
+        "{outcome:?}"
+    );
     assert_eq!(fake.reviews(25).len(), 1);
     assert_eq!(fake.tokens_minted(), 0);
 }
@@ -534,7 +565,10 @@ async fn thousand_queued_reviews_drain_in_order_within_the_configured_rate() {
     assert_eq!(posts.len(), N as usize);
     let order: Vec<String> = posts.iter().map(|p| p.path.clone()).collect();
     let expected: Vec<String> = (1..=N).map(review_path).collect();
-    assert_eq!(order, expected, "reviews did not arrive in the order queued");
+    assert_eq!(
+        order, expected,
+        "reviews did not arrive in the order queued"
+    );
     for window in posts.windows(PER_MINUTE + 1) {
         let span = window[PER_MINUTE].at - window[0].at;
         assert!(
@@ -684,7 +718,10 @@ async fn checks_combine_check_runs_and_statuses_per_required_name() {
 #[tokio::test]
 async fn checks_failure_is_an_error_not_a_verdict() {
     let fake = FakeGitHub::start().await;
-    fake.script("checks", &[Fault::Status(403, "Resource not accessible by integration")]);
+    fake.script(
+        "checks",
+        &[Fault::Status(403, "Resource not accessible by integration")],
+    );
     let github = token_client(&fake);
 
     let error = github
@@ -746,7 +783,10 @@ async fn run_state_server_error_and_timeout_are_transient() {
     let fake = FakeGitHub::start().await;
     fake.script(
         "run",
-        &[Fault::Status(503, "Service Unavailable"), Fault::Hang { lands: true }],
+        &[
+            Fault::Status(503, "Service Unavailable"),
+            Fault::Hang { lands: true },
+        ],
     );
     let github = token_client(&fake);
 
@@ -820,7 +860,11 @@ async fn the_token_never_goes_to_a_host_other_than_the_configured_base() {
     // GitHub (or something pretending to be it) redirects a review elsewhere.
     fake.script(
         "review",
-        &[Fault::Redirect(format!("{}{}", elsewhere.url(), review_path(60)))],
+        &[Fault::Redirect(format!(
+            "{}{}",
+            elsewhere.url(),
+            review_path(60)
+        ))],
     );
     fake.add_delivery(
         1,
@@ -858,10 +902,7 @@ async fn the_token_never_goes_to_a_host_other_than_the_configured_base() {
     );
     let seen = fake.requests();
     assert!(seen.len() >= 10, "{seen:?}");
-    assert!(
-        seen.iter().all(|r| r.authorization.is_some()),
-        "{seen:?}"
-    );
+    assert!(seen.iter().all(|r| r.authorization.is_some()), "{seen:?}");
     assert_eq!(fake.accepted(60, ENV), 0);
 }
 
@@ -871,7 +912,10 @@ async fn no_token_or_key_in_debug_output_or_errors() {
     // GitHub echoing a token in an error message must not carry it into ours.
     fake.script(
         "review",
-        &[Fault::Status(500, "upstream saw Authorization: Bearer ghs_fake1 (oops)")],
+        &[Fault::Status(
+            500,
+            "upstream saw Authorization: Bearer ghs_fake1 (oops)",
+        )],
     );
     fake.script(
         "run",
@@ -896,11 +940,11 @@ async fn no_token_or_key_in_debug_output_or_errors() {
     .unwrap_err();
 
     assert_eq!(fake.tokens_minted(), 1);
-    assert!(matches!(retried, ReviewOutcome::Retry { .. }), "{retried:?}");
-    let key_line = TEST_APP_KEY
-        .lines()
-        .nth(1)
-        .expect("the PEM has a body");
+    assert!(
+        matches!(retried, ReviewOutcome::Retry { .. }),
+        "{retried:?}"
+    );
+    let key_line = TEST_APP_KEY.lines().nth(1).expect("the PEM has a body");
     let texts = [
         format!("{:?}", Auth::Token(TOKEN.into())),
         format!("{:?}", app_auth()),
@@ -916,7 +960,13 @@ async fn no_token_or_key_in_debug_output_or_errors() {
         format!("{bad_key:?}"),
     ];
     for text in &texts {
-        for secret in [TOKEN, "ghs_fake1", key_line, "SECRETBYTES", "PRIVATE KEY-----"] {
+        for secret in [
+            TOKEN,
+            "ghs_fake1",
+            key_line,
+            "SECRETBYTES",
+            "PRIVATE KEY-----",
+        ] {
             assert!(!text.contains(secret), "{secret:?} leaked in {text}");
         }
     }

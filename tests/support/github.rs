@@ -357,7 +357,9 @@ fn apply(fault: Fault) -> Effect {
             let mut r = gh(307, "Temporary Redirect");
             r.headers_mut().insert(
                 "location",
-                location.parse().expect("redirect location is a header value"),
+                location
+                    .parse()
+                    .expect("redirect location is a header value"),
             );
             Effect::Respond(r)
         }
@@ -467,7 +469,7 @@ fn serve(fake: &FakeGitHub, method: &Method, parts: &[&str], body: &Value) -> Re
             (
                 StatusCode::CREATED,
                 [("content-type", "application/json")],
-                json!({"token": format!("ghs_fake{n}"), "expires_at": expires.to_string()})
+                json!({"token": format!("ghs_fake{n}"), "expires_at": expires.to_string(), "permissions": {"actions": "read", "checks": "read", "deployments": "write", "statuses": "read"}})
                     .to_string(),
             )
                 .into_response()
