@@ -40,13 +40,7 @@ struct Opts {
 }
 
 fn opts() -> Opts {
-    let mut o = Opts {
-        gates: 10_000,
-        held: 1_000,
-        deadlines: 10_000,
-        spread_secs: 60,
-        writes_per_minute: 60_000,
-    };
+    let mut o = Opts { gates: 10_000, held: 1_000, deadlines: 10_000, spread_secs: 60, writes_per_minute: 60_000 };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -105,9 +99,7 @@ fn round(x: f64) -> f64 {
 }
 
 fn decided_at(obj: &Value) -> Option<Timestamp> {
-    obj.pointer("/status/decision/decidedAt")
-        .and_then(|d| d.as_str())
-        .and_then(|d| d.parse().ok())
+    obj.pointer("/status/decision/decidedAt").and_then(|d| d.as_str()).and_then(|d| d.parse().ok())
 }
 
 fn phase_of(obj: &Value) -> Option<&str> {
@@ -117,36 +109,20 @@ fn phase_of(obj: &Value) -> Option<&str> {
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l.to_string())
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
         .map(|kb| round(kb / 1024.0))
         .unwrap_or(-1.0)
 }
 
 /// Waits, bounded, until `done` holds over the stored gates of `env`.
-async fn until_all(
-    kube: &FakeKube,
-    env: &str,
-    n: usize,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) {
+async fn until_all(kube: &FakeKube, env: &str, n: usize, what: &str, done: impl Fn(&Value) -> bool) {
     let start = Instant::now();
     loop {
         let count = kube
             .objects(GATES)
             .iter()
-            .filter(|g| {
-                g.pointer("/spec/environment").and_then(|e| e.as_str()) == Some(env) && done(g)
-            })
+            .filter(|g| g.pointer("/spec/environment").and_then(|e| e.as_str()) == Some(env) && done(g))
             .count();
         if count >= n {
             return;
@@ -159,19 +135,14 @@ async fn until_all(
     }
 }
 
-async fn create_all(
-    api: &Api<DeploymentGate>,
-    gates: Vec<DeploymentGate>,
-) -> HashMap<String, Timestamp> {
+async fn create_all(api: &Api<DeploymentGate>, gates: Vec<DeploymentGate>) -> HashMap<String, Timestamp> {
     futures::stream::iter(gates)
         .map(|g| {
             let api = api.clone();
             async move {
                 let name = g.metadata.name.clone().unwrap_or_default();
                 let before = Timestamp::now();
-                api.create(&PostParams::default(), &g)
-                    .await
-                    .map(|_| (name, before))
+                api.create(&PostParams::default(), &g).await.map(|_| (name, before))
             }
         })
         .buffer_unordered(64)
@@ -182,10 +153,7 @@ async fn create_all(
 
 fn main() {
     let o = opts();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let report = rt.block_on(run(o));
     println!("{report}");
 }
@@ -206,10 +174,7 @@ async fn run(o: Opts) -> Value {
         client: kube.client(),
         github,
         config: Arc::new(OperatorConfig::default()),
-        settings: Settings {
-            dry_run: false,
-            instance: Some("bench".into()),
-        },
+        settings: Settings { dry_run: false, instance: Some("bench".into()) },
         metrics,
         scope: Scope::default(),
     };
@@ -222,56 +187,32 @@ async fn run(o: Opts) -> Value {
 
     // Phase 1: decisions. Gates decidable on arrival.
     let t0 = Instant::now();
-    let batch: Vec<_> = (0..o.gates)
-        .map(|i| gate(&format!("d-{i}"), 1_000_000 + i as i64, "production", None))
-        .collect();
+    let batch: Vec<_> = (0..o.gates).map(|i| gate(&format!("d-{i}"), 1_000_000 + i as i64, "production", None)).collect();
     let created = create_all(&gates, batch).await;
-    until_all(&kube, "production", o.gates, "decisions", |g| {
-        decided_at(g).is_some()
-    })
-    .await;
+    until_all(&kube, "production", o.gates, "decisions", |g| decided_at(g).is_some()).await;
     let decide_secs = t0.elapsed().as_secs_f64();
     until_all(&kube, "production", o.gates, "deliveries", |g| {
-        g.pointer("/status/delivery/state")
-            .and_then(|s| s.as_str())
-            .is_some_and(|s| s != "Pending")
+        g.pointer("/status/delivery/state").and_then(|s| s.as_str()).is_some_and(|s| s != "Pending")
     })
     .await;
     let deliver_secs = t0.elapsed().as_secs_f64();
     let mut decision_latency = Vec::new();
     for g in kube.objects(GATES) {
-        let name = g
-            .pointer("/metadata/name")
-            .and_then(|n| n.as_str())
-            .unwrap_or("");
+        let name = g.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or("");
         if let (Some(c), Some(d)) = (created.get(name), decided_at(&g)) {
             decision_latency.push(d.duration_since(*c).as_secs_f64());
         }
     }
 
     // Phase 2: wake. Gates held by one pause, then the pause is resumed.
-    pauses
-        .create(&PostParams::default(), &pause("red-main", "staging"))
-        .await
-        .expect("pause");
-    let held: Vec<_> = (0..o.held)
-        .map(|i| gate(&format!("h-{i}"), 2_000_000 + i as i64, "staging", None))
-        .collect();
+    pauses.create(&PostParams::default(), &pause("red-main", "staging")).await.expect("pause");
+    let held: Vec<_> = (0..o.held).map(|i| gate(&format!("h-{i}"), 2_000_000 + i as i64, "staging", None)).collect();
     create_all(&gates, held).await;
-    until_all(&kube, "staging", o.held, "held gates waiting", |g| {
-        phase_of(g) == Some("Waiting")
-    })
-    .await;
+    until_all(&kube, "staging", o.held, "held gates waiting", |g| phase_of(g) == Some("Waiting")).await;
     let resumed_at = Timestamp::now();
     let resume = json!({"spec": {"resume": {"sha": SHA, "reason": "ci-failed"}}});
-    pauses
-        .patch("red-main", &PatchParams::default(), &Patch::Merge(&resume))
-        .await
-        .expect("resume");
-    until_all(&kube, "staging", o.held, "woken gates decided", |g| {
-        decided_at(g).is_some()
-    })
-    .await;
+    pauses.patch("red-main", &PatchParams::default(), &Patch::Merge(&resume)).await.expect("resume");
+    until_all(&kube, "staging", o.held, "woken gates decided", |g| decided_at(g).is_some()).await;
     let wake: Vec<f64> = kube
         .objects(GATES)
         .iter()
@@ -281,42 +222,28 @@ async fn run(o: Opts) -> Value {
         .collect();
 
     // Phase 3: deadlines spread over a window, held by a pause nobody resumes.
-    pauses
-        .create(&PostParams::default(), &pause("freeze", "canary"))
-        .await
-        .expect("pause");
+    pauses.create(&PostParams::default(), &pause("freeze", "canary")).await.expect("pause");
     let start = Timestamp::now() + SignedDuration::from_secs(20);
     let spread_ms = (o.spread_secs * 1000) as i64;
     let deadline_gates: Vec<_> = (0..o.deadlines)
         .map(|i| {
-            let at = start
-                + SignedDuration::from_millis(spread_ms * i as i64 / o.deadlines.max(1) as i64);
+            let at = start + SignedDuration::from_millis(spread_ms * i as i64 / o.deadlines.max(1) as i64);
             gate(&format!("t-{i}"), 3_000_000 + i as i64, "canary", Some(at))
         })
         .collect();
     create_all(&gates, deadline_gates).await;
-    until_all(&kube, "canary", o.deadlines, "deadline decisions", |g| {
-        decided_at(g).is_some()
-    })
-    .await;
+    until_all(&kube, "canary", o.deadlines, "deadline decisions", |g| decided_at(g).is_some()).await;
     let lateness: Vec<f64> = kube
         .objects(GATES)
         .iter()
         .filter(|g| g.pointer("/spec/environment").and_then(|e| e.as_str()) == Some("canary"))
         .filter_map(|g| {
             let deadline: Timestamp = g.pointer("/spec/deadline")?.as_str()?.parse().ok()?;
-            Some(
-                decided_at(g)?
-                    .duration_since(deadline)
-                    .as_secs_f64()
-                    .max(0.0),
-            )
+            Some(decided_at(g)?.duration_since(deadline).as_secs_f64().max(0.0))
         })
         .collect();
     until_all(&kube, "canary", o.deadlines, "deadline deliveries", |g| {
-        g.pointer("/status/delivery/state")
-            .and_then(|s| s.as_str())
-            .is_some_and(|s| s != "Pending")
+        g.pointer("/status/delivery/state").and_then(|s| s.as_str()).is_some_and(|s| s != "Pending")
     })
     .await;
     // Let trailing reconciles (events of the last writes) run before counting.
@@ -324,18 +251,9 @@ async fn run(o: Opts) -> Value {
 
     let total = o.gates + o.held + o.deadlines;
     let writes = kube.writes();
-    let gate_writes = writes
-        .iter()
-        .filter(|w| w.collection == GATES && w.method != "POST" && w.changed)
-        .count();
-    let noop_writes = writes
-        .iter()
-        .filter(|w| w.collection == GATES && w.method != "POST" && !w.changed && w.code < 300)
-        .count();
-    let event_writes = writes
-        .iter()
-        .filter(|w| w.collection.contains("events"))
-        .count();
+    let gate_writes = writes.iter().filter(|w| w.collection == GATES && w.method != "POST" && w.changed).count();
+    let noop_writes = writes.iter().filter(|w| w.collection == GATES && w.method != "POST" && !w.changed && w.code < 300).count();
+    let event_writes = writes.iter().filter(|w| w.collection.contains("events")).count();
     let requests = gh.requests();
     let reviews: Vec<&github::Recorded> = requests.iter().filter(|r| r.method == "POST").collect();
     // The busiest 60 s of content-creating requests, against the configured pace.
