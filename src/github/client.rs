@@ -83,7 +83,9 @@ struct Inner {
     root: Octocrab,
     app: bool,
     timeout: Duration,
-    installations: Mutex<HashMap<i64, Octocrab>>,
+    /// Shared, not cloned: cloning an `Octocrab` copies its cached installation
+    /// token, so a clone's freshly minted token would never be reused.
+    installations: Mutex<HashMap<i64, Arc<Octocrab>>>,
     repo_installations: Mutex<HashMap<String, i64>>,
     pub(super) limiter: Limiter,
 }
@@ -208,9 +210,9 @@ impl GitHub {
         repo: &str,
         installation: Option<i64>,
         op: &str,
-    ) -> Result<Octocrab, GitHubError> {
+    ) -> Result<Arc<Octocrab>, GitHubError> {
         if !self.inner.app {
-            return Ok(self.inner.root.clone());
+            return Ok(Arc::new(self.inner.root.clone()));
         }
         let id = match installation {
             Some(id) => id,
@@ -225,11 +227,12 @@ impl GitHub {
             match map.get(&id) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = self
-                        .inner
-                        .root
-                        .installation(InstallationId(id as u64))
-                        .map_err(|e| GitHubError::Client(e.to_string()))?;
+                    let c = Arc::new(
+                        self.inner
+                            .root
+                            .installation(InstallationId(id as u64))
+                            .map_err(|e| GitHubError::Client(e.to_string()))?,
+                    );
                     map.insert(id, c.clone());
                     c
                 }

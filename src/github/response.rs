@@ -28,7 +28,8 @@ fn header_u64(h: &HeaderMap, name: &str) -> Option<u64> {
     h.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
-/// GitHub's error message from a JSON body, or the body itself, kept short.
+/// GitHub's error message from a JSON body, or the body itself, kept short,
+/// with anything token-like removed.
 pub fn message_of(body: &str) -> String {
     let msg = serde_json::from_str::<serde_json::Value>(body)
         .ok()
@@ -38,7 +39,8 @@ pub fn message_of(body: &str) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| body.trim().to_string());
-    msg.chars().take(300).collect()
+    let short: String = msg.chars().take(300).collect();
+    super::client::scrub(&short)
 }
 
 /// Classifies an answer. `now_epoch` is the current Unix time in seconds (for

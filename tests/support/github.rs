@@ -27,6 +27,8 @@ pub struct Recorded {
     pub method: String,
     pub path: String,
     pub authorization: Option<String>,
+    /// Every header of the request, as sent.
+    pub headers: axum::http::HeaderMap,
     pub body: Value,
     pub at: tokio::time::Instant,
     pub status: u16,
@@ -49,6 +51,8 @@ pub enum Fault {
     PrimaryExhausted { reset_in: u64 },
     /// 401 (an expired token).
     Unauthorized,
+    /// 307 Temporary Redirect to this URL (e.g. another host).
+    Redirect(String),
 }
 
 /// Seeded random faults for load and fault-injection tests.
@@ -402,6 +406,16 @@ fn apply(fault: Fault) -> Effect {
             Effect::Respond(r)
         }
         Fault::Unauthorized => Effect::Respond(gh(401, "Bad credentials")),
+        Fault::Redirect(location) => {
+            let mut r = gh(307, "Temporary Redirect");
+            r.headers_mut().insert(
+                "location",
+                location
+                    .parse()
+                    .expect("redirect location is a header value"),
+            );
+            Effect::Respond(r)
+        }
     }
 }
 
@@ -432,6 +446,7 @@ async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
         .get("authorization")
         .and_then(|a| a.to_str().ok())
         .map(str::to_string);
+    let headers = req.headers().clone();
     let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
         .await
         .unwrap_or_default();
@@ -480,6 +495,7 @@ async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
         method: method.to_string(),
         path: path.clone(),
         authorization,
+        headers,
         body: body.clone(),
         at,
         status,
@@ -506,7 +522,7 @@ fn serve(fake: &FakeGitHub, method: &Method, parts: &[&str], body: &Value) -> Re
             (
                 StatusCode::CREATED,
                 [("content-type", "application/json")],
-                json!({"token": format!("ghs_fake{n}"), "expires_at": expires.to_string()})
+                json!({"token": format!("ghs_fake{n}"), "expires_at": expires.to_string(), "permissions": {"actions": "read", "checks": "read", "deployments": "write", "statuses": "read"}})
                     .to_string(),
             )
                 .into_response()
