@@ -23,7 +23,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use github::{Fault, FakeGitHub};
+use github::{FakeGitHub, Fault};
 use serde_json::{Value, json};
 
 #[tokio::main]
