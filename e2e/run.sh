@@ -62,6 +62,7 @@ start_operator() {
     --listen 127.0.0.1:0 --github-timeout 30s --pod-name e2e-operator \
     >>"$WORK/operator.log" 2>&1 &
   echo $! >"$WORK/operator.pid"
+  disown # a SIGKILL on purpose is not news
 }
 
 # ---- helpers (used inside scenarios, which run with set -e) -----------------
@@ -277,7 +278,6 @@ killed_between_decision_and_delivery() {
   [[ "$(jp dg/killed '{.status.delivery.state}')" != Delivered ]] || fail "delivered before the kill"
   old=$(cat "$WORK/operator.pid")
   kill -KILL "$old"
-  wait "$old" 2>/dev/null || true
   echo "    killed operator $old (SIGKILL) with the answer in flight; restarting"
   start_operator
   k wait --for=condition=Delivered dg/killed --timeout=60s
@@ -340,7 +340,8 @@ print(f"    chart: {len(kept)} objects to dry-run", file=sys.stderr)
 for s in skipped:
     print(f"    chart: skipped {s}: its API is not served by this API server", file=sys.stderr)
 PY
-  k apply --dry-run=server -f "$WORK/chart-served.yaml"
+  k apply --dry-run=server --server-side --force-conflicts --field-manager=tollgate-e2e \
+    -f "$WORK/chart-served.yaml"
 }
 
 # ---- run ---------------------------------------------------------------------
