@@ -154,6 +154,24 @@ async fn until(
     found.expect("the gate exists")
 }
 
+/// Creates a pause and waits until the operator has seen it (it wrote its
+/// status), so a gate created next is evaluated against it.
+async fn create_pause(client: &Client, p: &ReleasePause) {
+    let api = pauses(client, "default");
+    let name = p.metadata.name.clone().expect("pause name");
+    api.create(&PostParams::default(), p).await.expect("pause");
+    tokio::time::timeout(
+        GUARD,
+        await_condition(api, &name, |p: Option<&ReleasePause>| {
+            p.and_then(|p| p.status.as_ref())
+                .is_some_and(|s| s.state.is_some())
+        }),
+    )
+    .await
+    .expect("the operator saw the pause")
+    .expect("watch");
+}
+
 fn phase(g: &DeploymentGate) -> Option<Phase> {
     g.status.as_ref().and_then(|s| s.phase)
 }
@@ -286,10 +304,7 @@ async fn deadline_rejects_naming_what_held_the_gate() {
     let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
     let op = Operator::start(&kube, &gh, "", false).await;
     let client = kube.client();
-    pauses(&client, "default")
-        .create(&PostParams::default(), &pause("red-main", SHA, json!({})))
-        .await
-        .expect("pause");
+    create_pause(&client, &pause("red-main", SHA, json!({}))).await;
     let api = gates(&client, "default");
     let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
     api.create(
@@ -329,9 +344,7 @@ async fn resumed_pause_releases_held_gate_at_once() {
     let op = Operator::start(&kube, &gh, "", false).await;
     let client = kube.client();
     let papi = pauses(&client, "default");
-    papi.create(&PostParams::default(), &pause("red-main", SHA, json!({})))
-        .await
-        .expect("pause");
+    create_pause(&client, &pause("red-main", SHA, json!({}))).await;
     let api = gates(&client, "default");
     // Deadline an hour away and the safety requeue at 10 minutes: only the wake
     // on resume can decide this gate within the guard.
@@ -456,17 +469,15 @@ async fn freeze_window_end_approves_at_the_window_edge() {
     let utc = minute_start.to_zoned(jiff::tz::TimeZone::UTC);
     let cron = format!("{} {} * * *", utc.minute(), utc.hour());
     let schedule = json!({"cron": cron, "duration": format!("{duration_ms}ms"), "timeZone": "UTC"});
-    pauses(&client, "default")
-        .create(
-            &PostParams::default(),
-            &pause(
-                "freeze",
-                SHA,
-                json!({"schedule": schedule, "reason": "freeze"}),
-            ),
-        )
-        .await
-        .expect("pause");
+    create_pause(
+        &client,
+        &pause(
+            "freeze",
+            SHA,
+            json!({"schedule": schedule, "reason": "freeze"}),
+        ),
+    )
+    .await;
     let api = gates(&client, "default");
     api.create(&PostParams::default(), &gate("g7", 107, json!({})))
         .await
@@ -476,7 +487,11 @@ async fn freeze_window_end_approves_at_the_window_edge() {
     // way it is never approved inside the window.
     let first = until(&api, "g7", "evaluated", |g| phase(g).is_some()).await;
     if phase(&first) == Some(Phase::Waiting) {
-        let blocker = first.status.as_ref().map(|s| s.blockers[0].clone()).expect("blocker");
+        let blocker = first
+            .status
+            .as_ref()
+            .map(|s| s.blockers[0].clone())
+            .expect("blocker");
         assert_eq!(blocker.until, Some(window_end));
     }
     let g = until(&api, "g7", "approved", |g| {
@@ -504,10 +519,7 @@ async fn deleting_an_undecided_gate_delivers_a_reject_before_it_disappears() {
     let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
     let op = Operator::start(&kube, &gh, "", false).await;
     let client = kube.client();
-    pauses(&client, "default")
-        .create(&PostParams::default(), &pause("red-main", SHA, json!({})))
-        .await
-        .expect("pause");
+    create_pause(&client, &pause("red-main", SHA, json!({}))).await;
     let api = gates(&client, "default");
     api.create(&PostParams::default(), &gate("g8", 108, json!({})))
         .await
@@ -718,10 +730,7 @@ async fn a_gate_whose_run_completed_while_undecided_becomes_unknown() {
     gh.set_run(116, "completed", Some("cancelled"));
     let op = Operator::start(&kube, &gh, "", false).await;
     let client = kube.client();
-    pauses(&client, "default")
-        .create(&PostParams::default(), &pause("red-main", SHA, json!({})))
-        .await
-        .expect("pause");
+    create_pause(&client, &pause("red-main", SHA, json!({}))).await;
     let api = gates(&client, "default");
     api.create(&PostParams::default(), &gate("g16", 116, json!({})))
         .await
