@@ -132,9 +132,9 @@ pub fn silent(
     now: Timestamp,
 ) -> DeploymentOutcome {
     let secs = window.as_secs();
-    let human = if secs.is_multiple_of(3600) && secs > 0 {
+    let human = if secs > 0 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs.is_multiple_of(60) && secs > 0 {
+    } else if secs > 0 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")
