@@ -50,16 +50,24 @@ CTL="$(sed -n 2p "$WORK/fake.out")"
 echo "e2e: fake GitHub at $FAKE (control $CTL)"
 
 echo "e2e-token" >"$WORK/token"
+echo "e2e webhook secret" >"$WORK/webhook-secret"
 cat >"$WORK/config.yaml" <<'YAML'
 defaults:
   checkPoll: 2s
+policies:
+- repositories: ["acme/shipping"]
+  environments: [production]
+  pauseOnFailure: true
 YAML
+# A fixed port for the operator's webhook receiver (SIGKILL and restart keep it).
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 # Starts the operator in the background, appending to operator.log.
 start_operator() {
   "$TOLLGATE" run --namespace "$NS" --github-api-url "$FAKE" \
     --github-token-file "$WORK/token" --config "$WORK/config.yaml" \
-    --listen 127.0.0.1:0 --github-timeout 30s --pod-name e2e-operator \
+    --webhook-secret-file "$WORK/webhook-secret" \
+    --listen "127.0.0.1:$PORT" --github-timeout 30s --pod-name e2e-operator \
     >>"$WORK/operator.log" 2>&1 &
   echo $! >"$WORK/operator.pid"
   disown # a SIGKILL on purpose is not news
@@ -288,6 +296,99 @@ killed_between_decision_and_delivery() {
   echo "    review attempts for run 1007: $(reviews 1007 | tr '\n' ';')"
 }
 
+# deploy_status DEPLOYMENT_ID SHA STATE: posts a signed `deployment_status`
+# delivery shaped like GitHub's to the operator's receiver; prints the HTTP code.
+deploy_status() {
+  python3 - "$1" "$2" "$3" "$WORK/webhook-secret" "http://127.0.0.1:$PORT/webhook" <<'PY'
+import hashlib, hmac, json, sys, urllib.error, urllib.request
+dep, sha, state, secret_file, url = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+secret = open(secret_file).read().strip().encode()
+api, repo = "https://api.github.com", "acme/shipping"
+body = json.dumps({
+    "action": "created",
+    "deployment_status": {
+        "id": dep * 10, "state": state, "environment": "production", "description": "",
+        "url": f"{api}/repos/{repo}/deployments/{dep}/statuses/{dep * 10}",
+        "target_url": f"https://github.com/{repo}/actions/runs/77/job/1",
+        "log_url": f"https://github.com/{repo}/actions/runs/77/job/1",
+        "environment_url": "https://shipping.example.com" if state == "success" else "",
+        "created_at": "2026-12-01T10:05:00Z", "updated_at": "2026-12-01T10:05:00Z",
+        "creator": {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"},
+    },
+    "deployment": {
+        "id": dep, "sha": sha, "ref": "main", "task": "deploy", "environment": "production",
+        "original_environment": "production", "payload": {}, "production_environment": True,
+        "url": f"{api}/repos/{repo}/deployments/{dep}",
+        "created_at": "2026-12-01T10:00:00Z", "updated_at": "2026-12-01T10:05:00Z",
+        "creator": {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"},
+    },
+    "repository": {"id": 1296269, "name": "shipping", "full_name": repo, "private": True,
+                   "owner": {"login": "acme", "id": 9919, "type": "Organization"}},
+    "installation": {"id": 41234567},
+    "sender": {"login": "octocat", "id": 1, "type": "User"},
+}).encode()
+sig = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+req = urllib.request.Request(url, data=body, method="POST", headers={
+    "content-type": "application/json", "x-github-event": "deployment_status",
+    "x-github-delivery": f"e2e-{dep}-{state}", "x-hub-signature-256": sig})
+try:
+    with urllib.request.urlopen(req, timeout=30) as res:
+        print(res.status)
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode(errors="replace"))
+PY
+}
+
+failed_deploy_pauses() {
+  local sha sha2 pause before after out
+  sha=$(sha_of "shipped-$NS") sha2=$(sha_of "fixed-$NS")
+  pause=deploy-failed-acme-shipping-production
+  gate shipped acme/shipping 1101 "$sha" "timeout: 2h" "deploymentId: 5101" | k apply -f -
+  k wait --for=condition=Delivered dg/shipped --timeout=60s
+  expect_eq phase "$(jp dg/shipped '{.status.phase}')" Approved
+  before=$(jp dg/shipped '{.status.decision}{"\n"}{.status.delivery}')
+
+  expect_eq "receiver answer to in_progress" "$(deploy_status 5101 "$sha" in_progress)" 200
+  until_true 30 eval '[[ "$(jp dg/shipped "{.status.deployment.state}")" == Deploying ]]'
+  expect_eq "receiver answer to failure" "$(deploy_status 5101 "$sha" failure)" 200
+  until_true 30 eval '[[ "$(jp dg/shipped "{.status.deployment.state}")" == Failed ]]'
+  # A late, out-of-order in_progress never moves a Failed deployment back.
+  expect_eq "receiver answer to a late in_progress" "$(deploy_status 5101 "$sha" in_progress)" 200
+  out=$(k get dg shipped -o wide)
+  echo "$out"
+  grep -qE "^shipped +acme/shipping .* Failed( |$)" <<<"$out" || fail "the DEPLOY column does not read Failed"
+  expect_eq "deployment state after the late in_progress" "$(jp dg/shipped '{.status.deployment.state}')" Failed
+  after=$(jp dg/shipped '{.status.decision}{"\n"}{.status.delivery}')
+  expect_eq "decision and delivery after the deployment failed" "$after" "$before"
+  expect_in "gate Events" "$(k get events --field-selector involvedObject.name=shipped -o jsonpath='{.items[*].reason}')" DeployFailed
+
+  # The failure paused the next deploys of that repository and environment.
+  until_true 30 eval '[[ "$(jp rp/$pause "{.status.state}")" == Active ]]'
+  k get rp "$pause"
+  expect_eq "pause reason" "$(jp "rp/$pause" '{.spec.reason}')" deploy-failed
+  expect_eq "pause sha" "$(jp "rp/$pause" '{.spec.sha}')" "$sha"
+  gate next-deploy acme/shipping 1102 "$sha2" "timeout: 2h" | k apply -f -
+  until_true 30 phase_is next-deploy Waiting
+  k wait --for=condition=Blocked dg/next-deploy --timeout=10s
+  sleep 2
+  expect_eq "GitHub reviews while the failed deploy holds" "$(reviews 1102)" ""
+
+  # Someone looked: the resume releases the held gate.
+  k patch rp "$pause" --type=merge -p "{\"spec\":{\"resume\":{\"sha\":\"$sha\",\"reason\":\"deploy-failed\"}}}"
+  k wait --for=condition=Delivered dg/next-deploy --timeout=30s
+  expect_eq "phase after the resume" "$(jp dg/next-deploy '{.status.phase}')" Approved
+  expect_eq "GitHub reviews for run 1102" "$(reviews 1102)" "approved 204 production"
+
+  # A replay of the same failure does not pause again.
+  expect_eq "receiver answer to a replayed failure" "$(deploy_status 5101 "$sha" failure)" 200
+  sleep 1
+  expect_eq "pause after the replay" "$(jp "rp/$pause" '{.status.state}')" Resumed
+  gate after-replay acme/shipping 1103 "$sha2" "timeout: 2h" | k apply -f -
+  k wait --for=condition=Delivered dg/after-replay --timeout=30s
+  expect_eq "phase after the replay" "$(jp dg/after-replay '{.status.phase}')" Approved
+  k get dg -o wide
+}
+
 columns() {
   local out
   out=$(k get dg,rp)
@@ -357,6 +458,7 @@ scenario "the same pause restated after the resume does not hold again" restated
 scenario "the deadline applies onDeadline" deadline_applies_on_deadline
 scenario "deleting an undecided gate delivers a reject first" delete_rejects_first
 scenario "SIGKILL between decision and delivery: exactly one callback" killed_between_decision_and_delivery
+scenario "a failed deploy pauses the next ones until resumed" failed_deploy_pauses
 scenario "kubectl get dg,rp and get tollgate show the documented columns" columns
 scenario "the chart's objects pass a server-side dry run" chart_dry_run
 
