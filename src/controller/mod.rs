@@ -1,6 +1,7 @@
 //! The two reconcilers: they load what they need from caches, ask the decision
 //! engine, carry out its verdict, and record what happened.
 
+pub mod api_limit;
 mod backoff;
 mod context;
 mod error;
@@ -76,12 +77,13 @@ pub async fn run(
     // lease) stops every shard, never leaving a headless controller behind.
     let mut tasks = tokio::task::JoinSet::new();
     let mut readies = Vec::new();
+    let client = api_limit::limited(rt.client.clone(), api_limit::DEFAULT_MAX_IN_FLIGHT);
     for ns in namespaces {
         let (tx, rx) = tokio::sync::watch::channel(false);
         readies.push(rx);
         tasks.spawn(run_shard(
             ns,
-            rt.client.clone(),
+            client.clone(),
             rt.github.clone(),
             rt.config.clone(),
             rt.settings.clone(),

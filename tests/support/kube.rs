@@ -46,7 +46,26 @@ struct WatchEvent {
     namespace: String,
     kind: &'static str,
     /// Shared by the history and every watcher: one copy per version.
-    object: Arc<Value>,
+    object: Arc<Snapshot>,
+}
+
+/// One version of an object as watchers need it: serialised once, with its
+/// metadata kept for label and field selectors. Compact, because the history
+/// and the broadcast buffer hold thousands of them.
+#[derive(Debug)]
+struct Snapshot {
+    /// `{"metadata": ...}` of the object.
+    meta: Value,
+    json: Bytes,
+}
+
+impl Snapshot {
+    fn of(obj: &Value) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            meta: json!({"metadata": obj.get("metadata").cloned().unwrap_or(Value::Null)}),
+            json: Bytes::from(serde_json::to_vec(obj).expect("a JSON value serialises")),
+        })
+    }
 }
 
 struct Inner {
@@ -61,6 +80,8 @@ struct Inner {
     user: String,
     history_limit: usize,
     keep_events: bool,
+    /// When each object's `status.decision` was first stored, by (namespace, name).
+    decision_stored: BTreeMap<(String, String), jiff::Timestamp>,
 }
 
 /// The fake API server.
@@ -406,6 +427,7 @@ impl FakeKube {
             delay: Duration::ZERO,
             user: "test-user".into(),
             history_limit: HISTORY,
+            decision_stored: BTreeMap::new(),
             keep_events: true,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -448,6 +470,33 @@ impl FakeKube {
             .get(collection)
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// How many stored objects of a collection satisfy `f`, without copying them.
+    #[allow(dead_code)]
+    pub fn count_where(&self, collection: &str, f: impl Fn(&Value) -> bool) -> usize {
+        self.lock()
+            .objects
+            .get(collection)
+            .map(|m| m.values().filter(|o| f(o)).count())
+            .unwrap_or_default()
+    }
+
+    /// `f` of every stored object of a collection, without copying the objects.
+    #[allow(dead_code)]
+    pub fn map_objects<T>(&self, collection: &str, f: impl FnMut(&Value) -> Option<T>) -> Vec<T> {
+        self.lock()
+            .objects
+            .get(collection)
+            .map(|m| m.values().filter_map(f).collect())
+            .unwrap_or_default()
+    }
+
+    /// When the write that first stored each object's `status.decision` landed
+    /// (its decision write), by (namespace, name).
+    #[allow(dead_code)]
+    pub fn decisions_stored(&self) -> BTreeMap<(String, String), jiff::Timestamp> {
+        self.lock().decision_stored.clone()
     }
 
     /// One stored object.
@@ -519,7 +568,7 @@ impl FakeKube {
                 collection: collection.to_string(),
                 namespace: ns,
                 kind,
-                object: Arc::new(obj.clone()),
+                object: Snapshot::of(&obj),
             },
         );
         obj
@@ -745,7 +794,7 @@ fn watch(fake: FakeKube, t: Target, q: BTreeMap<String, String>) -> Response {
                                 collection: t.collection.clone(),
                                 namespace: ns.clone(),
                                 kind: "ADDED",
-                                object: Arc::new(o.clone()),
+                                object: Snapshot::of(&o),
                             })
                             .collect()
                     })
@@ -763,6 +812,13 @@ fn watch(fake: FakeKube, t: Target, q: BTreeMap<String, String>) -> Response {
     let line = |kind: &str, object: &Value| {
         Bytes::from(format!("{}\n", json!({"type": kind, "object": object})))
     };
+    let event_line = |kind: &str, s: &Snapshot| {
+        let mut b = Vec::with_capacity(s.json.len() + 32);
+        b.extend_from_slice(format!("{{\"type\":\"{kind}\",\"object\":").as_bytes());
+        b.extend_from_slice(&s.json);
+        b.extend_from_slice(b"}\n");
+        Bytes::from(b)
+    };
     let stream = async_stream_lines(move |tx| async move {
         if expired {
             let s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "too old resource version", "reason": "Expired", "code": 410});
@@ -776,7 +832,7 @@ fn watch(fake: FakeKube, t: Target, q: BTreeMap<String, String>) -> Response {
         let mut last = from.unwrap_or(current_rv);
         for e in initial {
             last = last.max(e.rv);
-            if filter(&e.object) && tx.send(line(e.kind, &e.object)).await.is_err() {
+            if filter(&e.object.meta) && tx.send(event_line(e.kind, &e.object)).await.is_err() {
                 return;
             }
         }
@@ -795,7 +851,7 @@ fn watch(fake: FakeKube, t: Target, q: BTreeMap<String, String>) -> Response {
                             continue;
                         }
                         last = e.rv;
-                        if filter(&e.object) && tx.send(line(e.kind, &e.object)).await.is_err() { return; }
+                        if filter(&e.object.meta) && tx.send(event_line(e.kind, &e.object)).await.is_err() { return; }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         let s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "watch lagged", "reason": "Expired", "code": 410});
@@ -911,7 +967,7 @@ fn create(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap) -> Res
             collection: t.collection.clone(),
             namespace: ns,
             kind: "ADDED",
-            object: Arc::new(obj.clone()),
+            object: Snapshot::of(&obj),
         },
     );
     drop(inner);
@@ -1126,7 +1182,7 @@ fn update(
                 collection: t.collection.clone(),
                 namespace: ns,
                 kind: "DELETED",
-                object: Arc::new(new.clone()),
+                object: Snapshot::of(&new),
             },
         );
     } else {
@@ -1142,13 +1198,29 @@ fn update(
                 collection: t.collection.clone(),
                 namespace: ns,
                 kind: "MODIFIED",
-                object: Arc::new(new.clone()),
+                object: Snapshot::of(&new),
             },
+        );
+    }
+    if old.pointer("/status/decision").is_none_or(Value::is_null)
+        && new.pointer("/status/decision").is_some_and(|d| !d.is_null())
+    {
+        inner.decision_stored.insert(
+            (meta_field(&new, "namespace"), meta_field(&new, "name")),
+            jiff::Timestamp::now(),
         );
     }
     drop(inner);
     fake.log(t, method, headers, 200, true);
     ok(200, &new)
+}
+
+fn meta_field(obj: &Value, field: &str) -> String {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string()
 }
 
 fn delete(fake: &FakeKube, t: &Target, headers: &HeaderMap) -> Response {
@@ -1201,7 +1273,7 @@ fn delete(fake: &FakeKube, t: &Target, headers: &HeaderMap) -> Response {
                 collection: t.collection.clone(),
                 namespace: ns,
                 kind: "MODIFIED",
-                object: Arc::new(new.clone()),
+                object: Snapshot::of(&new),
             },
         );
         drop(inner);
@@ -1218,7 +1290,7 @@ fn delete(fake: &FakeKube, t: &Target, headers: &HeaderMap) -> Response {
             collection: t.collection.clone(),
             namespace: ns,
             kind: "DELETED",
-            object: Arc::new(gone.clone()),
+            object: Snapshot::of(&gone),
         },
     );
     drop(inner);
