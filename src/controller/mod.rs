@@ -18,7 +18,7 @@ pub use error::Error;
 pub use gate::{gate_reconcile, gates_for_pause};
 pub use pause::pause_reconcile;
 pub use status::merge_diff;
-pub use triggers::pause_spec_changes;
+pub use triggers::SpecChanges;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,15 +151,29 @@ async fn run_shard(
             }
         })
         .applied_objects();
-    let pause_stream = watcher(pause_api.clone(), watcher::Config::default().any_semantic())
+    // Spec changes of pauses wake the gates in their scope; they are read off
+    // this stream after the reflector stored them (see triggers.rs).
+    let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel::<ReleasePause>();
+    let mut spec_changes = SpecChanges::default();
+    let pause_stream = watcher(pause_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(pause_writer)
-        .inspect(move |e| {
-            if matches!(e, Ok(watcher::Event::InitDone)) {
+        .inspect(move |e| match e {
+            Ok(watcher::Event::InitDone) => {
                 let _ = pauses_synced_tx.send(true);
             }
+            Ok(event) => {
+                if let Some(p) = spec_changes.changed(event) {
+                    // The receiver lives as long as the gate controller.
+                    let _ = wake_tx.send(p);
+                }
+            }
+            Err(_) => {}
         })
         .applied_objects();
+    let wakes = futures::stream::unfold(wake_rx, |mut rx| async move {
+        rx.recv().await.map(|p| (Ok::<_, watcher::Error>(p), rx))
+    });
 
     let ctx = Arc::new(Context::new(
         client,
@@ -186,10 +200,7 @@ async fn run_shard(
         // Unbounded: a reconcile waiting for GitHub's pacing must never delay
         // another gate's deadline decision.
         .with_config(controller::Config::default().concurrency(0))
-        .watches_stream(
-            triggers::pause_spec_changes(pause_api, watcher::Config::default().any_semantic()),
-            move |pause| gates_for_pause(&mapper_gates, &pause),
-        )
+        .watches_stream(wakes, move |pause| gates_for_pause(&mapper_gates, &pause))
         .graceful_shutdown_on(shutdown.clone())
         .run(gate_reconcile, gate_error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));

@@ -1,38 +1,41 @@
 //! Which ReleasePause changes wake gates: spec changes (a resume, a new sha, a
 //! changed scope) and deletions, at once. Status-only writes (held-gate counts)
 //! wake nobody, so a busy pause does not make every gate it holds re-evaluate.
+//!
+//! The changes are taken from the pause reflector's own stream, after the
+//! reflector has stored them: a gate woken by a resume always reads the resumed
+//! pause from the cache. (A second watch could deliver the resume first, and the
+//! gate would re-evaluate against the old pause and stay held until its deadline.)
 
 use std::collections::HashMap;
 
-use futures::{Stream, StreamExt};
-use kube::Api;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 
 use crate::api::ReleasePause;
 
-/// A stream of pauses whose spec changed or that were deleted.
-pub fn pause_spec_changes(
-    api: Api<ReleasePause>,
-    wc: watcher::Config,
-) -> impl Stream<Item = Result<ReleasePause, watcher::Error>> + Send {
-    let mut seen: HashMap<String, Option<i64>> = HashMap::new();
-    watcher(api, wc).default_backoff().filter_map(move |event| {
-        let out = match event {
-            Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+/// Remembers each pause's last seen generation, to pass on spec changes only.
+#[derive(Default)]
+pub struct SpecChanges {
+    seen: HashMap<String, Option<i64>>,
+}
+
+impl SpecChanges {
+    /// The pause whose spec this event changed (or that it deleted), if any.
+    pub fn changed(&mut self, event: &watcher::Event<ReleasePause>) -> Option<ReleasePause> {
+        match event {
+            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
                 let uid = p.metadata.uid.clone().unwrap_or_default();
-                let generation = p.metadata.generation;
-                match seen.insert(uid, generation) {
-                    Some(previous) if previous == generation => None,
-                    _ => Some(Ok(p)),
+                match self.seen.insert(uid, p.metadata.generation) {
+                    Some(previous) if previous == p.metadata.generation => None,
+                    _ => Some(p.clone()),
                 }
             }
-            Ok(watcher::Event::Delete(p)) => {
-                seen.remove(&p.metadata.uid.clone().unwrap_or_default());
-                Some(Ok(p))
+            watcher::Event::Delete(p) => {
+                self.seen
+                    .remove(&p.metadata.uid.clone().unwrap_or_default());
+                Some(p.clone())
             }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
-            Err(e) => Some(Err(e)),
-        };
-        futures::future::ready(out)
-    })
+            watcher::Event::Init | watcher::Event::InitDone => None,
+        }
+    }
 }

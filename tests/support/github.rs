@@ -446,7 +446,16 @@ async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
         .get("authorization")
         .and_then(|a| a.to_str().ok())
         .map(str::to_string);
-    let headers = req.headers().clone();
+    // Owned copies: the request's header values share hyper's read buffer, and
+    // a log of thousands of requests would keep every buffer alive.
+    let headers: axum::http::HeaderMap = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| {
+            let v = axum::http::HeaderValue::from_bytes(v.as_bytes()).ok()?;
+            Some((k.clone(), v))
+        })
+        .collect();
     let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
         .await
         .unwrap_or_default();

@@ -1203,7 +1203,9 @@ fn update(
         );
     }
     if old.pointer("/status/decision").is_none_or(Value::is_null)
-        && new.pointer("/status/decision").is_some_and(|d| !d.is_null())
+        && new
+            .pointer("/status/decision")
+            .is_some_and(|d| !d.is_null())
     {
         inner.decision_stored.insert(
             (meta_field(&new, "namespace"), meta_field(&new, "name")),
