@@ -794,7 +794,7 @@ fn watch(fake: FakeKube, t: Target, q: BTreeMap<String, String>) -> Response {
                                 collection: t.collection.clone(),
                                 namespace: ns.clone(),
                                 kind: "ADDED",
-                                object: Snapshot::of(&o),
+                                object: Snapshot::of(o),
                             })
                             .collect()
                     })
