@@ -127,6 +127,17 @@ fn phase_of(obj: &Value) -> Option<&str> {
     obj.pointer("/status/phase").and_then(|p| p.as_str())
 }
 
+/// Peaks since the last call (process RSS and the operator's live heap, MiB),
+/// then starts measuring the next phase's.
+fn take_peaks() -> (f64, f64) {
+    let rss = peak_rss_mib();
+    let heap = round(OPERATOR_PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0));
+    // "5" resets the kernel's peak RSS (VmHWM) to the current RSS.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    OPERATOR_PEAK.store(OPERATOR_LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+    (rss, heap)
+}
+
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -336,6 +347,7 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
     let gates: Api<DeploymentGate> = Api::namespaced(client.clone(), "load");
     let pauses: Api<ReleasePause> = Api::namespaced(client.clone(), "load");
 
+    let (startup_rss, startup_heap) = take_peaks();
     // Phase 1: decisions. Gates decidable on arrival.
     let t0 = Instant::now();
     let batch: Vec<_> = (0..o.gates)
@@ -364,6 +376,7 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         )
     });
 
+    let (burst_rss, burst_heap) = take_peaks();
     // Phase 2: wake. Gates held by one pause, then the pause is resumed.
     pauses
         .create(&PostParams::default(), &pause("red-main", "staging"))
@@ -432,6 +445,7 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         .filter(|w| w.collection == GATES && w.method != "POST" && w.changed)
         .count();
 
+    let (wake_rss, wake_heap) = take_peaks();
     // Phase 3: deadlines spread over a window, held by a pause nobody resumes.
     pauses
         .create(&PostParams::default(), &pause("freeze", "canary"))
@@ -473,6 +487,13 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
     // Let trailing reconciles (events of the last writes) run before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
+    let (deadline_rss, deadline_heap) = take_peaks();
+    let peak_rss = [startup_rss, burst_rss, wake_rss, deadline_rss]
+        .into_iter()
+        .fold(0.0, f64::max);
+    let peak_heap = [startup_heap, burst_heap, wake_heap, deadline_heap]
+        .into_iter()
+        .fold(0.0, f64::max);
     let total = o.gates + o.held + o.deadlines;
     let writes = kube.writes();
     let phase3_writes = writes
@@ -507,6 +528,19 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         .filter(|i| gh.accepted(1_000_000 + *i as i64, "production") != 1)
         .count();
 
+    let wake = percentiles(wake);
+    let lateness = percentiles(lateness);
+    let writes_per_gate = round(gate_writes as f64 / lifecycle_total as f64);
+    let at_most = |v: &Value, limit: f64| v.as_f64().is_some_and(|x| x <= limit);
+    let met = json!({
+        "wake_latency_p99": at_most(&wake["p99"], 1.0),
+        "deadline_lateness_p99": at_most(&lateness["p99"], 0.25),
+        "deadline_lateness_max": at_most(&lateness["max"], 1.0),
+        "api_writes_per_gate_lifecycle": writes_per_gate <= 3.0,
+        "noop_reconciles_that_wrote": noop_writes == 0,
+        "peak_rss_process": peak_rss <= 150.0,
+        "peak_heap_operator": peak_heap <= 150.0,
+    });
     json!({
         "gates": total,
         "phases": {"decidable": o.gates, "held_then_resumed": o.held, "deadlines": o.deadlines, "deadline_spread_secs": o.spread_secs},
@@ -514,9 +548,9 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         "decision_phase_seconds": round(decide_secs),
         "delivery_phase_seconds": round(deliver_secs),
         "decision_latency_seconds": percentiles(decision_latency),
-        "wake_latency_seconds": percentiles(wake),
-        "deadline_lateness_seconds": percentiles(lateness),
-        "api_writes_per_gate_lifecycle": round(gate_writes as f64 / lifecycle_total as f64),
+        "wake_latency_seconds": wake,
+        "deadline_lateness_seconds": lateness,
+        "api_writes_per_gate_lifecycle": writes_per_gate,
         "peak_live_gates": o.deadlines.max(o.gates + o.held),
         "event_writes_per_gate": round(event_writes as f64 / total as f64),
         "github_requests_per_gate": round(requests.len() as f64 / total as f64),
@@ -524,8 +558,14 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         "github_writes_per_minute_limit": o.writes_per_minute,
         "decidable_gates_not_answered_exactly_once": duplicate_answers,
         "noop_reconciles_that_wrote": noop_writes,
-        "peak_rss_mib": peak_rss_mib(),
-        "operator_peak_heap_mib": round(OPERATOR_PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)),
+        "peak_rss_mib": peak_rss,
+        "operator_peak_heap_mib": peak_heap,
+        "by_phase": {
+            "startup": {"peak_rss_mib": startup_rss, "operator_peak_heap_mib": startup_heap},
+            "decidable_all_at_once": {"peak_rss_mib": burst_rss, "operator_peak_heap_mib": burst_heap},
+            "held_then_resumed": {"peak_rss_mib": wake_rss, "operator_peak_heap_mib": wake_heap},
+            "deadlines_live_at_once": {"peak_rss_mib": deadline_rss, "operator_peak_heap_mib": deadline_heap}
+        },
         "targets": {
             "wake_latency_p99_seconds": 1.0,
             "deadline_lateness_p99_seconds": 0.25,
@@ -534,6 +574,7 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
             "noop_reconciles_that_wrote": 0,
             "peak_rss_mib_at_10000_gates": 150
         },
+        "met": met,
         "note": "one process: the controllers, the fake API server and the fake GitHub share the CPU and peak_rss_mib; operator_peak_heap_mib counts only what the operator's threads allocated and still held"
     })
 }

@@ -27,6 +27,11 @@ impl Error {
         }
     }
 
+    /// The object is gone from the API server (a 404).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Kube { source: kube::Error::Api(status), .. } if status.code == 404)
+    }
+
     /// A short word for metrics.
     pub fn kind(&self) -> &'static str {
         match self {

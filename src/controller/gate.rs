@@ -33,7 +33,16 @@ pub async fn gate_reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = reconcile_inner(cached.clone(), &ctx).await;
+    let result = match reconcile_inner(cached.clone(), &ctx).await {
+        // Deleted while we worked (its finalizer released after the answer, the
+        // delete completed): nothing is left to do, and nothing to warn about.
+        Err(e) if e.is_not_found() => {
+            tracing::debug!(gate = %key_of(&*cached), "the gate is gone");
+            ctx.forget(&*cached);
+            Ok(Action::await_change())
+        }
+        result => result,
+    };
     ctx.metrics
         .reconcile_duration
         .get_or_create(&labels([("controller", "gate")]))
