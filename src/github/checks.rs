@@ -2,11 +2,8 @@
 
 use std::collections::HashMap;
 
-use http::Method;
-
 use super::client::{GitHub, split_repository};
 use super::error::GitHubError;
-use super::response::message_of;
 use crate::policy::{CheckResults, CheckState};
 
 /// At most this many pages (100 items each) are read per endpoint.
@@ -62,19 +59,7 @@ impl GitHub {
         for page in 1..=MAX_PAGES {
             let path =
                 format!("/repos/{owner}/{name}/commits/{sha}/check-runs?per_page=100&page={page}");
-            let a = self.send(&crab, Method::GET, &path, None, &op).await?;
-            if a.status != 200 {
-                return Err(GitHubError::Status {
-                    op,
-                    status: a.status,
-                    message: message_of(&a.body),
-                });
-            }
-            let v: serde_json::Value =
-                serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
-                    op: op.clone(),
-                    why: e.to_string(),
-                })?;
+            let (v, _) = self.get_json(&crab, &path, &op).await?;
             let runs = v
                 .get("check_runs")
                 .and_then(|r| r.as_array())
@@ -104,19 +89,7 @@ impl GitHub {
         for page in 1..=MAX_PAGES {
             let path =
                 format!("/repos/{owner}/{name}/commits/{sha}/status?per_page=100&page={page}");
-            let a = self.send(&crab, Method::GET, &path, None, &op).await?;
-            if a.status != 200 {
-                return Err(GitHubError::Status {
-                    op,
-                    status: a.status,
-                    message: message_of(&a.body),
-                });
-            }
-            let v: serde_json::Value =
-                serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
-                    op: op.clone(),
-                    why: e.to_string(),
-                })?;
+            let (v, _) = self.get_json(&crab, &path, &op).await?;
             let list = v
                 .get("statuses")
                 .and_then(|r| r.as_array())

@@ -318,6 +318,29 @@ impl GitHub {
         }
     }
 
+    /// GETs `path` and parses its JSON body, with the response headers (for
+    /// pagination links). Any status but 200 is an error naming `op`.
+    pub(super) async fn get_json(
+        &self,
+        crab: &Octocrab,
+        path: &str,
+        op: &str,
+    ) -> Result<(serde_json::Value, http::HeaderMap), GitHubError> {
+        let a = self.send(crab, Method::GET, path, None, op).await?;
+        if a.status != 200 {
+            return Err(GitHubError::Status {
+                op: op.to_string(),
+                status: a.status,
+                message: super::response::message_of(&a.body),
+            });
+        }
+        let v = serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
+            op: op.to_string(),
+            why: e.to_string(),
+        })?;
+        Ok((v, a.headers))
+    }
+
     /// Sends one request on the configured base (path relative to it) with the timeout.
     pub(super) async fn send(
         &self,

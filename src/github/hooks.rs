@@ -61,19 +61,7 @@ impl GitHub {
                 Some(c) => format!("/app/hook/deliveries?per_page=100&cursor={c}"),
                 None => "/app/hook/deliveries?per_page=100".to_string(),
             };
-            let a = self.send(&crab, Method::GET, &path, None, &op).await?;
-            if a.status != 200 {
-                return Err(GitHubError::Status {
-                    op,
-                    status: a.status,
-                    message: message_of(&a.body),
-                });
-            }
-            let v: serde_json::Value =
-                serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
-                    op: op.clone(),
-                    why: e.to_string(),
-                })?;
+            let (v, headers) = self.get_json(&crab, &path, &op).await?;
             for d in v.as_array().cloned().unwrap_or_default() {
                 let delivered_at = d
                     .get("delivered_at")
@@ -106,7 +94,7 @@ impl GitHub {
                     out.push(delivery);
                 }
             }
-            cursor = next_cursor(a.headers.get("link"));
+            cursor = next_cursor(headers.get("link"));
             if cursor.is_none() {
                 break;
             }
@@ -118,27 +106,9 @@ impl GitHub {
     pub async fn delivery_payload(&self, id: i64) -> Result<serde_json::Value, GitHubError> {
         let op = format!("reading webhook delivery {id}");
         let crab = self.app_client(&op)?;
-        let a = self
-            .send(
-                &crab,
-                Method::GET,
-                &format!("/app/hook/deliveries/{id}"),
-                None,
-                &op,
-            )
+        let (v, _) = self
+            .get_json(&crab, &format!("/app/hook/deliveries/{id}"), &op)
             .await?;
-        if a.status != 200 {
-            return Err(GitHubError::Status {
-                op,
-                status: a.status,
-                message: message_of(&a.body),
-            });
-        }
-        let v: serde_json::Value =
-            serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
-                op: op.clone(),
-                why: e.to_string(),
-            })?;
         v.pointer("/request/payload")
             .cloned()
             .ok_or(GitHubError::Decode {
