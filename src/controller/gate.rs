@@ -54,6 +54,9 @@ pub async fn gate_reconcile(
 }
 
 async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<Action, Error> {
+    // Each step below is boxed: thousands of reconciles can be in flight at
+    // once (most waiting for GitHub's pacing), and each then holds only the
+    // step it is in, not room for the largest of them.
     // A gate is never evaluated against a pause cache that is still filling.
     if !*ctx.pauses_synced.borrow() {
         return Ok(Action::requeue(Duration::from_millis(100)));
@@ -63,8 +66,7 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
     // Anything sent to GitHub is decided on the freshest copy: after our own write
     // the cache may lag behind, and acting on it could deliver twice.
     let gate = if ctx.maybe_stale(&*cached) {
-        match api
-            .get_opt(&cached.name_any())
+        match Box::pin(api.get_opt(&cached.name_any()))
             .await
             .map_err(|e| Error::kube(key_of(&*cached), e))?
         {
@@ -79,11 +81,11 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
     };
 
     if gate.meta().deletion_timestamp.is_some() {
-        return finalize(&api, gate, ctx).await;
+        return Box::pin(finalize(&api, gate, ctx)).await;
     }
-    let gate = ensure_finalizer(&api, gate, ctx).await?;
+    let gate = Box::pin(ensure_finalizer(&api, gate, ctx)).await?;
     if let Some(ours) = ctx.overwritten_decision(&gate) {
-        return restore(&api, gate, ours, ctx).await;
+        return Box::pin(restore(&api, gate, ours, ctx)).await;
     }
     let status = gate.status.clone().unwrap_or_default();
     let now = ctx.now();
@@ -91,10 +93,10 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
     if let Some(decision) = status.decision.clone() {
         return match status.delivery.as_ref().map(|d| d.state) {
             Some(DeliveryState::Delivered) if decision.delivered_verdict() == Verdict::Approve => {
-                watch_deployment(&api, gate, &decision, ctx).await
+                Box::pin(watch_deployment(&api, gate, &decision, ctx)).await
             }
             Some(s) if s.is_final() => Ok(Action::await_change()),
-            _ => deliver(&api, gate, decision, ctx)
+            _ => Box::pin(deliver(&api, gate, decision, ctx))
                 .await
                 .map(|(_, action)| action),
         };
@@ -116,22 +118,22 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
         &gate.namespace().unwrap_or_default(),
         &gate.spec.repository,
     ) {
-        return forbid(&api, gate, deadline.at, &why, ctx).await;
+        return Box::pin(forbid(&api, gate, deadline.at, &why, ctx)).await;
     }
 
     if ctx.run_check_due(&gate, ctx.config.defaults.orphan_check)
-        && let Some(action) = orphan_check(&api, &gate, ctx).await?
+        && let Some(action) = Box::pin(orphan_check(&api, &gate, ctx)).await?
     {
         return Ok(action);
     }
 
     let pauses: Vec<ReleasePause> = ctx.pauses.state().iter().map(|p| (**p).clone()).collect();
-    let checks = read_checks(&gate, ctx).await;
-    let health = health::read(
+    let checks = Box::pin(read_checks(&gate, ctx)).await;
+    let health = Box::pin(health::read(
         &ctx.client,
         &gate.spec.require_healthy,
         &gate.namespace().unwrap_or_default(),
-    )
+    ))
     .await;
     let eval_ctx = EvalContext {
         deadline: deadline.at,
@@ -141,9 +143,19 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
         policy::Verdict::Wait {
             blockers,
             next_evaluation,
-        } => wait(&api, gate, blockers, next_evaluation, deadline.at, ctx).await,
+        } => {
+            Box::pin(wait(
+                &api,
+                gate,
+                blockers,
+                next_evaluation,
+                deadline.at,
+                ctx,
+            ))
+            .await
+        }
         policy::Verdict::Approve { reason, source } => {
-            decide(
+            Box::pin(decide(
                 &api,
                 gate,
                 Verdict::Approve,
@@ -151,11 +163,11 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
                 reason,
                 deadline.at,
                 ctx,
-            )
+            ))
             .await
         }
         policy::Verdict::Reject { reason, source } => {
-            decide(
+            Box::pin(decide(
                 &api,
                 gate,
                 Verdict::Reject,
@@ -163,7 +175,7 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
                 reason,
                 deadline.at,
                 ctx,
-            )
+            ))
             .await
         }
     }
@@ -625,13 +637,16 @@ async fn decide(
     deadline: Timestamp,
     ctx: &Context,
 ) -> Result<Action, Error> {
-    let gate = write_decision(api, gate, verdict, source, reason, deadline, ctx).await?;
+    let gate = Box::pin(write_decision(
+        api, gate, verdict, source, reason, deadline, ctx,
+    ))
+    .await?;
     let decision = gate
         .status
         .as_ref()
         .and_then(|s| s.decision.clone())
         .expect("write_decision sets the decision");
-    deliver(api, gate, decision, ctx)
+    Box::pin(deliver(api, gate, decision, ctx))
         .await
         .map(|(_, action)| action)
 }

@@ -70,10 +70,8 @@ pub async fn publish<K: Resource<DynamicType = ()>>(events: &Events, obj: &K, t:
         reporting_instance: Some(events.instance.clone()),
         ..Event::default()
     };
-    if let Err(e) = Api::<Event>::namespaced(events.client.clone(), &ns)
-        .create(&PostParams::default(), &event)
-        .await
-    {
+    let api = Api::<Event>::namespaced(events.client.clone(), &ns);
+    if let Err(e) = Box::pin(api.create(&PostParams::default(), &event)).await {
         tracing::warn!(error = %e, reason = t.reason, "could not publish a Kubernetes Event");
     }
 }

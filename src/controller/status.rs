@@ -78,7 +78,9 @@ where
         "status": diff,
     });
     let name = obj.name_any();
-    api.patch_status(&name, &params(), &Patch::Merge(&patch))
+    // Boxed, as every API call of the reconcilers: a reconcile waiting elsewhere
+    // (for GitHub's pacing, say) then does not carry room for the request.
+    Box::pin(api.patch_status(&name, &params(), &Patch::Merge(&patch)))
         .await
         .map(Some)
         .map_err(|e| Error::kube(key_of(obj), e))
@@ -92,7 +94,7 @@ where
     let patch = json!({
         "metadata": { "resourceVersion": obj.resource_version(), "finalizers": finalizers },
     });
-    api.patch(&obj.name_any(), &params(), &Patch::Merge(&patch))
+    Box::pin(api.patch(&obj.name_any(), &params(), &Patch::Merge(&patch)))
         .await
         .map_err(|e| Error::kube(key_of(obj), e))
 }

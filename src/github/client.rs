@@ -378,7 +378,9 @@ impl GitHub {
                 body: String::from_utf8_lossy(&bytes).into_owned(),
             })
         };
-        match tokio::time::timeout(self.inner.timeout, fut).await {
+        // Boxed: every caller waiting in the pacing queue then holds a pointer,
+        // not room for the whole request (thousands of gates may wait at once).
+        match tokio::time::timeout(self.inner.timeout, Box::pin(fut)).await {
             Ok(r) => r,
             Err(_) => Err(GitHubError::Transport {
                 op: op.into(),
