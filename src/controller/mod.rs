@@ -142,8 +142,11 @@ async fn run_shard(
     let (pauses, pause_writer) = reflector::store::<ReleasePause>();
     let (gates_synced_tx, gates_synced) = tokio::sync::watch::channel(false);
     let (pauses_synced_tx, pauses_synced) = tokio::sync::watch::channel(false);
+    // managedFields are never read here and can be the larger part of an
+    // object the API server sends: the caches keep the rest.
     let gate_stream = watcher(gate_api, wc)
         .default_backoff()
+        .modify(|g: &mut DeploymentGate| g.metadata.managed_fields = None)
         .reflect(gate_writer)
         .inspect(move |e| {
             if matches!(e, Ok(watcher::Event::InitDone)) {
@@ -157,6 +160,7 @@ async fn run_shard(
     let mut spec_changes = SpecChanges::default();
     let pause_stream = watcher(pause_api, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(|p: &mut ReleasePause| p.metadata.managed_fields = None)
         .reflect(pause_writer)
         .inspect(move |e| match e {
             Ok(watcher::Event::InitDone) => {
