@@ -4,8 +4,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use tollgate::github::webhook::{
-    DeploymentProtectionRuleEvent, WorkflowRunEvent, sign, verify,
+    DeploymentProtectionRuleEvent, DeploymentStatusEvent, WorkflowRunEvent, find_gate, sign,
+    verify,
 };
+use tollgate::policy::deployment::{StatusReport, Step, merge};
 
 const SECRET: &[u8] = b"fuzz-secret";
 
@@ -32,4 +34,24 @@ fuzz_target!(|data: &[u8]| {
         let _ = ev.reference();
     }
     let _ = serde_json::from_slice::<WorkflowRunEvent>(body);
+
+    // deployment_status: parse, match against no gates, and run the lifecycle
+    // merge twice (a first report, then the same report again: a duplicate).
+    if let Ok(ev) = serde_json::from_slice::<DeploymentStatusEvent>(body) {
+        assert!(find_gate(&[], &ev).is_none());
+        let report = StatusReport {
+            deployment_id: ev.deployment.id,
+            state: ev.deployment_status.state.clone(),
+            url: ev.deployment_status.environment_url.clone(),
+            description: ev.deployment_status.description.clone(),
+        };
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        if let Step::Advance(outcome) = merge(None, &report, now) {
+            let again = merge(Some(&outcome), &report, now);
+            assert!(
+                matches!(again, Step::Unchanged { .. }),
+                "a duplicate report moved the deployment again: {again:?}"
+            );
+        }
+    }
 });

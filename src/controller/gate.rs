@@ -53,10 +53,10 @@ pub async fn gate_reconcile(
     result
 }
 
+// Each step is boxed: thousands of reconciles can be in flight at once (most
+// waiting for GitHub's pacing or the API cap), and each then holds only the step
+// it is in, not room for the largest of them.
 async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<Action, Error> {
-    // Each step below is boxed: thousands of reconciles can be in flight at
-    // once (most waiting for GitHub's pacing), and each then holds only the
-    // step it is in, not room for the largest of them.
     // A gate is never evaluated against a pause cache that is still filling.
     if !*ctx.pauses_synced.borrow() {
         return Ok(Action::requeue(Duration::from_millis(100)));
