@@ -4,8 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tollgate::github::webhook::{
-    DeploymentProtectionRuleEvent, DeploymentStatusEvent, WorkflowRunEvent, find_gate, sign,
-    verify,
+    DeploymentProtectionRuleEvent, DeploymentStatusEvent, WorkflowRunEvent, find_gate, sign, verify,
 };
 use tollgate::policy::deployment::{StatusReport, Step, merge};
 
