@@ -383,6 +383,75 @@ async fn resumed_pause_releases_held_gate_at_once() {
     op.kill();
 }
 
+/// Waits, within `guard`, until `n` stored gates satisfy `cond`.
+async fn until_count(
+    kube: &FakeKube,
+    n: usize,
+    guard: Duration,
+    what: &str,
+    cond: impl Fn(&Value) -> bool,
+) {
+    let start = std::time::Instant::now();
+    loop {
+        let count = kube.count_where(GATES, &cond);
+        if count >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < guard,
+            "only {count} of {n} gates became {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_held_gate_wakes_on_resume_when_a_thousand_are_held() {
+    // Regression: wakes once came from a second pause watch, which could run
+    // ahead of the cache; a gate woken early re-read the old pause and stayed
+    // held until its deadline (about 2% of 1,000 gates did). An hour's deadline
+    // and no other trigger: only a correct wake decides them within the guard,
+    // which is generous because a thousand gates share a loaded CI machine.
+    const HELD: usize = 1000;
+    const LONG_GUARD: Duration = Duration::from_secs(120);
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let client = kube.client();
+    create_pause(&client, &pause("red-main", SHA, json!({}))).await;
+    let api = gates(&client, "default");
+    for i in 0..HELD {
+        api.create(
+            &PostParams::default(),
+            &gate(&format!("h{i}"), 5_000 + i as i64, json!({})),
+        )
+        .await
+        .expect("create");
+    }
+    let phase_is = |want: &'static str| {
+        move |g: &Value| g.pointer("/status/phase").and_then(|p| p.as_str()) == Some(want)
+    };
+    until_count(&kube, HELD, LONG_GUARD, "Waiting", phase_is("Waiting")).await;
+
+    let resume = json!({"spec": {"resume": {"sha": SHA, "reason": "ci-failed"}}});
+    pauses(&client, "default")
+        .patch("red-main", &PatchParams::default(), &Patch::Merge(&resume))
+        .await
+        .expect("resume");
+    until_count(&kube, HELD, LONG_GUARD, "Approved", phase_is("Approved")).await;
+    until_count(&kube, HELD, LONG_GUARD, "Delivered", |g| {
+        g.pointer("/status/delivery/state").and_then(|s| s.as_str()) == Some("Delivered")
+    })
+    .await;
+    for i in 0..HELD {
+        assert_eq!(
+            gh.accepted(5_000 + i as i64, "production"),
+            1,
+            "gate h{i} answered once"
+        );
+    }
+    op.kill();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_restatement_of_a_resumed_failure_keeps_gates_flowing_but_a_new_sha_pauses() {
     let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
