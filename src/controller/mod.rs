@@ -18,7 +18,7 @@ pub use error::Error;
 pub use gate::{gate_reconcile, gates_for_pause};
 pub use pause::pause_reconcile;
 pub use status::merge_diff;
-pub use triggers::SpecChanges;
+use triggers::SpecChanges;
 
 use std::sync::Arc;
 use std::time::Duration;

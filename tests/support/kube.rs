@@ -1172,6 +1172,15 @@ fn update(
     inner.rv += 1;
     let rv = inner.rv;
     new["metadata"]["resourceVersion"] = json!(rv.to_string());
+    if old.pointer("/status/decision").is_none_or(Value::is_null)
+        && new
+            .pointer("/status/decision")
+            .is_some_and(|d| !d.is_null())
+    {
+        inner
+            .decision_stored
+            .insert(key.clone(), jiff::Timestamp::now());
+    }
     let ns = key.0.clone();
     if deleting && new_finalizers.is_empty() {
         inner.objects.get_mut(&t.collection).map(|m| m.remove(&key));
@@ -1202,27 +1211,9 @@ fn update(
             },
         );
     }
-    if old.pointer("/status/decision").is_none_or(Value::is_null)
-        && new
-            .pointer("/status/decision")
-            .is_some_and(|d| !d.is_null())
-    {
-        inner.decision_stored.insert(
-            (meta_field(&new, "namespace"), meta_field(&new, "name")),
-            jiff::Timestamp::now(),
-        );
-    }
     drop(inner);
     fake.log(t, method, headers, 200, true);
     ok(200, &new)
-}
-
-fn meta_field(obj: &Value, field: &str) -> String {
-    obj.get("metadata")
-        .and_then(|m| m.get(field))
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string()
 }
 
 fn delete(fake: &FakeKube, t: &Target, headers: &HeaderMap) -> Response {
