@@ -336,6 +336,7 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         settings: Settings {
             dry_run: false,
             instance: Some("bench".into()),
+            ..Settings::default()
         },
         metrics,
         scope: Scope::default(),

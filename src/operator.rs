@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "tollgate")]
     pub lease_name: String,
+    /// Gate reconciles run at once (at least 1). None waits for GitHub's
+    /// pacing, so this bounds memory; raise it when GitHub or the API server is slow.
+    #[arg(long, default_value_t = controller::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_reconciles: u16,
     /// Kill switch: evaluate and record every gate, but tell GitHub approve.
     #[arg(long)]
     pub dry_run: bool,
@@ -211,6 +215,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         settings: Settings {
             dry_run: args.dry_run,
             instance: args.pod_name.clone(),
+            concurrency: args.max_concurrent_reconciles,
         },
         metrics,
         scope: Scope {

@@ -33,6 +33,21 @@ struct Operator {
 
 impl Operator {
     async fn start(kube: &FakeKube, gh: &FakeGitHub, config: &str, dry_run: bool) -> Operator {
+        let settings = Settings {
+            dry_run,
+            instance: Some("test".into()),
+            ..Settings::default()
+        };
+        Operator::start_with(kube, gh, config, settings, 60_000).await
+    }
+
+    async fn start_with(
+        kube: &FakeKube,
+        gh: &FakeGitHub,
+        config: &str,
+        settings: Settings,
+        writes_per_minute: u32,
+    ) -> Operator {
         if let Ok(filter) = std::env::var("TEST_LOG") {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
@@ -43,7 +58,7 @@ impl Operator {
             api_base: gh.url().to_string(),
             auth: Auth::Token("test-token".into()),
             request_timeout: Duration::from_millis(500),
-            writes_per_minute: 60_000,
+            writes_per_minute,
             max_in_flight: 100,
         })
         .expect("github client");
@@ -52,10 +67,7 @@ impl Operator {
             client: kube.client(),
             github,
             config: Arc::new(OperatorConfig::parse(config).expect("config")),
-            settings: Settings {
-                dry_run,
-                instance: Some("test".into()),
-            },
+            settings,
             metrics: metrics.clone(),
             scope: Scope::default(),
         };
@@ -449,6 +461,106 @@ async fn every_held_gate_wakes_on_resume_when_a_thousand_are_held() {
             "gate h{i} answered once"
         );
     }
+    op.kill();
+}
+
+// Two reconciles at a time and ten GitHub writes a second: sixty answers take
+// six seconds to drain. A reconcile never waits in that queue (it comes back
+// when its slot is due), so every gate is decided at once and a deadline that
+// falls meanwhile is met; the answers go out paced, each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_answers_never_hold_up_decisions_or_a_deadline() {
+    const QUEUED: i64 = 60;
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let settings = Settings {
+        instance: Some("test".into()),
+        concurrency: 2,
+        ..Settings::default()
+    };
+    let op = Operator::start_with(&kube, &gh, "", settings, 600).await;
+    let client = kube.client();
+    let api = gates(&client, "default");
+    create_pause(
+        &client,
+        &pause(
+            "red-main",
+            SHA,
+            json!({"scope": {"repositories": ["acme/*"], "environments": ["staging"]}}),
+        ),
+    )
+    .await;
+
+    for run in 1..=QUEUED {
+        api.create(
+            &PostParams::default(),
+            &gate(&format!("q-{run}"), run, json!({})),
+        )
+        .await
+        .expect("create");
+    }
+    let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
+    let held = gate(
+        "held",
+        999,
+        json!({"environment": "staging", "timeout": null, "deadline": deadline.to_string()}),
+    );
+    api.create(&PostParams::default(), &held)
+        .await
+        .expect("create");
+
+    // Decisions do not queue behind deliveries: every gate is decided while
+    // most answers still wait for their slot (decided-then-sent-in-place would
+    // leave at most the two in flight unsent).
+    until_count(&kube, QUEUED as usize, GUARD, "Approved", |g| {
+        g.pointer("/status/phase").and_then(|p| p.as_str()) == Some("Approved")
+    })
+    .await;
+    let sent = gh.requests_to("POST", "/deployment_protection_rule").len();
+    assert!(
+        sent < QUEUED as usize * 3 / 4,
+        "{sent} of {QUEUED} answers were sent before the last decision"
+    );
+
+    let decided = until(&api, "held", "decided by its deadline", |g| {
+        g.status.as_ref().is_some_and(|s| s.decision.is_some())
+    })
+    .await;
+    let answers_by_then = gh.requests_to("POST", "/deployment_protection_rule").len();
+    let decision = decided.status.and_then(|s| s.decision).expect("decision");
+    assert_eq!(decision.source, DecisionSource::Deadline);
+    assert_eq!(decision.verdict, Verdict::Reject);
+    let late = decision.decided_at.duration_since(deadline);
+    assert!(
+        late < jiff::SignedDuration::from_secs(1),
+        "decided {late:?} after its deadline"
+    );
+    assert!(
+        answers_by_then < QUEUED as usize,
+        "the queue had drained ({answers_by_then} answers) before the deadline: nothing was shown"
+    );
+
+    until_count(&kube, QUEUED as usize + 1, GUARD, "Delivered", |g| {
+        g.pointer("/status/delivery/state").and_then(|s| s.as_str()) == Some("Delivered")
+    })
+    .await;
+    assert_eq!(gh.accepted(999, "staging"), 1);
+    for run in 1..=QUEUED {
+        assert_eq!(gh.accepted(run, "production"), 1, "run {run}");
+    }
+    let mut times: Vec<_> = gh
+        .requests_to("POST", "/deployment_protection_rule")
+        .iter()
+        .map(|r| r.at)
+        .collect();
+    times.sort();
+    // Paced, not sent as fast as they were decided: 61 writes at 600 a minute
+    // take six seconds (a slot used a little late may sit closer to the next).
+    let span = times[times.len() - 1] - times[0];
+    assert!(
+        span >= Duration::from_secs(5),
+        "{} writes in {span:?}",
+        times.len()
+    );
     op.kill();
 }
 

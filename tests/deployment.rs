@@ -85,6 +85,7 @@ async fn harness(config: &str) -> Harness {
         settings: Settings {
             dry_run: false,
             instance: Some("test".into()),
+            ..Settings::default()
         },
         metrics,
         scope: Scope::default(),

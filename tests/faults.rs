@@ -101,6 +101,7 @@ impl Operator {
             settings: Settings {
                 dry_run: false,
                 instance: Some("test".into()),
+                ..Settings::default()
             },
             metrics: Metrics::new(),
             scope: Scope::default(),

@@ -12,11 +12,14 @@ use kube::{Client, Resource, ResourceExt};
 use super::backoff::Backoff;
 use super::error::Error;
 use super::status::key_of;
-use crate::api::{DeploymentGate, DeploymentGateStatus, Phase, ReleasePause};
+use crate::api::{Decision, DeploymentGate, DeploymentGateStatus, Phase, ReleasePause};
 use crate::config::OperatorConfig;
 use crate::github::GitHub;
 use crate::policy::CheckResults;
 use crate::telemetry::{Metrics, labels};
+
+/// Gate reconciles that run at once unless configured otherwise.
+pub const DEFAULT_CONCURRENCY: u16 = 256;
 
 /// Operator-wide switches from the command line.
 #[derive(Clone, Debug)]
@@ -25,6 +28,20 @@ pub struct Settings {
     pub dry_run: bool,
     /// Name of this instance in Events (the pod name in a cluster).
     pub instance: Option<String>,
+    /// Gate reconciles that run at once; the rest wait their turn in the queue.
+    /// No reconcile waits for GitHub's pacing (it comes back when its slot is
+    /// due), so this bounds memory without delaying deadlines.
+    pub concurrency: u16,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            dry_run: false,
+            instance: None,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
 }
 
 /// Shared state of the controllers.
@@ -46,7 +63,7 @@ pub struct Context {
     /// The last status this process wrote for each decided gate: a foreign
     /// writer that overwrites it without a resourceVersion (which the API
     /// server cannot refuse) is repaired from here.
-    decided: Mutex<HashMap<String, DeploymentGateStatus>>,
+    decided: Mutex<HashMap<String, Decided>>,
     /// Check results per (repository, sha), shared by gates of the same commit.
     checks: Mutex<HashMap<(String, String), (Instant, CheckResults)>>,
     /// When each undecided gate's workflow run was last checked for completion.
@@ -105,8 +122,10 @@ impl Context {
 
     /// Remembers the status just written for a gate, if it carries a decision.
     pub fn remember_decided(&self, gate: &DeploymentGate) {
-        if let Some(status) = gate.status.as_ref().filter(|s| s.decision.is_some()) {
-            lock(&self.decided).insert(key_of(gate), status.clone());
+        if let Some(status) = gate.status.as_ref()
+            && let Some(decided) = Decided::of(status)
+        {
+            lock(&self.decided).insert(key_of(gate), decided);
         }
     }
 
@@ -115,9 +134,17 @@ impl Context {
     pub fn overwritten_decision(&self, gate: &DeploymentGate) -> Option<DeploymentGateStatus> {
         let decided = lock(&self.decided);
         let ours = decided.get(&key_of(gate))?;
-        let theirs = gate.status.as_ref();
-        let intact = theirs.is_some_and(|s| s.decision == ours.decision && s.phase == ours.phase);
-        (!intact).then(|| ours.clone())
+        let intact = gate.status.as_ref().is_some_and(|s| ours.shown_by(s));
+        if intact {
+            return None;
+        }
+        match serde_json::from_slice(&ours.status) {
+            Ok(status) => Some(status),
+            Err(e) => {
+                tracing::error!(gate = %key_of(gate), error = %e, "cannot read back the status this process wrote; not restoring it");
+                None
+            }
+        }
     }
 
     /// True when the cached copy may predate our own last write.
@@ -200,8 +227,11 @@ impl Context {
         Action::requeue(delay)
     }
 
-    /// Updates the gauges from the caches.
+    /// Updates the gauges from the caches and the GitHub client.
     pub fn update_gauges(&self) {
+        self.metrics
+            .github_writes_queued
+            .set(self.github.writes_queued() as i64);
         let mut phases: HashMap<&'static str, i64> = HashMap::new();
         for g in self.gates.state() {
             let phase = match g.status.as_ref().and_then(|s| s.phase) {
@@ -241,6 +271,42 @@ impl Context {
     pub fn name_of<K: Resource>(obj: &K) -> String {
         format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
     }
+}
+
+/// What is kept of a decided gate's last written status: thousands of them
+/// stay for the gates' lifetime, so compactly (about a third of the parsed form).
+struct Decided {
+    phase: Option<Phase>,
+    /// A digest of the decision, to tell at a glance whether it was replaced.
+    decision: u64,
+    /// The whole status as JSON, read back only to restore it.
+    status: Box<[u8]>,
+}
+
+impl Decided {
+    fn of(status: &DeploymentGateStatus) -> Option<Decided> {
+        let decision = digest(status.decision.as_ref()?)?;
+        let json = serde_json::to_vec(status).ok()?;
+        Some(Decided {
+            phase: status.phase,
+            decision,
+            status: json.into_boxed_slice(),
+        })
+    }
+
+    /// True when `status` still shows the decision and phase this process wrote.
+    fn shown_by(&self, status: &DeploymentGateStatus) -> bool {
+        status.phase == self.phase
+            && status.decision.as_ref().and_then(digest) == Some(self.decision)
+    }
+}
+
+fn digest(decision: &Decision) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let json = serde_json::to_vec(decision).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    json.hash(&mut h);
+    Some(h.finish())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

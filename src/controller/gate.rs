@@ -18,7 +18,7 @@ use crate::api::{
     CONDITION_INVALID, Decision, DecisionSource, Delivery, DeliveryState, DeploymentGate,
     DeploymentGateStatus, FINALIZER, Phase, ReleasePause, Reports, Verdict,
 };
-use crate::github::{ReviewOutcome, RunState, RunTarget};
+use crate::github::{ReviewOutcome, RunState, RunTarget, Turn};
 use crate::policy::{self, CheckResults, CheckState, EvalContext, Guard};
 use crate::telemetry::labels;
 
@@ -587,20 +587,25 @@ async fn wait(
     remove_condition(&mut s, CONDITION_INVALID);
 
     // Tell the person watching the run, only when what holds the gate changed.
+    // A report whose pacing turn is later is posted when it comes.
     let reports = s.reports.clone().unwrap_or_default();
+    let mut report_in = None;
     if reports.last.as_deref() != Some(text.as_str()) && reports.count < MAX_REPORTS {
         let target = target(&gate);
-        match ctx.github.comment(&target, &text).await {
-            Ok(_) => {
-                ctx.metrics.status_reports.inc();
-                s.reports = Some(Reports {
-                    count: reports.count + 1,
-                    last: Some(text.clone()),
-                });
-            }
-            Err(e) => {
-                tracing::warn!(gate = %key_of(&gate), error = %e, "could not post a status report to the workflow run")
-            }
+        match ctx.github.write_turn(&target) {
+            Turn::Later(after) => report_in = Some(after),
+            Turn::Now => match ctx.github.comment(&target, &text).await {
+                Ok(_) => {
+                    ctx.metrics.status_reports.inc();
+                    s.reports = Some(Reports {
+                        count: reports.count + 1,
+                        last: Some(text.clone()),
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(gate = %key_of(&gate), error = %e, "could not post a status report to the workflow run")
+                }
+            },
         }
     }
 
@@ -614,7 +619,8 @@ async fn wait(
         record::publish(&ctx.events, &gate, &t).await;
         record::log_gate(&gate, &t, None);
     }
-    Ok(requeue_at(next_evaluation, ctx.now()))
+    let next = requeue_delay(next_evaluation, ctx.now());
+    Ok(Action::requeue(report_in.map_or(next, |r| r.min(next))))
 }
 
 fn remove_condition(s: &mut DeploymentGateStatus, type_: &str) {
@@ -623,9 +629,12 @@ fn remove_condition(s: &mut DeploymentGateStatus, type_: &str) {
 
 /// Requeue exactly at `at` (millisecond precision), or after the safety interval.
 fn requeue_at(at: Timestamp, now: Timestamp) -> Action {
+    Action::requeue(requeue_delay(at, now))
+}
+
+fn requeue_delay(at: Timestamp, now: Timestamp) -> Duration {
     let ms = at.as_millisecond() - now.as_millisecond();
-    let delay = Duration::from_millis(ms.max(1) as u64);
-    Action::requeue(delay.min(SAFETY_REQUEUE))
+    Duration::from_millis(ms.max(1) as u64).min(SAFETY_REQUEUE)
 }
 
 async fn decide(
@@ -807,10 +816,16 @@ async fn deliver(
     {
         return Ok((gate, requeue_at(at, now)));
     }
+    let target = target(&gate);
+    // GitHub's pacing: a later turn is kept for this gate, and the reconcile
+    // ends until then rather than waiting in the queue.
+    if let Turn::Later(after) = ctx.github.write_turn(&target) {
+        return Ok((gate, Action::requeue(after)));
+    }
     let comment = comment_for(&decision);
     let outcome = ctx
         .github
-        .review(&target(&gate), decision.delivered_verdict(), &comment)
+        .review(&target, decision.delivered_verdict(), &comment)
         .await;
     delivery.attempts += 1;
     let now = ctx.now();

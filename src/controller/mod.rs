@@ -13,7 +13,7 @@ mod status;
 mod triggers;
 
 pub use backoff::Backoff;
-pub use context::{Context, Settings};
+pub use context::{Context, DEFAULT_CONCURRENCY, Settings};
 pub use error::Error;
 pub use gate::{gate_reconcile, gates_for_pause};
 pub use pause::pause_reconcile;
@@ -200,10 +200,9 @@ async fn run_shard(
     }
 
     let mapper_gates = gates.clone();
+    let concurrency = ctx.settings.concurrency.max(1);
     let gate_run = Controller::for_stream(gate_stream, gates)
-        // Unbounded: a reconcile waiting for GitHub's pacing must never delay
-        // another gate's deadline decision.
-        .with_config(controller::Config::default().concurrency(0))
+        .with_config(controller::Config::default().concurrency(concurrency))
         .watches_stream(wakes, move |pause| gates_for_pause(&mapper_gates, &pause))
         .graceful_shutdown_on(shutdown.clone())
         .run(gate_reconcile, gate_error_policy, ctx.clone())

@@ -121,7 +121,7 @@ impl GitHub {
     pub async fn redeliver(&self, id: i64) -> Result<(), GitHubError> {
         let op = format!("redelivering webhook delivery {id}");
         let crab = self.app_client(&op)?;
-        let _permit = self.limiter().acquire().await;
+        let _permit = self.limiter().acquire(&format!("redelivery#{id}")).await;
         let a = self
             .send(
                 &crab,

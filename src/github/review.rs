@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::client::{GitHub, split_repository};
 use super::error::GitHubError;
+use super::limiter::Turn;
 use super::response::{Class, classify, message_of};
 use crate::api::Verdict;
 
@@ -23,6 +24,13 @@ pub struct RunTarget {
     pub environment: String,
     /// The App installation, when known.
     pub installation_id: Option<i64>,
+}
+
+impl RunTarget {
+    /// The key its writes are paced under: one answer per run and environment.
+    fn pacing_key(&self) -> String {
+        format!("{}#{}#{}", self.repository, self.run_id, self.environment)
+    }
 }
 
 /// What became of a review.
@@ -71,6 +79,18 @@ fn now_epoch() -> i64 {
 }
 
 impl GitHub {
+    /// When a review or status report for `target` may be sent. The first ask
+    /// reserves the slot; a reconciler told [`Turn::Later`] comes back then,
+    /// instead of holding a reconcile open while the queue drains.
+    pub fn write_turn(&self, target: &RunTarget) -> Turn {
+        self.limiter().turn(&target.pacing_key())
+    }
+
+    /// Writes holding a pacing slot that has not been used yet.
+    pub fn writes_queued(&self) -> usize {
+        self.limiter().reservations()
+    }
+
     /// Answers the request: `POST /repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule`.
     /// The endpoint is not idempotent: after an ambiguous failure (no answer
     /// within the timeout, a reset connection) the run's approvals are read before
@@ -111,7 +131,7 @@ impl GitHub {
             "state": verdict.github_state(),
             "comment": comment,
         });
-        let _permit = self.limiter().acquire().await;
+        let _permit = self.limiter().acquire(&target.pacing_key()).await;
         let answer = match self
             .send(&crab, Method::POST, &path, Some(&body), &op)
             .await
@@ -131,17 +151,17 @@ impl GitHub {
         };
         match classify(answer.status, &answer.headers, &answer.body, now_epoch()) {
             Class::Ok => {
-                self.limiter().succeeded().await;
+                self.limiter().succeeded();
                 ReviewOutcome::Delivered
             }
             Class::AlreadySettled => ReviewOutcome::AlreadySettled { by: self.approver(target).await },
             Class::Gone => ReviewOutcome::Gone,
             Class::SecondaryLimit { retry_after } => {
-                let after = self.limiter().secondary_limit(retry_after).await;
+                let after = self.limiter().secondary_limit(retry_after);
                 ReviewOutcome::Retry { after, error: format!("GitHub secondary rate limit; every write pauses {after:?}") }
             }
             Class::RateLimited { after } => {
-                self.limiter().wait_until(after).await;
+                self.limiter().wait_until(after);
                 ReviewOutcome::Retry { after, error: format!("GitHub rate limit; retrying after {after:?}") }
             }
             Class::Transient { why } => ReviewOutcome::Retry { after: jittered(Duration::from_secs(2)), error: why },
@@ -250,7 +270,7 @@ impl GitHub {
             target.run_id
         );
         let body = json!({ "environment_name": target.environment, "comment": text });
-        let _permit = self.limiter().acquire().await;
+        let _permit = self.limiter().acquire(&target.pacing_key()).await;
         let a = self
             .send(&crab, Method::POST, &path, Some(&body), &op)
             .await?;
@@ -258,11 +278,11 @@ impl GitHub {
             Class::Ok => Ok(CommentOutcome::Posted),
             Class::AlreadySettled | Class::Gone => Ok(CommentOutcome::NotPending),
             Class::SecondaryLimit { retry_after } => {
-                let after = self.limiter().secondary_limit(retry_after).await;
+                let after = self.limiter().secondary_limit(retry_after);
                 Err(GitHubError::RateLimited { op, after })
             }
             Class::RateLimited { after } => {
-                self.limiter().wait_until(after).await;
+                self.limiter().wait_until(after);
                 Err(GitHubError::RateLimited { op, after })
             }
             Class::Transient { why } => Err(GitHubError::Transport { op, why }),

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub github_requests: Family<Labels, Counter>,
     /// Waits imposed by GitHub rate limits.
     pub rate_limit_waits: Counter,
+    /// GitHub writes holding a pacing slot, waiting for it to come.
+    pub github_writes_queued: Gauge,
     /// Gates by phase, as seen in the cache.
     pub gates_by_phase: Family<Labels, Gauge>,
     /// Pauses by state, as seen in the cache.
@@ -128,6 +130,12 @@ impl Metrics {
             "Waits imposed by GitHub rate limits",
             rate_limit_waits.clone(),
         );
+        let github_writes_queued = Gauge::default();
+        r.register(
+            "github_writes_queued",
+            "GitHub writes (answers, status reports) holding a pacing slot that has not come yet",
+            github_writes_queued.clone(),
+        );
         let gates_by_phase = Family::<Labels, Gauge>::default();
         r.register("gates", "DeploymentGates by phase", gates_by_phase.clone());
         let pauses_by_state = Family::<Labels, Gauge>::default();
@@ -192,6 +200,7 @@ impl Metrics {
             deliveries,
             github_requests,
             rate_limit_waits,
+            github_writes_queued,
             gates_by_phase,
             pauses_by_state,
             reconcile_duration,
