@@ -2,7 +2,11 @@
 //! Kubernetes API and fake GitHub, in one process. Prints one JSON object with
 //! every figure and the targets beside them. Timings are reported, never asserted.
 //!
-//! `cargo bench --bench load -- [--gates N] [--held N] [--deadlines N] [--spread-secs S] [--writes-per-minute N]`
+//! `cargo bench --bench load -- [--gates N] [--held N] [--deadlines N] [--spread-secs S] [--writes-per-minute N] [--concurrency N] [--operator-process]`
+//!
+//! With `--operator-process` the operator is the real `tollgate run` binary in
+//! a process of its own, against the same fakes over loopback, and its own
+//! peak RSS is reported beside the rest.
 
 #[path = "../tests/support/github.rs"]
 mod github;
@@ -40,6 +44,8 @@ struct Opts {
     deadlines: usize,
     spread_secs: u64,
     writes_per_minute: u32,
+    concurrency: u16,
+    operator_process: bool,
 }
 
 fn opts() -> Opts {
@@ -49,10 +55,17 @@ fn opts() -> Opts {
         deadlines: 10_000,
         spread_secs: 60,
         writes_per_minute: 60_000,
+        concurrency: tollgate::controller::DEFAULT_CONCURRENCY,
+        operator_process: false,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
+        if args[i] == "--operator-process" {
+            o.operator_process = true;
+            i += 1;
+            continue;
+        }
         let v = args.get(i + 1).and_then(|v| v.parse::<u64>().ok());
         match (args[i].as_str(), v) {
             ("--gates", Some(v)) => o.gates = v as usize,
@@ -60,6 +73,7 @@ fn opts() -> Opts {
             ("--deadlines", Some(v)) => o.deadlines = v as usize,
             ("--spread-secs", Some(v)) => o.spread_secs = v,
             ("--writes-per-minute", Some(v)) => o.writes_per_minute = v as u32,
+            ("--concurrency", Some(v)) => o.concurrency = v.clamp(1, u16::MAX as u64) as u16,
             _ => {
                 i += 1;
                 continue;
@@ -127,19 +141,44 @@ fn phase_of(obj: &Value) -> Option<&str> {
     obj.pointer("/status/phase").and_then(|p| p.as_str())
 }
 
-/// Peaks since the last call (process RSS and the operator's live heap, MiB),
-/// then starts measuring the next phase's.
-fn take_peaks() -> (f64, f64) {
-    let rss = peak_rss_mib();
-    let heap = round(OPERATOR_PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0));
-    // "5" resets the kernel's peak RSS (VmHWM) to the current RSS.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    OPERATOR_PEAK.store(OPERATOR_LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
-    (rss, heap)
+/// One phase's peaks, MiB.
+struct Peaks {
+    /// This process: the fakes, the driver and (in-process) the operator.
+    rss: f64,
+    /// What the operator's threads allocated and still held (in-process only).
+    heap: Option<f64>,
+    /// The operator process's own RSS (`--operator-process` only).
+    operator_rss: Option<f64>,
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+impl Peaks {
+    fn json(&self) -> Value {
+        json!({"peak_rss_mib": self.rss, "operator_peak_heap_mib": self.heap, "operator_process_peak_rss_mib": self.operator_rss})
+    }
+}
+
+/// Peaks since the last call, then starts measuring the next phase's.
+fn take_peaks(operator_pid: Option<u32>) -> Peaks {
+    let rss = peak_rss_mib("self");
+    let operator_rss = operator_pid.map(|pid| peak_rss_mib(&pid.to_string()));
+    let heap = operator_pid
+        .is_none()
+        .then(|| round(OPERATOR_PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)));
+    // "5" resets the kernel's peak RSS (VmHWM) to the current RSS.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    if let Some(pid) = operator_pid {
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    }
+    OPERATOR_PEAK.store(OPERATOR_LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+    Peaks {
+        rss,
+        heap,
+        operator_rss,
+    }
+}
+
+fn peak_rss_mib(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -314,7 +353,91 @@ fn runtime(name: &str, operator: bool) -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::Handle) -> Value {
+/// The operator in its own process: the `tollgate run` binary this bench was
+/// built with, pointed at the fakes over loopback. Killed when dropped.
+struct OperatorProcess {
+    child: std::process::Child,
+    files: std::path::PathBuf,
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.files);
+    }
+}
+
+async fn start_operator_process(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> OperatorProcess {
+    let files = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&files).expect("temp dir");
+    let kubeconfig = files.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"{}\"}}}}]\nusers: [{{name: fake, user: {{}}}}]\ncontexts: [{{name: fake, context: {{cluster: fake, user: fake}}}}]\ncurrent-context: fake\n",
+            kube.url()
+        ),
+    )
+    .expect("kubeconfig");
+    let token = files.join("token");
+    std::fs::write(&token, "bench").expect("token file");
+    // A free loopback port for its health endpoint.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--github-api-url", gh.url()])
+        .arg("--github-token-file")
+        .arg(&token)
+        .args([
+            "--github-writes-per-minute",
+            &o.writes_per_minute.to_string(),
+        ])
+        .args(["--max-concurrent-reconciles", &o.concurrency.to_string()])
+        .args(["--log-format", "json"])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start the tollgate binary");
+    let operator = OperatorProcess { child, files };
+    let start = Instant::now();
+    while !ready(port) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the operator process never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    operator
+}
+
+/// True when the operator answers 200 on /readyz (loopback: blocking is brief).
+fn ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+    let request = "GET /readyz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n";
+    if conn.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}
+
+/// The operator on its own runtime in this process (its threads are tagged).
+async fn start_operator_in_process(
+    o: &Opts,
+    kube: &FakeKube,
+    gh: &FakeGitHub,
+    operator: &tokio::runtime::Handle,
+) {
     // Built on the operator's runtime, so the clients' tasks and connections are its own.
     let (github, operator_client) = {
         let _guard = operator.enter();
@@ -328,7 +451,6 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         .expect("github client");
         (github, kube.client())
     };
-    let metrics = Metrics::new();
     let runtime = Runtime {
         client: operator_client,
         github,
@@ -336,19 +458,29 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         settings: Settings {
             dry_run: false,
             instance: Some("bench".into()),
-            ..Settings::default()
+            concurrency: o.concurrency,
         },
-        metrics,
+        metrics: Metrics::new(),
         scope: Scope::default(),
     };
     let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
     operator.spawn(controller::run(runtime, ready_tx, std::future::pending()));
     let _ = ready_rx.wait_for(|r| *r).await;
+}
+
+async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::Handle) -> Value {
+    let process = if o.operator_process {
+        Some(start_operator_process(&o, &kube, &gh).await)
+    } else {
+        start_operator_in_process(&o, &kube, &gh, &operator).await;
+        None
+    };
+    let pid = process.as_ref().map(|p| p.child.id());
     let client = kube.client();
     let gates: Api<DeploymentGate> = Api::namespaced(client.clone(), "load");
     let pauses: Api<ReleasePause> = Api::namespaced(client.clone(), "load");
 
-    let (startup_rss, startup_heap) = take_peaks();
+    let startup = take_peaks(pid);
     // Phase 1: decisions. Gates decidable on arrival.
     let t0 = Instant::now();
     let batch: Vec<_> = (0..o.gates)
@@ -377,7 +509,7 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         )
     });
 
-    let (burst_rss, burst_heap) = take_peaks();
+    let burst = take_peaks(pid);
     // Phase 2: wake. Gates held by one pause, then the pause is resumed.
     pauses
         .create(&PostParams::default(), &pause("red-main", "staging"))
@@ -391,6 +523,14 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         phase_of(g) == Some("Waiting")
     })
     .await;
+    // Held and settled: each run was also told why (status reports take
+    // GitHub's pacing, so they may trail the phase).
+    let told = Instant::now();
+    while (0..o.held).any(|i| gh.comments(2_000_000 + i as i64, "staging") == 0)
+        && told.elapsed() < PHASE_LIMIT
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let resumed_at = Timestamp::now();
     let resume = json!({"spec": {"resume": {"sha": SHA, "reason": "ci-failed"}}});
     pauses
@@ -446,7 +586,7 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         .filter(|w| w.collection == GATES && w.method != "POST" && w.changed)
         .count();
 
-    let (wake_rss, wake_heap) = take_peaks();
+    let wake_peaks = take_peaks(pid);
     // Phase 3: deadlines spread over a window, held by a pause nobody resumes.
     pauses
         .create(&PostParams::default(), &pause("freeze", "canary"))
@@ -488,13 +628,14 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
     // Let trailing reconciles (events of the last writes) run before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let (deadline_rss, deadline_heap) = take_peaks();
-    let peak_rss = [startup_rss, burst_rss, wake_rss, deadline_rss]
-        .into_iter()
-        .fold(0.0, f64::max);
-    let peak_heap = [startup_heap, burst_heap, wake_heap, deadline_heap]
-        .into_iter()
-        .fold(0.0, f64::max);
+    let deadline_peaks = take_peaks(pid);
+    drop(process);
+    let phases = [&startup, &burst, &wake_peaks, &deadline_peaks];
+    let peak_rss = phases.iter().map(|p| p.rss).fold(0.0, f64::max);
+    let peak_of =
+        |f: fn(&Peaks) -> Option<f64>| phases.iter().filter_map(|p| f(p)).reduce(f64::max);
+    let peak_heap = peak_of(|p| p.heap);
+    let operator_rss = peak_of(|p| p.operator_rss);
     let total = o.gates + o.held + o.deadlines;
     let writes = kube.writes();
     let phase3_writes = writes
@@ -540,7 +681,8 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         "api_writes_per_gate_lifecycle": writes_per_gate <= 3.0,
         "noop_reconciles_that_wrote": noop_writes == 0,
         "peak_rss_process": peak_rss <= 150.0,
-        "peak_heap_operator": peak_heap <= 150.0,
+        "peak_heap_operator": peak_heap.map(|h| h <= 150.0),
+        "peak_rss_operator_process": operator_rss.map(|r| r <= 150.0),
     });
     json!({
         "gates": total,
@@ -561,11 +703,12 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         "noop_reconciles_that_wrote": noop_writes,
         "peak_rss_mib": peak_rss,
         "operator_peak_heap_mib": peak_heap,
+        "operator_process_peak_rss_mib": operator_rss,
         "by_phase": {
-            "startup": {"peak_rss_mib": startup_rss, "operator_peak_heap_mib": startup_heap},
-            "decidable_all_at_once": {"peak_rss_mib": burst_rss, "operator_peak_heap_mib": burst_heap},
-            "held_then_resumed": {"peak_rss_mib": wake_rss, "operator_peak_heap_mib": wake_heap},
-            "deadlines_live_at_once": {"peak_rss_mib": deadline_rss, "operator_peak_heap_mib": deadline_heap}
+            "startup": startup.json(),
+            "decidable_all_at_once": burst.json(),
+            "held_then_resumed": wake_peaks.json(),
+            "deadlines_live_at_once": deadline_peaks.json()
         },
         "targets": {
             "wake_latency_p99_seconds": 1.0,
@@ -576,6 +719,10 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
             "peak_rss_mib_at_10000_gates": 150
         },
         "met": met,
-        "note": "one process: the controllers, the fake API server and the fake GitHub share the CPU and peak_rss_mib; operator_peak_heap_mib counts only what the operator's threads allocated and still held"
+        "note": if o.operator_process {
+            "two processes: the operator (operator_process_peak_rss_mib) and this one with the fake API server, the fake GitHub and the driver (peak_rss_mib); they share the CPU"
+        } else {
+            "one process: the controllers, the fake API server and the fake GitHub share the CPU and peak_rss_mib; operator_peak_heap_mib counts only what the operator's threads allocated and still held"
+        }
     })
 }

@@ -544,6 +544,20 @@ async fn paced_answers_never_hold_up_decisions_or_a_deadline() {
     })
     .await;
     assert_eq!(gh.accepted(999, "staging"), 1);
+    // The held gate's status report, if its turn came before the deadline, is
+    // recorded with a write the gate needed anyway: Waiting, decision, delivery.
+    let held = api.get("held").await.expect("held gate");
+    let recorded = held
+        .status
+        .as_ref()
+        .and_then(|s| s.reports.as_ref())
+        .map_or(0, |r| r.count);
+    assert_eq!(recorded, gh.comments(999, "staging"));
+    assert!(
+        status_writes(&kube, "held") <= 3,
+        "{} status writes",
+        status_writes(&kube, "held")
+    );
     for run in 1..=QUEUED {
         assert_eq!(gh.accepted(run, "production"), 1, "run {run}");
     }
@@ -561,6 +575,71 @@ async fn paced_answers_never_hold_up_decisions_or_a_deadline() {
         "{} writes in {span:?}",
         times.len()
     );
+    op.kill();
+}
+
+// A status report queued behind other writes is posted when its turn comes and
+// recorded with the next write the gate needs anyway (here the decision), so a
+// held gate costs three status writes: Waiting, decision, delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_status_report_is_posted_later_without_a_write_of_its_own() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let settings = Settings {
+        instance: Some("test".into()),
+        ..Settings::default()
+    };
+    let op = Operator::start_with(&kube, &gh, "", settings, 600).await;
+    let client = kube.client();
+    let api = gates(&client, "default");
+    create_pause(
+        &client,
+        &pause(
+            "red-main",
+            SHA,
+            json!({"scope": {"repositories": ["acme/*"], "environments": ["staging"]}}),
+        ),
+    )
+    .await;
+    // Five answers ahead of the report: its turn is about half a second away.
+    for run in 1..=5 {
+        api.create(
+            &PostParams::default(),
+            &gate(&format!("q-{run}"), run, json!({})),
+        )
+        .await
+        .expect("create");
+    }
+    let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    let held = gate(
+        "held",
+        999,
+        json!({"environment": "staging", "timeout": null, "deadline": deadline.to_string()}),
+    );
+    api.create(&PostParams::default(), &held)
+        .await
+        .expect("create");
+    until(&api, "held", "Waiting", |g| {
+        phase(g) == Some(Phase::Waiting)
+    })
+    .await;
+
+    let done = until(&api, "held", "delivered", delivered).await;
+    let status = done.status.expect("status");
+    assert_eq!(
+        status.decision.map(|d| d.source),
+        Some(DecisionSource::Deadline)
+    );
+    assert_eq!(gh.comments(999, "staging"), 1);
+    let reports = status.reports.expect("the report is recorded");
+    assert_eq!(reports.count, 1);
+    assert!(
+        reports
+            .last
+            .as_deref()
+            .is_some_and(|l| l.contains("red-main")),
+        "{reports:?}"
+    );
+    assert_eq!(status_writes(&kube, "held"), 3);
     op.kill();
 }
 

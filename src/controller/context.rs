@@ -12,7 +12,7 @@ use kube::{Client, Resource, ResourceExt};
 use super::backoff::Backoff;
 use super::error::Error;
 use super::status::key_of;
-use crate::api::{Decision, DeploymentGate, DeploymentGateStatus, Phase, ReleasePause};
+use crate::api::{Decision, DeploymentGate, DeploymentGateStatus, Phase, ReleasePause, Reports};
 use crate::config::OperatorConfig;
 use crate::github::GitHub;
 use crate::policy::CheckResults;
@@ -68,6 +68,10 @@ pub struct Context {
     checks: Mutex<HashMap<(String, String), (Instant, CheckResults)>>,
     /// When each undecided gate's workflow run was last checked for completion.
     run_checked: Mutex<HashMap<String, Instant>>,
+    /// Status reports posted when their pacing turn came, not yet in the
+    /// gate's status: the next status write records them, so a report costs no
+    /// write of its own. Lost on a restart, which at worst posts one again.
+    unrecorded_reports: Mutex<HashMap<String, Reports>>,
 }
 
 impl Context {
@@ -97,6 +101,7 @@ impl Context {
             decided: Mutex::default(),
             checks: Mutex::default(),
             run_checked: Mutex::default(),
+            unrecorded_reports: Mutex::default(),
         }
     }
 
@@ -118,6 +123,49 @@ impl Context {
         lock(&self.written).remove(&key);
         lock(&self.decided).remove(&key);
         lock(&self.run_checked).remove(&key);
+        lock(&self.unrecorded_reports).remove(&key);
+    }
+
+    /// The reports of `gate`: its status's, or newer ones posted since.
+    pub fn reports(&self, gate: &DeploymentGate) -> Reports {
+        let recorded = gate
+            .status
+            .as_ref()
+            .and_then(|s| s.reports.clone())
+            .unwrap_or_default();
+        match lock(&self.unrecorded_reports).get(&key_of(gate)) {
+            Some(r) if r.count > recorded.count => r.clone(),
+            _ => recorded,
+        }
+    }
+
+    /// A report was posted and the status is not written now: keep it for the next write.
+    pub fn report_unrecorded(&self, gate: &DeploymentGate, reports: Reports) {
+        lock(&self.unrecorded_reports).insert(key_of(gate), reports);
+    }
+
+    /// Adds the reports posted since the last write to a status about to be written.
+    pub fn with_unrecorded_reports(
+        &self,
+        gate: &DeploymentGate,
+        status: &mut DeploymentGateStatus,
+    ) {
+        if let Some(r) = lock(&self.unrecorded_reports).get(&key_of(gate))
+            && status.reports.as_ref().is_none_or(|w| w.count < r.count)
+        {
+            status.reports = Some(r.clone());
+        }
+    }
+
+    /// The reports in a written status are recorded now.
+    pub fn reports_recorded(&self, gate: &DeploymentGate) {
+        let written = gate.status.as_ref().and_then(|s| s.reports.as_ref());
+        let mut unrecorded = lock(&self.unrecorded_reports);
+        if let Some(r) = unrecorded.get(&key_of(gate))
+            && written.is_some_and(|w| w.count >= r.count)
+        {
+            unrecorded.remove(&key_of(gate));
+        }
     }
 
     /// Remembers the status just written for a gate, if it carries a decision.
@@ -232,6 +280,11 @@ impl Context {
         self.metrics
             .github_writes_queued
             .set(self.github.writes_queued() as i64);
+        let pauses = self.github.rate_limit_pauses();
+        let counted = self.metrics.rate_limit_waits.get();
+        if pauses > counted {
+            self.metrics.rate_limit_waits.inc_by(pauses - counted);
+        }
         let mut phases: HashMap<&'static str, i64> = HashMap::new();
         for g in self.gates.state() {
             let phase = match g.status.as_ref().and_then(|s| s.phase) {

@@ -375,10 +375,14 @@ fn set_condition(
 async fn commit(
     api: &Api<DeploymentGate>,
     gate: DeploymentGate,
-    new: DeploymentGateStatus,
+    mut new: DeploymentGateStatus,
     ctx: &Context,
 ) -> Result<(DeploymentGate, bool), Error> {
     let old = gate.status.clone().unwrap_or_default();
+    if new != old {
+        // Written anyway: it also records reports posted since the last write.
+        ctx.with_unrecorded_reports(&gate, &mut new);
+    }
     if let Guard::Refuse { why } = policy::transition::guard_status(&old, &new) {
         ctx.metrics.guard_refusals.inc();
         tracing::error!(gate = %key_of(&gate), why = %why, writer = "tollgate", "refused a status write that would move the gate backwards");
@@ -388,6 +392,7 @@ async fn commit(
         Some(written) => {
             ctx.wrote(&written);
             ctx.remember_decided(&written);
+            ctx.reports_recorded(&written);
             Ok((written, true))
         }
         None => Ok((gate, false)),
@@ -587,8 +592,9 @@ async fn wait(
     remove_condition(&mut s, CONDITION_INVALID);
 
     // Tell the person watching the run, only when what holds the gate changed.
-    // A report whose pacing turn is later is posted when it comes.
-    let reports = s.reports.clone().unwrap_or_default();
+    // A report whose pacing turn is later is posted when it comes, and recorded
+    // with the next status write.
+    let reports = ctx.reports(&gate);
     let mut report_in = None;
     if reports.last.as_deref() != Some(text.as_str()) && reports.count < MAX_REPORTS {
         let target = target(&gate);
@@ -597,10 +603,11 @@ async fn wait(
             Turn::Now => match ctx.github.comment(&target, &text).await {
                 Ok(_) => {
                     ctx.metrics.status_reports.inc();
-                    s.reports = Some(Reports {
+                    let posted = Reports {
                         count: reports.count + 1,
                         last: Some(text.clone()),
-                    });
+                    };
+                    ctx.report_unrecorded(&gate, posted);
                 }
                 Err(e) => {
                     tracing::warn!(gate = %key_of(&gate), error = %e, "could not post a status report to the workflow run")

@@ -35,6 +35,8 @@ struct Slots {
     blocked_until: Instant,
     /// Consecutive secondary-limit hits, for exponential backoff.
     strikes: u32,
+    /// Pauses GitHub imposed since start (rate limits, secondary limits).
+    pauses: u64,
     /// The slot held for each key that was told to come back later.
     reserved: HashMap<String, Instant>,
     /// The same reservations in the order they were made (their times only
@@ -90,6 +92,7 @@ impl Limiter {
                 next: now,
                 blocked_until: now,
                 strikes: 0,
+                pauses: 0,
                 reserved: HashMap::new(),
                 order: VecDeque::new(),
             }),
@@ -149,6 +152,7 @@ impl Limiter {
     pub fn secondary_limit(&self, retry_after: Option<Duration>) -> Duration {
         let mut s = self.slots();
         s.strikes = s.strikes.saturating_add(1);
+        s.pauses += 1;
         let backoff = Duration::from_secs(60)
             .saturating_mul(2u32.saturating_pow(s.strikes.saturating_sub(1).min(4)));
         let pause = retry_after.unwrap_or_default().max(backoff);
@@ -160,6 +164,7 @@ impl Limiter {
     /// GitHub asked to wait (`retry-after`, or the primary limit's reset): pause every write until then.
     pub fn wait_until(&self, pause: Duration) {
         let mut s = self.slots();
+        s.pauses += 1;
         let until = Instant::now() + pause;
         s.blocked_until = s.blocked_until.max(until);
     }
@@ -172,6 +177,11 @@ impl Limiter {
     /// Reservations held now.
     pub fn reservations(&self) -> usize {
         self.slots().reserved.len()
+    }
+
+    /// Pauses GitHub imposed since start.
+    pub fn pauses(&self) -> u64 {
+        self.slots().pauses
     }
 }
 

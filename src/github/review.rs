@@ -91,6 +91,11 @@ impl GitHub {
         self.limiter().reservations()
     }
 
+    /// Times GitHub's rate limits paused every write, since start.
+    pub fn rate_limit_pauses(&self) -> u64 {
+        self.limiter().pauses()
+    }
+
     /// Answers the request: `POST /repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule`.
     /// The endpoint is not idempotent: after an ambiguous failure (no answer
     /// within the timeout, a reset connection) the run's approvals are read before

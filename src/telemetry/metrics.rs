@@ -39,7 +39,7 @@ pub struct Metrics {
     pub deliveries: Family<Labels, Counter>,
     /// GitHub requests, by status.
     pub github_requests: Family<Labels, Counter>,
-    /// Waits imposed by GitHub rate limits.
+    /// Times a GitHub rate limit paused every write.
     pub rate_limit_waits: Counter,
     /// GitHub writes holding a pacing slot, waiting for it to come.
     pub github_writes_queued: Gauge,
@@ -127,7 +127,7 @@ impl Metrics {
         let rate_limit_waits = Counter::default();
         r.register(
             "github_rate_limit_waits",
-            "Waits imposed by GitHub rate limits",
+            "Times a GitHub rate limit paused every write",
             rate_limit_waits.clone(),
         );
         let github_writes_queued = Gauge::default();
