@@ -85,9 +85,10 @@ impl Context {
         gates: Store<DeploymentGate>,
         pauses: Store<ReleasePause>,
         pauses_synced: tokio::sync::watch::Receiver<bool>,
+        events: super::record::Events,
     ) -> Self {
         Context {
-            events: super::record::Events::new(client.clone(), settings.instance.clone()),
+            events,
             client,
             github,
             config,

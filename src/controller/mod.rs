@@ -179,6 +179,7 @@ async fn run_shard(
         rx.recv().await.map(|p| (Ok::<_, watcher::Error>(p), rx))
     });
 
+    let (events, publisher) = record::Events::queued(client.clone(), settings.instance.clone());
     let ctx = Arc::new(Context::new(
         client,
         github,
@@ -188,6 +189,7 @@ async fn run_shard(
         gates.clone(),
         pauses.clone(),
         pauses_synced.clone(),
+        events,
     ));
     {
         let (mut g, mut p) = (gates_synced, pauses_synced);
@@ -213,11 +215,17 @@ async fn run_shard(
         .run(pause_reconcile, pause_error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
 
-    // The gauges run in this task, so they stop with it (also when it is aborted).
+    // The gauges and the Event publisher run in this task, so they stop with it
+    // (also when it is aborted).
+    let mut publishing = std::pin::pin!(publisher.run());
     tokio::select! {
         _ = futures::future::join(gate_run, pause_run) => {}
         _ = gauges_loop(ctx.clone()) => {}
+        _ = &mut publishing => {}
     }
+    // A graceful stop: Events already queued are still written, briefly.
+    drop(ctx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), publishing).await;
 }
 
 /// Keeps the by-phase and by-state gauges in step with the caches.

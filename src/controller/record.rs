@@ -17,6 +17,12 @@ pub struct Transition<'a> {
     pub warning: bool,
 }
 
+/// Events of a queued [`Events`] not yet written.
+const QUEUE: usize = 4096;
+/// Queued Events written at once: few, so a burst of them never crowds the
+/// decision writes out of the API request cap.
+const WRITERS: usize = 4;
+
 /// Writes events.k8s.io/v1 Events. Each transition happens once, so there is
 /// no series to aggregate and nothing to cache: memory stays flat with the
 /// number of gates (kube's Recorder keeps every Event for minutes).
@@ -24,19 +30,65 @@ pub struct Transition<'a> {
 pub struct Events {
     client: Client,
     instance: String,
+    /// Set for the reconcilers: Events go through a queue, so a reconcile does
+    /// not wait for them (the status write already recorded the transition).
+    queue: Option<tokio::sync::mpsc::Sender<Event>>,
+}
+
+/// Drains the queue of a queued [`Events`]; runs as long as the controllers.
+pub struct Publisher {
+    client: Client,
+    queue: tokio::sync::mpsc::Receiver<Event>,
 }
 
 impl Events {
+    /// Each Event is written before `publish` returns.
     pub fn new(client: Client, instance: Option<String>) -> Events {
         Events {
             client,
             instance: instance.unwrap_or_else(|| "tollgate".into()),
+            queue: None,
         }
+    }
+
+    /// Events are queued and written by the returned [`Publisher`]; `publish`
+    /// waits only when the queue is full.
+    pub fn queued(client: Client, instance: Option<String>) -> (Events, Publisher) {
+        let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+        let events = Events {
+            queue: Some(tx),
+            ..Events::new(client.clone(), instance)
+        };
+        (events, Publisher { client, queue: rx })
     }
 }
 
-/// Publishes the Event; a failure to publish is logged, never fatal: the status
-/// write already recorded the transition.
+impl Publisher {
+    /// Writes queued Events, a few at a time, until every sender is gone.
+    pub async fn run(self) {
+        use futures::StreamExt;
+        let client = self.client;
+        futures::stream::unfold(self.queue, |mut rx| async move {
+            rx.recv().await.map(|e| (e, rx))
+        })
+        .for_each_concurrent(WRITERS, |event| {
+            let client = client.clone();
+            async move { create(&client, &event).await }
+        })
+        .await;
+    }
+}
+
+async fn create(client: &Client, event: &Event) {
+    let ns = event.metadata.namespace.as_deref().unwrap_or("default");
+    let api = Api::<Event>::namespaced(client.clone(), ns);
+    if let Err(e) = Box::pin(api.create(&PostParams::default(), event)).await {
+        tracing::warn!(error = %e, reason = event.reason.as_deref().unwrap_or(""), "could not publish a Kubernetes Event");
+    }
+}
+
+/// Publishes the Event (queued, or at once); a failure to publish is logged,
+/// never fatal: the status write already recorded the transition.
 pub async fn publish<K: Resource<DynamicType = ()>>(events: &Events, obj: &K, t: &Transition<'_>) {
     let mut note: String = t.note.clone();
     if note.len() > 1000 {
@@ -70,10 +122,15 @@ pub async fn publish<K: Resource<DynamicType = ()>>(events: &Events, obj: &K, t:
         reporting_instance: Some(events.instance.clone()),
         ..Event::default()
     };
-    let api = Api::<Event>::namespaced(events.client.clone(), &ns);
-    if let Err(e) = Box::pin(api.create(&PostParams::default(), &event)).await {
-        tracing::warn!(error = %e, reason = t.reason, "could not publish a Kubernetes Event");
-    }
+    let event = match &events.queue {
+        Some(queue) => match queue.send(event).await {
+            Ok(()) => return,
+            // The publisher stopped (the controllers are stopping): write it here.
+            Err(tokio::sync::mpsc::error::SendError(event)) => event,
+        },
+        None => event,
+    };
+    create(&events.client, &event).await;
 }
 
 /// The structured log line of a gate transition.
