@@ -19,7 +19,7 @@ use crate::policy::CheckResults;
 use crate::telemetry::{Metrics, labels};
 
 /// Gate reconciles that run at once unless configured otherwise.
-pub const DEFAULT_CONCURRENCY: u16 = 256;
+pub const DEFAULT_CONCURRENCY: u16 = 512;
 
 /// Operator-wide switches from the command line.
 #[derive(Clone, Debug)]

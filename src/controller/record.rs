@@ -21,7 +21,7 @@ pub struct Transition<'a> {
 const QUEUE: usize = 4096;
 /// Queued Events written at once: few, so a burst of them never crowds the
 /// decision writes out of the API request cap.
-const WRITERS: usize = 4;
+const WRITERS: usize = 16;
 
 /// Writes events.k8s.io/v1 Events. Each transition happens once, so there is
 /// no series to aggregate and nothing to cache: memory stays flat with the
