@@ -680,7 +680,6 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         "deadline_lateness_max": at_most(&lateness["max"], 1.0),
         "api_writes_per_gate_lifecycle": writes_per_gate <= 3.0,
         "noop_reconciles_that_wrote": noop_writes == 0,
-        "peak_rss_process": peak_rss <= 150.0,
         "peak_heap_operator": peak_heap.map(|h| h <= 150.0),
         "peak_rss_operator_process": operator_rss.map(|r| r <= 150.0),
     });
