@@ -328,7 +328,7 @@ impl Context {
 }
 
 /// What is kept of a decided gate's last written status: thousands of them
-/// stay for the gates' lifetime, so compactly (about a third of the parsed form).
+/// stay for the gates' lifetime, so as compact bytes rather than a parsed copy.
 struct Decided {
     phase: Option<Phase>,
     /// A digest of the decision, to tell at a glance whether it was replaced.

@@ -19,8 +19,8 @@ pub struct Transition<'a> {
 
 /// Events of a queued [`Events`] not yet written.
 const QUEUE: usize = 4096;
-/// Queued Events written at once: few, so a burst of them never crowds the
-/// decision writes out of the API request cap.
+/// Queued Events written at once: half the API request cap at most, so a
+/// burst of them never crowds out the status writes that decide gates.
 const WRITERS: usize = 16;
 
 /// Writes events.k8s.io/v1 Events. Each transition happens once, so there is
