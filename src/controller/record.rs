@@ -1,5 +1,7 @@
 //! One Kubernetes Event and one structured log line per transition.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
@@ -17,11 +19,11 @@ pub struct Transition<'a> {
     pub warning: bool,
 }
 
-/// Events of a queued [`Events`] not yet written.
-const QUEUE: usize = 4096;
-/// Queued Events written at once: half the API request cap at most, so a
-/// burst of them never crowds out the status writes that decide gates.
-const WRITERS: usize = 16;
+/// Queued Events written at once, one per lane: half the API request cap at
+/// most, so a burst of them never crowds out the status writes that decide gates.
+const LANES: usize = 16;
+/// Events a lane holds before `publish` waits.
+const LANE_QUEUE: usize = 256;
 
 /// Writes events.k8s.io/v1 Events. Each transition happens once, so there is
 /// no series to aggregate and nothing to cache: memory stays flat with the
@@ -30,15 +32,16 @@ const WRITERS: usize = 16;
 pub struct Events {
     client: Client,
     instance: String,
-    /// Set for the reconcilers: Events go through a queue, so a reconcile does
+    /// Set for the reconcilers: Events go through queues, so a reconcile does
     /// not wait for them (the status write already recorded the transition).
-    queue: Option<tokio::sync::mpsc::Sender<Event>>,
+    /// An object's Events always take the same lane, so they keep their order.
+    lanes: Option<Arc<[tokio::sync::mpsc::Sender<Event>]>>,
 }
 
-/// Drains the queue of a queued [`Events`]; runs as long as the controllers.
+/// Drains the lanes of a queued [`Events`]; runs as long as the controllers.
 pub struct Publisher {
     client: Client,
-    queue: tokio::sync::mpsc::Receiver<Event>,
+    lanes: Vec<tokio::sync::mpsc::Receiver<Event>>,
 }
 
 impl Events {
@@ -47,36 +50,47 @@ impl Events {
         Events {
             client,
             instance: instance.unwrap_or_else(|| "tollgate".into()),
-            queue: None,
+            lanes: None,
         }
     }
 
     /// Events are queued and written by the returned [`Publisher`]; `publish`
-    /// waits only when the queue is full.
+    /// waits only when its lane is full.
     pub fn queued(client: Client, instance: Option<String>) -> (Events, Publisher) {
-        let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..LANES)
+            .map(|_| tokio::sync::mpsc::channel(LANE_QUEUE))
+            .unzip();
         let events = Events {
-            queue: Some(tx),
+            lanes: Some(senders.into()),
             ..Events::new(client.clone(), instance)
         };
-        (events, Publisher { client, queue: rx })
+        let publisher = Publisher {
+            client,
+            lanes: receivers,
+        };
+        (events, publisher)
     }
 }
 
 impl Publisher {
-    /// Writes queued Events, a few at a time, until every sender is gone.
+    /// Writes queued Events, each lane in order, until every sender is gone.
     pub async fn run(self) {
-        use futures::StreamExt;
-        let client = self.client;
-        futures::stream::unfold(self.queue, |mut rx| async move {
-            rx.recv().await.map(|e| (e, rx))
-        })
-        .for_each_concurrent(WRITERS, |event| {
-            let client = client.clone();
-            async move { create(&client, &event).await }
-        })
+        let client = &self.client;
+        futures::future::join_all(self.lanes.into_iter().map(|mut lane| async move {
+            while let Some(event) = lane.recv().await {
+                create(client, &event).await;
+            }
+        }))
         .await;
     }
+}
+
+/// The lane of an object's Events.
+fn lane_of(namespace: &str, name: &str, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (namespace, name).hash(&mut h);
+    (h.finish() % lanes.max(1) as u64) as usize
 }
 
 async fn create(client: &Client, event: &Event) {
@@ -122,12 +136,15 @@ pub async fn publish<K: Resource<DynamicType = ()>>(events: &Events, obj: &K, t:
         reporting_instance: Some(events.instance.clone()),
         ..Event::default()
     };
-    let event = match &events.queue {
-        Some(queue) => match queue.send(event).await {
-            Ok(()) => return,
-            // The publisher stopped (the controllers are stopping): write it here.
-            Err(tokio::sync::mpsc::error::SendError(event)) => event,
-        },
+    let event = match &events.lanes {
+        Some(lanes) => {
+            let lane = &lanes[lane_of(&ns, &obj.name_any(), lanes.len())];
+            match lane.send(event).await {
+                Ok(()) => return,
+                // The publisher stopped (the controllers are stopping): write it here.
+                Err(tokio::sync::mpsc::error::SendError(event)) => event,
+            }
+        }
         None => event,
     };
     create(&events.client, &event).await;
