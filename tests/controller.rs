@@ -464,6 +464,44 @@ async fn every_held_gate_wakes_on_resume_when_a_thousand_are_held() {
     op.kill();
 }
 
+/// A pause on staging; `queued` production gates, decidable at once (runs
+/// 1..=queued); then gate `held` (run 999) on staging, held by the pause until
+/// its deadline `secs` from now, which is returned.
+async fn queue_answers_ahead_of_a_held_gate(
+    client: &Client,
+    queued: i64,
+    secs: i64,
+) -> jiff::Timestamp {
+    create_pause(
+        client,
+        &pause(
+            "red-main",
+            SHA,
+            json!({"scope": {"repositories": ["acme/*"], "environments": ["staging"]}}),
+        ),
+    )
+    .await;
+    let api = gates(client, "default");
+    for run in 1..=queued {
+        api.create(
+            &PostParams::default(),
+            &gate(&format!("q-{run}"), run, json!({})),
+        )
+        .await
+        .expect("create");
+    }
+    let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs);
+    let held = gate(
+        "held",
+        999,
+        json!({"environment": "staging", "timeout": null, "deadline": deadline.to_string()}),
+    );
+    api.create(&PostParams::default(), &held)
+        .await
+        .expect("create");
+    deadline
+}
+
 // Two reconciles at a time and ten GitHub writes a second: sixty answers take
 // six seconds to drain. A reconcile never waits in that queue (it comes back
 // when its slot is due), so every gate is decided at once and a deadline that
@@ -480,33 +518,7 @@ async fn paced_answers_never_hold_up_decisions_or_a_deadline() {
     let op = Operator::start_with(&kube, &gh, "", settings, 600).await;
     let client = kube.client();
     let api = gates(&client, "default");
-    create_pause(
-        &client,
-        &pause(
-            "red-main",
-            SHA,
-            json!({"scope": {"repositories": ["acme/*"], "environments": ["staging"]}}),
-        ),
-    )
-    .await;
-
-    for run in 1..=QUEUED {
-        api.create(
-            &PostParams::default(),
-            &gate(&format!("q-{run}"), run, json!({})),
-        )
-        .await
-        .expect("create");
-    }
-    let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
-    let held = gate(
-        "held",
-        999,
-        json!({"environment": "staging", "timeout": null, "deadline": deadline.to_string()}),
-    );
-    api.create(&PostParams::default(), &held)
-        .await
-        .expect("create");
+    let deadline = queue_answers_ahead_of_a_held_gate(&client, QUEUED, 2).await;
 
     // Decisions do not queue behind deliveries: every gate is decided while
     // most answers still wait for their slot (decided-then-sent-in-place would
@@ -591,33 +603,8 @@ async fn a_queued_status_report_is_posted_later_without_a_write_of_its_own() {
     let op = Operator::start_with(&kube, &gh, "", settings, 600).await;
     let client = kube.client();
     let api = gates(&client, "default");
-    create_pause(
-        &client,
-        &pause(
-            "red-main",
-            SHA,
-            json!({"scope": {"repositories": ["acme/*"], "environments": ["staging"]}}),
-        ),
-    )
-    .await;
     // Five answers ahead of the report: its turn is about half a second away.
-    for run in 1..=5 {
-        api.create(
-            &PostParams::default(),
-            &gate(&format!("q-{run}"), run, json!({})),
-        )
-        .await
-        .expect("create");
-    }
-    let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
-    let held = gate(
-        "held",
-        999,
-        json!({"environment": "staging", "timeout": null, "deadline": deadline.to_string()}),
-    );
-    api.create(&PostParams::default(), &held)
-        .await
-        .expect("create");
+    queue_answers_ahead_of_a_held_gate(&client, 5, 3).await;
     until(&api, "held", "Waiting", |g| {
         phase(g) == Some(Phase::Waiting)
     })

@@ -331,15 +331,15 @@ impl Context {
 /// stay for the gates' lifetime, so as compact bytes rather than a parsed copy.
 struct Decided {
     phase: Option<Phase>,
-    /// A digest of the decision, to tell at a glance whether it was replaced.
-    decision: u64,
+    /// Compared on every reconcile, to tell whether it was replaced.
+    decision: Decision,
     /// The whole status as JSON, read back only to restore it.
     status: Box<[u8]>,
 }
 
 impl Decided {
     fn of(status: &DeploymentGateStatus) -> Option<Decided> {
-        let decision = digest(status.decision.as_ref()?)?;
+        let decision = status.decision.clone()?;
         let json = serde_json::to_vec(status).ok()?;
         Some(Decided {
             phase: status.phase,
@@ -350,17 +350,8 @@ impl Decided {
 
     /// True when `status` still shows the decision and phase this process wrote.
     fn shown_by(&self, status: &DeploymentGateStatus) -> bool {
-        status.phase == self.phase
-            && status.decision.as_ref().and_then(digest) == Some(self.decision)
+        status.phase == self.phase && status.decision.as_ref() == Some(&self.decision)
     }
-}
-
-fn digest(decision: &Decision) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let json = serde_json::to_vec(decision).ok()?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    json.hash(&mut h);
-    Some(h.finish())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
