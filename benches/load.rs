@@ -34,6 +34,8 @@ use tollgate::github::{Auth, GitHub, GitHubConfig};
 use tollgate::telemetry::Metrics;
 
 const SHA: &str = "9fceb02d0ae598e95dc970b74767f19372d61af8";
+/// One team owns every namespace of the benchmark.
+const BENCH_CONFIG: &str = "tenancy: [{namespace: '*', repositories: ['*']}]\n";
 const GATES: &str = "tollgate.dev/v1alpha1/deploymentgates";
 /// Each phase gives up after this long (a bound, not a target).
 const PHASE_LIMIT: Duration = Duration::from_secs(1200);
@@ -382,6 +384,8 @@ async fn start_operator_process(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> O
     .expect("kubeconfig");
     let token = files.join("token");
     std::fs::write(&token, "bench").expect("token file");
+    let config = files.join("config.yaml");
+    std::fs::write(&config, BENCH_CONFIG).expect("config file");
     // A free loopback port for its health endpoint.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -392,6 +396,8 @@ async fn start_operator_process(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> O
         .args(["--github-api-url", gh.url()])
         .arg("--github-token-file")
         .arg(&token)
+        .arg("--config")
+        .arg(&config)
         .args([
             "--github-writes-per-minute",
             &o.writes_per_minute.to_string(),
@@ -454,11 +460,12 @@ async fn start_operator_in_process(
     let runtime = Runtime {
         client: operator_client,
         github,
-        config: Arc::new(OperatorConfig::default()),
+        config: Arc::new(OperatorConfig::parse(BENCH_CONFIG).expect("benchmark config")),
         settings: Settings {
             dry_run: false,
             instance: Some("bench".into()),
             concurrency: o.concurrency,
+            operator_namespace: None,
         },
         metrics: Metrics::new(),
         scope: Scope::default(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::api::{self, OnDeadline, WorkloadRef};
-use crate::policy::TenancyRule;
+use crate::policy::{Bound, IntakeGrant, Tenancy, TenancyRule, glob_match};
 
 /// The configuration file could not be used; the operator refuses to start.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,8 @@ pub struct OperatorConfig {
     /// the gate's namespace and spec; `defaults` applies when none matches.
     #[serde(default)]
     pub policies: Vec<IntakePolicy>,
-    /// Which namespaces may hold gates for which repositories. Empty: any.
+    /// Which namespaces may hold gates for which repositories. Empty: closed by
+    /// default, each namespace may gate only what intake writes there.
     #[serde(default)]
     pub tenancy: Vec<TenancyRule>,
     /// Turn failed workflow runs into ReleasePauses.
@@ -89,6 +90,11 @@ pub struct Defaults {
     /// Deadline of a gate that sets neither `deadline` nor `timeout`.
     #[serde(default = "default_timeout", with = "go_duration")]
     pub timeout: Duration,
+    /// The longest any gate may wait, from its creation, when the intake
+    /// policy matching it sets no `timeout` (a policy's timeout bounds its
+    /// gates). At most 696h (29 days).
+    #[serde(default = "default_max_timeout", with = "go_duration")]
+    pub max_timeout: Duration,
     /// What the deadline does when no policy says.
     #[serde(default)]
     pub on_deadline: OnDeadline,
@@ -108,6 +114,7 @@ impl Default for Defaults {
         Defaults {
             namespace: default_namespace(),
             timeout: default_timeout(),
+            max_timeout: default_max_timeout(),
             on_deadline: OnDeadline::Reject,
             check_poll: default_check_poll(),
             orphan_check: default_orphan_check(),
@@ -121,6 +128,9 @@ fn default_namespace() -> String {
 }
 fn default_timeout() -> Duration {
     Duration::from_secs(3600)
+}
+fn default_max_timeout() -> Duration {
+    api::MAX_GATE_LIFETIME
 }
 fn default_check_poll() -> Duration {
     Duration::from_secs(60)
@@ -210,6 +220,179 @@ impl OperatorConfig {
         Ok(config)
     }
 
+    /// The first intake policy whose repository and environment patterns both
+    /// match, with its index. Empty pattern lists match everything; names
+    /// compare case-insensitively, as GitHub's do.
+    pub fn policy_for(
+        &self,
+        repository: &str,
+        environment: &str,
+    ) -> Option<(usize, &IntakePolicy)> {
+        let repo = repository.to_ascii_lowercase();
+        let env = environment.to_lowercase();
+        self.policies.iter().enumerate().find(|(_, p)| {
+            let repo_ok = p.repositories.is_empty()
+                || p.repositories
+                    .iter()
+                    .any(|g| glob_match(&g.to_ascii_lowercase(), &repo));
+            let env_ok = p.environments.is_empty()
+                || p.environments
+                    .iter()
+                    .any(|g| glob_match(&g.to_lowercase(), &env));
+            repo_ok && env_ok
+        })
+    }
+
+    /// The namespace intake writes a policy's gates to.
+    fn namespace_of<'a>(&'a self, p: &'a IntakePolicy) -> &'a str {
+        p.namespace.as_deref().unwrap_or(&self.defaults.namespace)
+    }
+
+    /// True when some request falls through every policy to the defaults.
+    fn defaults_reachable(&self) -> bool {
+        !self
+            .policies
+            .iter()
+            .any(|p| p.repositories.is_empty() && p.environments.is_empty())
+    }
+
+    /// The tenancy in force: the explicit rules, or (none configured) exactly
+    /// what intake writes: each policy's namespace for its repositories, the
+    /// defaults' namespace for every repository, each auto-pause namespace for
+    /// its repository.
+    pub fn tenancy(&self) -> Tenancy {
+        if !self.tenancy.is_empty() {
+            return Tenancy::explicit(self.tenancy.clone());
+        }
+        let mut grants: Vec<IntakeGrant> = self
+            .policies
+            .iter()
+            .map(|p| {
+                let ns = self.namespace_of(p).to_string();
+                IntakeGrant {
+                    read_namespaces: p
+                        .require_healthy
+                        .iter()
+                        .filter_map(|w| w.namespace.clone())
+                        .filter(|n| *n != ns)
+                        .collect(),
+                    namespace: ns,
+                    repositories: p.repositories.clone(),
+                }
+            })
+            .collect();
+        if self.defaults_reachable() {
+            grants.push(IntakeGrant {
+                namespace: self.defaults.namespace.clone(),
+                repositories: Vec::new(),
+                read_namespaces: Vec::new(),
+            });
+        }
+        grants.extend(self.auto_pause.iter().map(|r| {
+            IntakeGrant {
+                namespace: r
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| self.defaults.namespace.clone()),
+                repositories: vec![r.repository.clone()],
+                read_namespaces: Vec::new(),
+            }
+        }));
+        Tenancy::derived(&grants)
+    }
+
+    /// The most a gate of (repository, environment) may be: the matching
+    /// intake policy's checks and workloads, whether it may run dry or fail
+    /// open, and its timeout; the defaults when no policy matches.
+    pub fn bound_for(&self, repository: &str, environment: &str) -> Bound {
+        match self.policy_for(repository, environment) {
+            Some((i, p)) => Bound {
+                origin: format!("policies[{i}]"),
+                required_checks: p.required_checks.clone(),
+                require_healthy: p.require_healthy.clone(),
+                allow_dry_run: p.dry_run,
+                on_deadline: p.on_deadline.unwrap_or(self.defaults.on_deadline),
+                // Checked at start-up: a policy timeout always parses.
+                max_timeout: p
+                    .timeout
+                    .as_deref()
+                    .and_then(|t| api::parse_duration(t).ok())
+                    .unwrap_or(self.defaults.max_timeout),
+            },
+            None => Bound {
+                origin: "defaults".into(),
+                required_checks: Vec::new(),
+                require_healthy: Vec::new(),
+                allow_dry_run: false,
+                on_deadline: self.defaults.on_deadline,
+                max_timeout: self.defaults.max_timeout,
+            },
+        }
+    }
+
+    /// Refuses a configuration whose intake would write gates (or pauses) that
+    /// tenancy then forbids, naming the field. `operator_namespace` holds the
+    /// cluster-wide pauses.
+    pub fn check_tenancy(&self, operator_namespace: &str) -> Result<(), ConfigError> {
+        let tenancy = self.tenancy();
+        let invalid = |field: String, why: String| ConfigError::Invalid { field, why };
+        for (i, p) in self.policies.iter().enumerate() {
+            let ns = self.namespace_of(p);
+            let field = if p.namespace.is_some() {
+                format!("policies[{i}].namespace")
+            } else {
+                "defaults.namespace".to_string()
+            };
+            let patterns = if p.repositories.is_empty() {
+                vec!["*".to_string()]
+            } else {
+                p.repositories.clone()
+            };
+            for pattern in &patterns {
+                if !tenancy.covers(ns, pattern) {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "intake writes gates for {pattern} to namespace {ns}, but no tenancy rule lets {ns} gate it; add a tenancy rule or choose another namespace"
+                        ),
+                    ));
+                }
+            }
+            for (j, w) in p.require_healthy.iter().enumerate() {
+                if let Some(wns) = &w.namespace
+                    && let Err(why) = tenancy.check_read(ns, wns)
+                {
+                    return Err(invalid(
+                        format!("policies[{i}].requireHealthy[{j}].namespace"),
+                        why,
+                    ));
+                }
+            }
+        }
+        if self.defaults_reachable() && !tenancy.covers(&self.defaults.namespace, "*") {
+            let ns = &self.defaults.namespace;
+            return Err(invalid(
+                "defaults.namespace".into(),
+                format!(
+                    "requests no policy matches get their gate in namespace {ns}, but no tenancy rule lets {ns} gate every repository; add `{{namespace: {ns}, repositories: [\"*\"]}}` to tenancy, or a last policy without patterns"
+                ),
+            ));
+        }
+        for (i, r) in self.auto_pause.iter().enumerate() {
+            let ns = r.namespace.as_deref().unwrap_or(&self.defaults.namespace);
+            if !tenancy.pause_may_hold(ns, operator_namespace, &r.repository) {
+                return Err(invalid(
+                    format!("autoPause[{i}].namespace"),
+                    format!(
+                        "pauses in namespace {ns} may not hold gates of {}; add a tenancy rule or use the operator's namespace {operator_namespace}",
+                        r.repository
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         let invalid = |field: String, why: &str| ConfigError::Invalid {
             field,
@@ -218,6 +401,12 @@ impl OperatorConfig {
         if self.defaults.timeout > api::MAX_GATE_LIFETIME {
             return Err(invalid(
                 "defaults.timeout".into(),
+                "must be at most 696h (29 days)",
+            ));
+        }
+        if self.defaults.max_timeout > api::MAX_GATE_LIFETIME {
+            return Err(invalid(
+                "defaults.maxTimeout".into(),
                 "must be at most 696h (29 days)",
             ));
         }
@@ -245,6 +434,12 @@ impl OperatorConfig {
             }
         }
         for (i, r) in self.tenancy.iter().enumerate() {
+            if r.namespace.is_empty() {
+                return Err(invalid(
+                    format!("tenancy[{i}].namespace"),
+                    "name a namespace or a glob (`*` for every namespace)",
+                ));
+            }
             if r.repositories.is_empty() {
                 return Err(invalid(
                     format!("tenancy[{i}].repositories"),
@@ -345,6 +540,61 @@ mod tests {
         let e = OperatorConfig::parse("autoPause:\n- repository: acme/web\n  branch: ''\n")
             .expect_err("no branch");
         assert!(e.to_string().contains("autoPause[0].branch"), "{e}");
+    }
+
+    #[test]
+    fn no_tenancy_rules_allow_exactly_what_intake_writes() {
+        let c = OperatorConfig::parse(
+            "policies:\n- repositories: ['acme/web']\n  namespace: web\n  requireHealthy: [{kind: Deployment, name: api, namespace: staging}]\n",
+        )
+        .expect("valid");
+        let t = c.tenancy();
+        assert_eq!(t.check("web", "acme/web"), Ok(()));
+        assert!(t.check("web", "acme/billing").is_err());
+        assert_eq!(t.check("tollgate", "acme/billing"), Ok(()));
+        assert!(t.check("default", "acme/web").is_err());
+        assert_eq!(t.check_read("web", "staging"), Ok(()));
+        c.check_tenancy("tollgate")
+            .expect("intake and tenancy agree");
+    }
+
+    #[test]
+    fn intake_that_tenancy_forbids_is_refused_naming_the_field() {
+        let c = OperatorConfig::parse(
+            "policies:\n- repositories: ['acme/*']\n  namespace: web\n- repositories: ['other/*']\n  namespace: other\ntenancy:\n- namespace: web\n  repositories: ['acme/*']\n- namespace: tollgate\n  repositories: ['*']\n",
+        )
+        .expect("parses");
+        let e = c
+            .check_tenancy("tollgate")
+            .expect_err("policies[1] is not allowed");
+        assert!(e.to_string().contains("policies[1].namespace"), "{e}");
+        let c = OperatorConfig::parse("tenancy:\n- namespace: web\n  repositories: ['*']\n")
+            .expect("parses");
+        let e = c
+            .check_tenancy("tollgate")
+            .expect_err("defaults not allowed");
+        assert!(e.to_string().contains("defaults.namespace"), "{e}");
+        let open = OperatorConfig::parse("tenancy:\n- namespace: '*'\n  repositories: ['*']\n")
+            .expect("parses");
+        open.check_tenancy("tollgate").expect("open on purpose");
+        assert_eq!(open.tenancy().check("anyone", "any/repo"), Ok(()));
+    }
+
+    #[test]
+    fn the_bound_of_a_gate_is_its_policy_or_the_defaults() {
+        let c = OperatorConfig::parse(
+            "policies:\n- repositories: ['acme/*']\n  environments: [Production]\n  timeout: 2h\n  requiredChecks: [ci]\n  onDeadline: Approve\n",
+        )
+        .expect("valid");
+        let b = c.bound_for("Acme/Web", "production");
+        assert_eq!(b.origin, "policies[0]");
+        assert_eq!(b.required_checks, vec!["ci"]);
+        assert_eq!(b.max_timeout, Duration::from_secs(7200));
+        assert_eq!(b.on_deadline, OnDeadline::Approve);
+        assert!(!b.allow_dry_run);
+        let d = c.bound_for("other/web", "production");
+        assert_eq!(d.origin, "defaults");
+        assert_eq!(d.max_timeout, api::MAX_GATE_LIFETIME);
     }
 
     #[test]

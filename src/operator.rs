@@ -51,6 +51,11 @@ pub struct RunArgs {
     /// Elect a leader through a Lease; only the leader reconciles.
     #[arg(long)]
     pub leader_elect: bool,
+    /// The operator's own namespace: ReleasePauses there hold every team's
+    /// gates (for release managers); elsewhere a pause holds only what its
+    /// namespace may gate. Default: the configuration's `defaults.namespace`.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub operator_namespace: Option<String>,
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
@@ -162,6 +167,15 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         Some(path) => OperatorConfig::load(path)?,
         None => OperatorConfig::default(),
     };
+    // Intake must never write a gate that tenancy then forbids.
+    let operator_namespace = args
+        .operator_namespace
+        .clone()
+        .unwrap_or_else(|| config.defaults.namespace.clone());
+    config.check_tenancy(&operator_namespace)?;
+    if config.tenancy.is_empty() {
+        tracing::info!(operator_namespace = %operator_namespace, "no tenancy rules configured: each namespace may gate only what intake writes there");
+    }
     let config = Arc::new(config);
     let metrics = Metrics::new();
     let github =
@@ -216,6 +230,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
             dry_run: args.dry_run,
             instance: args.pod_name.clone(),
             concurrency: args.max_concurrent_reconciles,
+            operator_namespace: args.operator_namespace.clone(),
         },
         metrics,
         scope: Scope {

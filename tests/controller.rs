@@ -66,7 +66,7 @@ impl Operator {
         let rt = Runtime {
             client: kube.client(),
             github,
-            config: Arc::new(OperatorConfig::parse(config).expect("config")),
+            config: Arc::new(OperatorConfig::parse(&support::single_team(config)).expect("config")),
             settings,
             metrics: metrics.clone(),
             scope: Scope::default(),
@@ -884,7 +884,7 @@ async fn a_gate_in_a_namespace_not_allowed_its_repository_is_never_delivered() {
     assert!(
         s.reason
             .as_deref()
-            .is_some_and(|r| r.contains("no tenancy rule allows namespace billing")),
+            .is_some_and(|r| r.contains("namespace billing may not gate any repository")),
         "{:?}",
         s.reason
     );
@@ -899,6 +899,305 @@ async fn a_gate_in_a_namespace_not_allowed_its_repository_is_never_delivered() {
     until(&allowed, "g12", "delivered", delivered).await;
     assert_eq!(gh.accepted(112, "production"), 1);
     assert_eq!(gh.reviews(111).len(), 0);
+    op.kill();
+}
+
+// ---------------------------------------------------------------------------
+// Trust: a gate is answered only for the team that owns it.
+
+const TEAMS: &str = "tenancy:\n- namespace: team-a\n  repositories: [acme/a]\n- namespace: team-b\n  repositories: [acme/b]\n- namespace: tollgate\n  repositories: ['*']\n";
+
+fn shows(g: &DeploymentGate, condition: &str) -> bool {
+    g.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == condition && c.status == "True")
+    })
+}
+
+/// Every GitHub request that names `run` in its path.
+fn requests_for_run(gh: &FakeGitHub, run: i64) -> Vec<String> {
+    gh.requests()
+        .iter()
+        .filter(|r| r.path.contains(&format!("/runs/{run}")))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_forbidden_gate_sends_nothing_to_github() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, TEAMS, false).await;
+    // team-b may not gate acme/a; it tries a fail-open gate with the finalizer
+    // that would make deletion answer, and a deadline already past.
+    let api = gates(&kube.client(), "team-b");
+    let mut g = gate(
+        "bypass",
+        700,
+        json!({"repository": "acme/a", "onDeadline": "Approve", "timeout": "1ms"}),
+    );
+    g.metadata.finalizers = Some(vec![tollgate::api::FINALIZER.to_string()]);
+    api.create(&PostParams::default(), &g)
+        .await
+        .expect("create");
+    let g = until(&api, "bypass", "forbidden", |g| shows(g, "Forbidden")).await;
+    let g = if g
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| !f.is_empty())
+    {
+        until(&api, "bypass", "without its finalizer", |g| {
+            g.metadata.finalizers.as_ref().is_none_or(|f| f.is_empty())
+        })
+        .await
+    } else {
+        g
+    };
+    assert!(g.status.as_ref().is_some_and(|s| s.decision.is_none()));
+    api.delete("bypass", &DeleteParams::default())
+        .await
+        .expect("delete");
+    tokio::time::timeout(
+        GUARD,
+        await_condition(api.clone(), "bypass", |g: Option<&DeploymentGate>| {
+            g.is_none()
+        }),
+    )
+    .await
+    .expect("the forbidden gate goes at once")
+    .expect("watch");
+    assert_eq!(requests_for_run(&gh, 700), Vec::<String>::new());
+    assert_eq!(event_reasons(&kube, "bypass"), ["Forbidden"]);
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_tenancy_rules_only_intakes_namespaces_may_gate() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    // No rules: intake writes to `web` (policy) and `tollgate` (defaults) only.
+    let config = "tenancy: []\npolicies:\n- repositories: [acme/web]\n  namespace: web\n";
+    let op = Operator::start(&kube, &gh, config, false).await;
+    let elsewhere = gates(&kube.client(), "default");
+    elsewhere
+        .create(
+            &PostParams::default(),
+            &gate(
+                "stranger",
+                710,
+                json!({"override": {"decision": "Approve", "reason": "trust me"}, "dryRun": true}),
+            ),
+        )
+        .await
+        .expect("create");
+    let g = until(&elsewhere, "stranger", "forbidden", |g| {
+        shows(g, "Forbidden")
+    })
+    .await;
+    let reason = g.status.and_then(|s| s.reason).unwrap_or_default();
+    assert!(
+        reason.contains("no tenancy rules are configured"),
+        "{reason}"
+    );
+    let web = gates(&kube.client(), "web");
+    web.create(&PostParams::default(), &gate("ours", 711, json!({})))
+        .await
+        .expect("create");
+    until(&web, "ours", "delivered", delivered).await;
+    assert_eq!(gh.accepted(711, "production"), 1);
+    assert_eq!(requests_for_run(&gh, 710), Vec::<String>::new());
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_star_pause_in_team_b_holds_only_team_b_and_one_in_the_operators_namespace_holds_both() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, TEAMS, false).await;
+    let client = kube.client();
+    let mut wide = pause(
+        "everything",
+        SHA,
+        json!({"scope": {"repositories": ["*"]}, "message": "team-b says stop"}),
+    );
+    wide.metadata.namespace = Some("team-b".into());
+    let team_b_pauses = pauses(&client, "team-b");
+    team_b_pauses
+        .create(&PostParams::default(), &wide)
+        .await
+        .expect("pause");
+    let p = tokio::time::timeout(
+        GUARD,
+        await_condition(
+            team_b_pauses.clone(),
+            "everything",
+            |p: Option<&ReleasePause>| {
+                p.and_then(|p| p.status.as_ref()).is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "ScopeRestricted" && c.status == "True")
+                })
+            },
+        ),
+    )
+    .await
+    .expect("the pause says its scope is restricted")
+    .expect("watch")
+    .expect("pause");
+    let msg = p
+        .status
+        .and_then(|s| {
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "ScopeRestricted")
+        })
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(msg.contains("namespace team-b may not gate *"), "{msg}");
+
+    let a = gates(&client, "team-a");
+    let b = gates(&client, "team-b");
+    a.create(
+        &PostParams::default(),
+        &gate("a1", 720, json!({"repository": "acme/a"})),
+    )
+    .await
+    .expect("create");
+    b.create(
+        &PostParams::default(),
+        &gate("b1", 721, json!({"repository": "acme/b"})),
+    )
+    .await
+    .expect("create");
+    until(&a, "a1", "delivered", delivered).await;
+    let held = until(&b, "b1", "held", |g| phase(g) == Some(Phase::Waiting)).await;
+    assert_eq!(
+        held.status.expect("status").blockers[0].name,
+        "team-b/everything"
+    );
+    assert_eq!(
+        gh.comments(720, "production"),
+        0,
+        "nothing posted to team-a's run"
+    );
+    assert_eq!(
+        gh.answer(720, "production").map(|a| a.0),
+        Some("approved".into())
+    );
+
+    // A release manager's pause in the operator's namespace holds everyone.
+    let mut global = pause("freeze-all", SHA, json!({"scope": {"repositories": ["*"]}}));
+    global.metadata.namespace = Some("tollgate".into());
+    pauses(&client, "tollgate")
+        .create(&PostParams::default(), &global)
+        .await
+        .expect("pause");
+    a.create(
+        &PostParams::default(),
+        &gate("a2", 722, json!({"repository": "acme/a"})),
+    )
+    .await
+    .expect("create");
+    b.create(
+        &PostParams::default(),
+        &gate("b2", 723, json!({"repository": "acme/b"})),
+    )
+    .await
+    .expect("create");
+    for (api, name) in [(&a, "a2"), (&b, "b2")] {
+        let g = until(api, name, "held by the global pause", |g| {
+            g.status
+                .as_ref()
+                .is_some_and(|s| s.blockers.iter().any(|b| b.name == "tollgate/freeze-all"))
+        })
+        .await;
+        assert_eq!(phase(&g), Some(Phase::Waiting));
+    }
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_that_drops_the_policys_checks_still_waits_for_them() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let config = "defaults:\n  checkPoll: 1s\npolicies:\n- repositories: [acme/web]\n  environments: [production]\n  namespace: default\n  requiredChecks: [ci/test]\n";
+    let op = Operator::start(&kube, &gh, config, false).await;
+    let api = gates(&kube.client(), "default");
+    // Hand-made, without the policy's check, fail-open and dry.
+    api.create(
+        &PostParams::default(),
+        &gate(
+            "loose",
+            730,
+            json!({"dryRun": true, "onDeadline": "Approve"}),
+        ),
+    )
+    .await
+    .expect("create");
+    let g = until(&api, "loose", "waiting for the policy's check", |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.blockers.iter().any(|b| b.name == "ci/test"))
+    })
+    .await;
+    assert!(shows(&g, "PolicyBound"), "{:?}", g.status);
+    assert_eq!(gh.accepted(730, "production"), 0);
+    gh.add_check_run(SHA, "ci/test", "completed", Some("failure"));
+    let g = until(&api, "loose", "delivered", delivered).await;
+    let d = g.status.and_then(|s| s.decision).expect("decision");
+    assert_eq!(d.verdict, Verdict::Reject);
+    assert!(!d.dry_run, "the policy does not allow dry runs");
+    assert_eq!(
+        gh.answer(730, "production").map(|a| a.0),
+        Some("rejected".into())
+    );
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_whose_sha_is_not_the_runs_is_never_answered() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let api = gates(&kube.client(), "default");
+    // Run 740's head is SHA; this gate names another commit, with an override.
+    api.create(
+        &PostParams::default(),
+        &gate(
+            "wrong-sha",
+            740,
+            json!({"sha": SHA2, "override": {"decision": "Approve", "reason": "ship it"}}),
+        ),
+    )
+    .await
+    .expect("create");
+    let g = until(&api, "wrong-sha", "refused", |g| shows(g, "ShaMismatch")).await;
+    let s = g.status.expect("status");
+    assert!(s.decision.is_none());
+    assert!(
+        s.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("is not the commit of workflow run 740")),
+        "{:?}",
+        s.reason
+    );
+    assert_eq!(
+        gh.requests_to("POST", "/runs/740/").len(),
+        0,
+        "no answer, no report"
+    );
+    assert_eq!(event_reasons(&kube, "wrong-sha"), ["ShaMismatch"]);
+    // Deleting it answers nothing either.
+    api.delete("wrong-sha", &DeleteParams::default())
+        .await
+        .expect("delete");
+    tokio::time::timeout(
+        GUARD,
+        await_condition(api.clone(), "wrong-sha", |g: Option<&DeploymentGate>| {
+            g.is_none()
+        }),
+    )
+    .await
+    .expect("gone")
+    .expect("watch");
+    assert_eq!(gh.requests_to("POST", "/runs/740/").len(), 0);
     op.kill();
 }
 

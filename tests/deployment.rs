@@ -65,7 +65,9 @@ async fn harness(config: &str) -> Harness {
         max_in_flight: 100,
     })
     .expect("github client");
-    let config = Arc::new(OperatorConfig::parse(config).expect("test config is valid"));
+    let config = Arc::new(
+        OperatorConfig::parse(&support::single_team(config)).expect("test config is valid"),
+    );
     let metrics = Metrics::new();
     let intake = Intake::new(
         kube.client(),

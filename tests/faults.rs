@@ -97,7 +97,7 @@ impl Operator {
         let rt = Runtime {
             client: kube.client(),
             github: github_client(gh),
-            config: Arc::new(OperatorConfig::parse("").expect("config")),
+            config: Arc::new(OperatorConfig::parse(&support::single_team("")).expect("config")),
             settings: Settings {
                 dry_run: false,
                 instance: Some("test".into()),

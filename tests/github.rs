@@ -743,6 +743,7 @@ async fn run_state_is_waiting_completed_cancelled_or_gone() {
     fake.set_run(52, "completed", Some("cancelled"));
     fake.set_run(53, "gone", None);
     fake.set_run(54, "completed", Some("failure"));
+    fake.set_run_head(50, "ABCDEF0123456789ABCDEF0123456789ABCDEF01");
     let github = token_client(&fake);
 
     let states = [
@@ -756,7 +757,9 @@ async fn run_state_is_waiting_completed_cancelled_or_gone() {
     assert_eq!(
         states,
         [
-            RunState::Waiting,
+            RunState::Waiting {
+                head_sha: Some("abcdef0123456789abcdef0123456789abcdef01".into())
+            },
             RunState::Completed {
                 conclusion: "success".into()
             },

@@ -96,7 +96,9 @@ async fn harness(config: &str) -> Harness {
         ..GitHubConfig::default()
     })
     .expect("GitHub client");
-    let config = Arc::new(OperatorConfig::parse(config).expect("test config is valid"));
+    let config = Arc::new(
+        OperatorConfig::parse(&support::single_team(config)).expect("test config is valid"),
+    );
     let metrics = Metrics::new();
     let intake = Intake::new(client, github, config, SECRET.into(), metrics.clone());
     let (_ready_tx, ready_rx) = tokio::sync::watch::channel(true);
@@ -421,10 +423,176 @@ async fn decided_gate_is_left_untouched_by_a_late_duplicate() {
     let after = writes(&h.kube);
     assert_eq!(
         after[before.len()..],
-        ["POST - 409".to_string()],
-        "only the refused create, no patch"
+        [] as [String; 0],
+        "the redelivery finds its gate: no create, no patch"
     );
     assert_eq!(stored_gates(&h.kube)[0].spec.deployment_id, None);
+}
+
+// ---------------------------------------------------------------------------
+// One gate per request, answered: re-runs, later jobs, squatted names.
+
+impl Harness {
+    /// Posts `body` signed, with its own `X-GitHub-Delivery` id.
+    async fn deliver_as(&self, delivery: &str, body: &Value) -> (StatusCode, String) {
+        let bytes = serde_json::to_vec(body).expect("payload serialises");
+        let sig = webhook::sign(SECRET.as_bytes(), &bytes);
+        self.request(
+            Method::POST,
+            "/webhook",
+            &[
+                ("x-github-event", "deployment_protection_rule"),
+                ("x-github-delivery", delivery),
+                ("x-hub-signature-256", &sig),
+                ("content-type", "application/json"),
+            ],
+            bytes,
+        )
+        .await
+    }
+
+    /// Runs the real controllers against the harness's fakes until the
+    /// returned sender is dropped.
+    async fn run_controllers(&self) -> tokio::sync::oneshot::Sender<()> {
+        let github = GitHub::new(GitHubConfig {
+            api_base: self.hub_url.clone(),
+            auth: Auth::Token("test-token".into()),
+            request_timeout: Duration::from_millis(500),
+            writes_per_minute: 60_000,
+            max_in_flight: 100,
+        })
+        .expect("github client");
+        let rt = tollgate::controller::Runtime {
+            client: self.kube.client(),
+            github,
+            config: Arc::new(
+                OperatorConfig::parse(&support::single_team("")).expect("test config is valid"),
+            ),
+            settings: tollgate::controller::Settings::default(),
+            metrics: Metrics::new(),
+            scope: tollgate::controller::Scope::default(),
+        };
+        let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(tollgate::controller::run(rt, ready_tx, async move {
+            let _ = stop_rx.await;
+        }));
+        tokio::time::timeout(Duration::from_secs(20), ready_rx.wait_for(|r| *r))
+            .await
+            .expect("caches sync")
+            .expect("ready");
+        stop_tx
+    }
+}
+
+/// Waits (event-driven, bounded) until `run`'s answers for `environment` reach `n`.
+async fn until_answered(hub: &FakeGitHub, run: i64, environment: &str, n: u32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while hub.accepted(run, environment) < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run {run} has {} answers for {environment}, not {n}",
+            hub.accepted(run, environment)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn rule_for_deployment(h: &Harness, run: i64, deployment: i64) -> Value {
+    let mut body = h.protection_rule("acme/web", "production", run);
+    body["deployment"]["id"] = deployment.into();
+    body
+}
+
+#[tokio::test]
+async fn a_rerun_of_an_answered_run_gets_its_own_gate_and_answer() {
+    let h = harness("").await;
+    h.hub.set_run_head(600, SHA);
+    let _controllers = h.run_controllers().await;
+    let first = rule_for_deployment(&h, 600, 1);
+    assert_eq!(h.deliver_as("d-1", &first).await.0, StatusCode::CREATED);
+    until_answered(&h.hub, 600, "production", 1).await;
+
+    // The re-run: same run id, a new attempt and a new deployment, waiting again.
+    h.hub.pending_again(600, "production");
+    let rerun = rule_for_deployment(&h, 600, 2);
+    let (status, text) = h.deliver_as("d-2", &rerun).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    assert!(text.contains("acme-web-production-600-d2"), "{text}");
+    until_answered(&h.hub, 600, "production", 2).await;
+
+    // A redelivery of either request changes nothing.
+    assert_eq!(h.deliver_as("d-2", &rerun).await.0, StatusCode::OK);
+    assert_eq!(h.deliver_as("d-1", &first).await.0, StatusCode::OK);
+    let mut names: Vec<String> = stored_gates(&h.kube)
+        .iter()
+        .map(|g| g.metadata.name.clone().unwrap_or_default())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["acme-web-production-600", "acme-web-production-600-d2"]
+    );
+}
+
+#[tokio::test]
+async fn a_later_job_to_the_same_environment_after_the_answer_is_answered() {
+    let h = harness("").await;
+    h.hub.set_run_head(601, SHA);
+    let _controllers = h.run_controllers().await;
+    let mut first = h.protection_rule("acme/web", "production", 601);
+    first["deployment"] = Value::Null;
+    assert_eq!(h.deliver_as("job-1", &first).await.0, StatusCode::CREATED);
+    until_answered(&h.hub, 601, "production", 1).await;
+
+    // A later job of the same run, without a deployment object: its own delivery.
+    h.hub.pending_again(601, "production");
+    let (status, text) = h.deliver_as("job-2", &first).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    until_answered(&h.hub, 601, "production", 2).await;
+    assert_eq!(stored_gates(&h.kube).len(), 2);
+}
+
+#[tokio::test]
+async fn a_squatted_name_still_gets_the_real_request_answered() {
+    let h = harness("").await;
+    h.hub.set_run_head(602, SHA);
+    // A tenant pre-creates a gate under the name intake would use, for another commit.
+    let squatter: DeploymentGate = serde_json::from_value(json!({
+        "apiVersion": "tollgate.dev/v1alpha1",
+        "kind": "DeploymentGate",
+        "metadata": {"name": "acme-web-production-602", "namespace": "tollgate"},
+        "spec": {"repository": "acme/web", "environment": "production",
+                 "sha": "1111111111111111111111111111111111111111", "runId": 602,
+                 "override": {"decision": "Reject", "reason": "squatting"}},
+    }))
+    .expect("squatter");
+    h.kube
+        .put(GATES, serde_json::to_value(&squatter).expect("json"));
+    let _controllers = h.run_controllers().await;
+
+    let (status, text) = h.deliver_as("real", &rule_for_deployment(&h, 602, 9)).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    assert!(text.contains("acme-web-production-602-d9"), "{text}");
+    until_answered(&h.hub, 602, "production", 1).await;
+    let (state, _) = h.hub.answer(602, "production").expect("answered");
+    assert_eq!(
+        state, "approved",
+        "the real request's answer, not the squatter's"
+    );
+    let real = gate_named(
+        &stored_gates(&h.kube),
+        "tollgate",
+        "acme-web-production-602-d9",
+    )
+    .clone();
+    assert!(webhook::made_by_intake(&real));
+    let warned = h.kube.events().iter().any(|e| {
+        e.pointer("/reason").and_then(|r| r.as_str()) == Some("NameTaken")
+            && e.pointer("/regarding/name").and_then(|n| n.as_str())
+                == Some("acme-web-production-602")
+    });
+    assert!(warned, "an Event on the squatter: {:?}", h.kube.events());
 }
 
 #[tokio::test]

@@ -14,3 +14,15 @@ pub const CONDITION_INVALID: &str = "Invalid";
 pub const CONDITION_ACTIVE: &str = "Active";
 /// A ReleasePause was resumed for its current (sha, reason).
 pub const CONDITION_RESUMED: &str = "Resumed";
+/// The gate's `spec.sha` is not the commit of its workflow run: Tollgate never
+/// answers for it.
+pub const CONDITION_SHA_MISMATCH: &str = "ShaMismatch";
+/// The gate's spec was tightened to the intake policy matching it (checks
+/// added, dry run or fail-open refused); the message says what.
+pub const CONDITION_POLICY_BOUND: &str = "PolicyBound";
+/// A ReleasePause's scope names repositories its namespace may not gate; it
+/// holds only the rest.
+pub const CONDITION_SCOPE_RESTRICTED: &str = "ScopeRestricted";
+/// GitHub refused the answer (a permission or setting of the App); retried
+/// with backoff until fixed.
+pub const CONDITION_DELIVERY_DENIED: &str = "DeliveryDenied";

@@ -73,8 +73,16 @@ pub struct DeploymentGateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_id: Option<i64>,
 
+    /// When GitHub raised the request (RFC 3339), set by intake from the
+    /// deployment's creation time or the webhook's receipt. GitHub fails a job
+    /// 30 days after its request, so the deadline is clamped to 29 days from
+    /// here (or from creation, whichever is earlier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<Timestamp>,
+
     /// When the gate must be answered at the latest (RFC 3339). Mutually exclusive
-    /// with `timeout`. Clamped to 29 days after creation (GitHub fails the job after 30).
+    /// with `timeout`. Never later than the matching intake policy's timeout allows,
+    /// nor 29 days after the request (GitHub fails the job after 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Timestamp>,
 

@@ -11,7 +11,8 @@ mod pause;
 
 pub use condition::{
     CONDITION_ACTIVE, CONDITION_BLOCKED, CONDITION_DECIDED, CONDITION_DELIVERED,
-    CONDITION_FORBIDDEN, CONDITION_INVALID, CONDITION_RESUMED,
+    CONDITION_DELIVERY_DENIED, CONDITION_FORBIDDEN, CONDITION_INVALID, CONDITION_POLICY_BOUND,
+    CONDITION_RESUMED, CONDITION_SCOPE_RESTRICTED, CONDITION_SHA_MISMATCH,
 };
 pub use duration::{DurationError, MAX_GATE_LIFETIME, parse_duration};
 pub use gate::*;
@@ -23,6 +24,13 @@ use kube::CustomResourceExt;
 pub const GROUP: &str = "tollgate.dev";
 /// The finalizer that makes deleting an undecided gate answer GitHub first.
 pub const FINALIZER: &str = "tollgate.dev/answer";
+/// Label on the gates intake writes (`tollgate.dev/made-by=intake`): a gate
+/// without it under intake's name is not intake's.
+pub const LABEL_MADE_BY: &str = "tollgate.dev/made-by";
+/// The value of [`LABEL_MADE_BY`] on intake's gates.
+pub const MADE_BY_INTAKE: &str = "intake";
+/// Annotation holding the `X-GitHub-Delivery` id that created an intake gate.
+pub const ANNOTATION_DELIVERY: &str = "tollgate.dev/delivery";
 
 /// Both CRDs as one multi-document YAML stream, exactly what `tollgate crd` prints
 /// and what `crds/` and `charts/tollgate/crds/` hold.

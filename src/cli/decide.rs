@@ -48,6 +48,7 @@ pub async fn decide(
             .get(&args.gate)
             .await
             .map_err(|e| call("get").error(e))?;
+        refuse_if_forbidden(&gate, &namespace)?;
         refuse_if_decided(&gate, &namespace)?;
         // The resourceVersion makes the write conditional: if the operator
         // decides in between, the API server answers 409 and we look again.
@@ -79,6 +80,24 @@ pub async fn decide(
         name: args.gate.clone(),
         attempts: ATTEMPTS,
     })
+}
+
+/// Tenancy first: a gate the operator refuses (condition `Forbidden`) is
+/// never answered, so the CLI says so instead of recording an override.
+fn refuse_if_forbidden(gate: &DeploymentGate, namespace: &str) -> Result<(), CliError> {
+    let forbidden = gate.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == crate::api::CONDITION_FORBIDDEN && c.status == "True")
+    });
+    match forbidden {
+        Some(c) => Err(CliError::RefusedByTenancy {
+            namespace: namespace.to_string(),
+            name: gate.name_any(),
+            why: c.message.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn refuse_if_decided(gate: &DeploymentGate, namespace: &str) -> Result<(), CliError> {

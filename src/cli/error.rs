@@ -58,6 +58,15 @@ pub enum CliError {
     },
 
     #[error(
+        "DeploymentGate {namespace}/{name} is refused by tenancy ({why}); the operator never answers for it, so an override would change nothing — gate the run from a namespace allowed to, or ask the operator's admin for a tenancy rule"
+    )]
+    RefusedByTenancy {
+        namespace: String,
+        name: String,
+        why: String,
+    },
+
+    #[error(
         "{kind} {namespace}/{name} changed while it was being updated, {attempts} times in a row; try again"
     )]
     Conflict {

@@ -125,7 +125,13 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Vec<String>, EvaluateError> {
             .as_ref()
             .map(|t| t.0)
             .unwrap_or(now);
-        let deadline = policy::deadline::resolve(&g.spec, created, args.default_timeout).at;
+        let horizon = policy::deadline::Horizon {
+            created,
+            requested: g.spec.requested_at,
+            default_timeout: args.default_timeout,
+            max_timeout: crate::api::MAX_GATE_LIFETIME,
+        };
+        let deadline = policy::deadline::resolve(&g.spec, &horizon).at;
         let ctx = EvalContext {
             deadline,
             check_poll: args.check_poll,

@@ -15,7 +15,7 @@ use super::status::key_of;
 use crate::api::{Decision, DeploymentGate, DeploymentGateStatus, Phase, ReleasePause, Reports};
 use crate::config::OperatorConfig;
 use crate::github::GitHub;
-use crate::policy::CheckResults;
+use crate::policy::{CheckResults, Tenancy};
 use crate::telemetry::{Metrics, labels};
 
 /// Gate reconciles that run at once unless configured otherwise.
@@ -32,6 +32,9 @@ pub struct Settings {
     /// No reconcile waits for GitHub's pacing (it comes back when its slot is
     /// due), so this bounds memory without delaying deadlines.
     pub concurrency: u16,
+    /// The operator's own namespace: ReleasePauses there are cluster-wide.
+    /// `None`: the configuration's `defaults.namespace`.
+    pub operator_namespace: Option<String>,
 }
 
 impl Default for Settings {
@@ -40,8 +43,22 @@ impl Default for Settings {
             dry_run: false,
             instance: None,
             concurrency: DEFAULT_CONCURRENCY,
+            operator_namespace: None,
         }
     }
+}
+
+/// What the last reads of a gate's workflow run said.
+#[derive(Debug, Clone, Default)]
+pub struct RunFacts {
+    /// When the run was last read.
+    pub checked: Option<Instant>,
+    /// The run's head commit, once read.
+    pub head_sha: Option<String>,
+    /// When GitHub first said the run does not exist (404), if it has said so
+    /// since the last good read: one 404 is not proof, a run is gone only when
+    /// it keeps saying so.
+    pub gone_since: Option<Timestamp>,
 }
 
 /// Shared state of the controllers.
@@ -49,14 +66,20 @@ pub struct Context {
     pub client: Client,
     pub github: GitHub,
     pub config: Arc<OperatorConfig>,
+    /// The tenancy in force (explicit rules, or what intake writes).
+    pub tenancy: Tenancy,
     pub settings: Settings,
     pub metrics: Metrics,
     pub gates: Store<DeploymentGate>,
     pub pauses: Store<ReleasePause>,
+    /// The operator namespace's pauses, for a shard of another namespace.
+    pub cluster_pauses: Option<Store<ReleasePause>>,
     /// True once the pause cache holds every pause: no gate is decided before.
     pub pauses_synced: tokio::sync::watch::Receiver<bool>,
     pub events: super::record::Events,
     pub backoff: Backoff,
+    // Per-object memory below is keyed by UID, never by name: a gate deleted
+    // and recreated under the same name is another gate and inherits nothing.
     /// resourceVersion of our last write per object: a cached copy with another
     /// version may be stale, so it is re-read before anything is sent to GitHub.
     written: Mutex<HashMap<String, String>>,
@@ -66,8 +89,8 @@ pub struct Context {
     decided: Mutex<HashMap<String, Decided>>,
     /// Check results per (repository, sha), shared by gates of the same commit.
     checks: Mutex<HashMap<(String, String), (Instant, CheckResults)>>,
-    /// When each undecided gate's workflow run was last checked for completion.
-    run_checked: Mutex<HashMap<String, Instant>>,
+    /// What each undecided gate's workflow run said when last read.
+    run_facts: Mutex<HashMap<String, RunFacts>>,
     /// Status reports posted when their pacing turn came, not yet in the
     /// gate's status: the next status write records them, so a report costs no
     /// write of its own. Lost on a restart, which at worst posts one again.
@@ -91,17 +114,19 @@ impl Context {
             events,
             client,
             github,
+            tenancy: config.tenancy(),
             config,
             settings,
             metrics,
             gates,
             pauses,
+            cluster_pauses: None,
             pauses_synced,
             backoff: Backoff::default(),
             written: Mutex::default(),
             decided: Mutex::default(),
             checks: Mutex::default(),
-            run_checked: Mutex::default(),
+            run_facts: Mutex::default(),
             unrecorded_reports: Mutex::default(),
         }
     }
@@ -111,20 +136,44 @@ impl Context {
         Timestamp::now()
     }
 
+    /// The namespace whose ReleasePauses are cluster-wide.
+    pub fn operator_namespace(&self) -> &str {
+        self.settings
+            .operator_namespace
+            .as_deref()
+            .unwrap_or(&self.config.defaults.namespace)
+    }
+
     /// Remembers the resourceVersion we just wrote.
     pub fn wrote<K: Resource>(&self, obj: &K) {
         if let Some(rv) = obj.meta().resource_version.clone() {
-            lock(&self.written).insert(key_of(obj), rv);
+            lock(&self.written).insert(uid_of(obj), rv);
         }
     }
 
     /// Forgets an object that is gone.
     pub fn forget<K: Resource>(&self, obj: &K) {
-        let key = key_of(obj);
+        let key = uid_of(obj);
         lock(&self.written).remove(&key);
         lock(&self.decided).remove(&key);
-        lock(&self.run_checked).remove(&key);
+        lock(&self.run_facts).remove(&key);
         lock(&self.unrecorded_reports).remove(&key);
+    }
+
+    /// Forgets every object whose UID is not in `live` (deleted without a
+    /// reconcile seeing it go), so memory follows the objects that exist.
+    pub fn retain_live(&self, live: &std::collections::HashSet<String>) {
+        lock(&self.written).retain(|k, _| live.contains(k));
+        lock(&self.decided).retain(|k, _| live.contains(k));
+        lock(&self.run_facts).retain(|k, _| live.contains(k));
+        lock(&self.unrecorded_reports).retain(|k, _| live.contains(k));
+    }
+
+    /// Forgets what is kept only while a gate has work (its run's facts, its
+    /// unrecorded reports): the gate is finished.
+    pub fn finished(&self, gate: &DeploymentGate) {
+        let key = uid_of(gate);
+        lock(&self.run_facts).remove(&key);
     }
 
     /// The reports of `gate`: its status's, or newer ones posted since.
@@ -134,7 +183,7 @@ impl Context {
             .as_ref()
             .and_then(|s| s.reports.clone())
             .unwrap_or_default();
-        match lock(&self.unrecorded_reports).get(&key_of(gate)) {
+        match lock(&self.unrecorded_reports).get(&uid_of(gate)) {
             Some(r) if r.count > recorded.count => r.clone(),
             _ => recorded,
         }
@@ -142,7 +191,7 @@ impl Context {
 
     /// A report was posted and the status is not written now: keep it for the next write.
     pub fn report_unrecorded(&self, gate: &DeploymentGate, reports: Reports) {
-        lock(&self.unrecorded_reports).insert(key_of(gate), reports);
+        lock(&self.unrecorded_reports).insert(uid_of(gate), reports);
     }
 
     /// Adds the reports posted since the last write to a status about to be written.
@@ -151,7 +200,7 @@ impl Context {
         gate: &DeploymentGate,
         status: &mut DeploymentGateStatus,
     ) {
-        if let Some(r) = lock(&self.unrecorded_reports).get(&key_of(gate))
+        if let Some(r) = lock(&self.unrecorded_reports).get(&uid_of(gate))
             && status.reports.as_ref().is_none_or(|w| w.count < r.count)
         {
             status.reports = Some(r.clone());
@@ -162,10 +211,10 @@ impl Context {
     pub fn reports_recorded(&self, gate: &DeploymentGate) {
         let written = gate.status.as_ref().and_then(|s| s.reports.as_ref());
         let mut unrecorded = lock(&self.unrecorded_reports);
-        if let Some(r) = unrecorded.get(&key_of(gate))
+        if let Some(r) = unrecorded.get(&uid_of(gate))
             && written.is_some_and(|w| w.count >= r.count)
         {
-            unrecorded.remove(&key_of(gate));
+            unrecorded.remove(&uid_of(gate));
         }
     }
 
@@ -174,7 +223,7 @@ impl Context {
         if let Some(status) = gate.status.as_ref()
             && let Some(decided) = Decided::of(status)
         {
-            lock(&self.decided).insert(key_of(gate), decided);
+            lock(&self.decided).insert(uid_of(gate), decided);
         }
     }
 
@@ -182,7 +231,7 @@ impl Context {
     /// shows its decision and phase: someone else overwrote them.
     pub fn overwritten_decision(&self, gate: &DeploymentGate) -> Option<DeploymentGateStatus> {
         let decided = lock(&self.decided);
-        let ours = decided.get(&key_of(gate))?;
+        let ours = decided.get(&uid_of(gate))?;
         let intact = gate.status.as_ref().is_some_and(|s| ours.shown_by(s));
         if intact {
             return None;
@@ -198,7 +247,7 @@ impl Context {
 
     /// True when the cached copy may predate our own last write.
     pub fn maybe_stale<K: Resource>(&self, obj: &K) -> bool {
-        let key = key_of(obj);
+        let key = uid_of(obj);
         let mut written = lock(&self.written);
         match (written.get(&key), obj.meta().resource_version.as_ref()) {
             (Some(ours), Some(cached)) if ours == cached => {
@@ -236,17 +285,34 @@ impl Context {
         );
     }
 
-    /// True when the gate's run is due for an orphan check; marks it checked.
+    /// True when the gate's run is due to be read (orphan check, head commit);
+    /// marks it read.
     pub fn run_check_due(&self, gate: &DeploymentGate, every: Duration) -> bool {
-        let key = key_of(gate);
-        let mut checked = lock(&self.run_checked);
-        match checked.get(&key) {
+        let mut facts = lock(&self.run_facts);
+        let f = facts.entry(uid_of(gate)).or_default();
+        match f.checked {
             Some(at) if at.elapsed() < every => false,
             _ => {
-                checked.insert(key, Instant::now());
+                f.checked = Some(Instant::now());
                 true
             }
         }
+    }
+
+    /// What the last reads of the gate's run said.
+    pub fn run_facts(&self, gate: &DeploymentGate) -> RunFacts {
+        lock(&self.run_facts)
+            .get(&uid_of(gate))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Records what a read of the gate's run said.
+    pub fn record_run(&self, gate: &DeploymentGate, update: impl FnOnce(&mut RunFacts)) {
+        let mut facts = lock(&self.run_facts);
+        let f = facts.entry(uid_of(gate)).or_default();
+        f.checked = Some(Instant::now());
+        update(f);
     }
 
     /// The requeue after a failed reconcile: per-object exponential backoff,
@@ -352,6 +418,12 @@ impl Decided {
     fn shown_by(&self, status: &DeploymentGateStatus) -> bool {
         status.phase == self.phase && status.decision.as_ref() == Some(&self.decision)
     }
+}
+
+/// The key of per-object memory: the UID (names are reused), or the name for
+/// an object the API server has not given one yet.
+pub fn uid_of<K: Resource>(obj: &K) -> String {
+    obj.meta().uid.clone().unwrap_or_else(|| key_of(obj))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -14,9 +14,10 @@ use super::health;
 use super::record::{self, Transition};
 use super::status::{key_of, write_finalizers, write_status};
 use crate::api::{
-    Blocker, CONDITION_BLOCKED, CONDITION_DECIDED, CONDITION_DELIVERED, CONDITION_FORBIDDEN,
-    CONDITION_INVALID, Decision, DecisionSource, Delivery, DeliveryState, DeploymentGate,
-    DeploymentGateStatus, FINALIZER, Phase, ReleasePause, Reports, Verdict,
+    Blocker, CONDITION_BLOCKED, CONDITION_DECIDED, CONDITION_DELIVERED, CONDITION_DELIVERY_DENIED,
+    CONDITION_FORBIDDEN, CONDITION_INVALID, CONDITION_POLICY_BOUND, CONDITION_SHA_MISMATCH,
+    Decision, DecisionSource, Delivery, DeliveryState, DeploymentGate, DeploymentGateStatus,
+    FINALIZER, Phase, ReleasePause, Reports, Verdict,
 };
 use crate::github::{ReviewOutcome, RunState, RunTarget, Turn};
 use crate::policy::{self, CheckResults, CheckState, EvalContext, Guard};
@@ -24,6 +25,8 @@ use crate::telemetry::labels;
 
 /// GitHub keeps at most this many status reports per deployment.
 const MAX_REPORTS: u32 = 10;
+/// A run GitHub keeps calling missing for this long is gone: one 404 is not proof.
+const GONE_AFTER: Duration = Duration::from_secs(600);
 /// Even a gate with nothing scheduled is looked at this often.
 const SAFETY_REQUEUE: Duration = Duration::from_secs(600);
 
@@ -80,10 +83,20 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
         (*cached).clone()
     };
 
-    if gate.meta().deletion_timestamp.is_some() {
-        return Box::pin(finalize(&api, gate, ctx)).await;
+    // Tenancy first, before every other path (deletion, restore, delivery,
+    // reports, the deadline): a forbidden gate causes no GitHub call at all.
+    if let Err(why) = admit(&gate, ctx) {
+        return Box::pin(forbid(&api, gate, &why, ctx)).await;
     }
-    let gate = Box::pin(ensure_finalizer(&api, gate, ctx)).await?;
+    // Evaluated and delivered as the intake policy bounds it, never looser.
+    let (gate, bound_notes) = bounded(gate, ctx);
+    let deadline = deadline_of(&gate, ctx);
+
+    if gate.meta().deletion_timestamp.is_some() {
+        return Box::pin(finalize(&api, gate, deadline, ctx)).await;
+    }
+    // A write returns the stored object, whose spec is the unbounded one.
+    let (gate, _) = bounded(Box::pin(ensure_finalizer(&api, gate, ctx)).await?, ctx);
     if let Some(ours) = ctx.overwritten_decision(&gate) {
         return Box::pin(restore(&api, gate, ours, ctx)).await;
     }
@@ -95,39 +108,41 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
             Some(DeliveryState::Delivered) if decision.delivered_verdict() == Verdict::Approve => {
                 Box::pin(watch_deployment(&api, gate, &decision, ctx)).await
             }
-            Some(s) if s.is_final() => Ok(Action::await_change()),
+            Some(s) if s.is_final() => {
+                ctx.finished(&gate);
+                Ok(Action::await_change())
+            }
             _ => Box::pin(deliver(&api, gate, decision, ctx))
                 .await
                 .map(|(_, action)| action),
         };
     }
-    if status.phase == Some(Phase::Unknown) {
+    if status.phase == Some(Phase::Unknown) || shows(&status, CONDITION_SHA_MISMATCH) {
+        ctx.finished(&gate);
         return Ok(Action::await_change());
     }
 
-    let created = gate
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or(now);
-    let deadline = policy::deadline::resolve(&gate.spec, created, ctx.config.defaults.timeout);
-
-    if let Err(why) = policy::tenancy::check(
-        &ctx.config.tenancy,
-        &gate.namespace().unwrap_or_default(),
-        &gate.spec.repository,
-    ) {
-        return Box::pin(forbid(&api, gate, deadline.at, &why, ctx)).await;
-    }
-
     if ctx.run_check_due(&gate, ctx.config.defaults.orphan_check)
-        && let Some(action) = Box::pin(orphan_check(&api, &gate, ctx)).await?
+        && let Some(action) = Box::pin(orphan_check(&api, &gate, deadline, ctx)).await?
     {
         return Ok(action);
     }
 
-    let pauses: Vec<ReleasePause> = ctx.pauses.state().iter().map(|p| (**p).clone()).collect();
+    // A pause holds only gates its namespace may gate (the operator's own
+    // namespace holds every gate), so its text reaches only runs it holds.
+    let cluster = ctx
+        .cluster_pauses
+        .as_ref()
+        .map(|s| s.state())
+        .unwrap_or_default();
+    let pauses: Vec<ReleasePause> = ctx
+        .pauses
+        .state()
+        .iter()
+        .chain(cluster.iter())
+        .filter(|p| pause_may_hold(p, &gate, ctx))
+        .map(|p| (**p).clone())
+        .collect();
     let checks = Box::pin(read_checks(&gate, ctx)).await;
     let health = Box::pin(health::read(
         &ctx.client,
@@ -136,49 +151,222 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
     ))
     .await;
     let eval_ctx = EvalContext {
-        deadline: deadline.at,
+        deadline,
         check_poll: ctx.config.defaults.check_poll,
     };
-    match policy::evaluate(&gate, &pauses, &checks, &health, &eval_ctx, now) {
-        policy::Verdict::Wait {
-            blockers,
-            next_evaluation,
-        } => {
-            Box::pin(wait(
-                &api,
-                gate,
+    let (verdict, source, reason) =
+        match policy::evaluate(&gate, &pauses, &checks, &health, &eval_ctx, now) {
+            policy::Verdict::Wait {
                 blockers,
                 next_evaluation,
-                deadline.at,
-                ctx,
-            ))
-            .await
+            } => {
+                return Box::pin(wait(
+                    &api,
+                    gate,
+                    blockers,
+                    next_evaluation,
+                    deadline,
+                    &bound_notes,
+                    ctx,
+                ))
+                .await;
+            }
+            policy::Verdict::Approve { reason, source } => (Verdict::Approve, source, reason),
+            policy::Verdict::Reject { reason, source } => (Verdict::Reject, source, reason),
+        };
+    // An answer is given only for the run's own commit.
+    let dry_run = gate.spec.dry_run || ctx.settings.dry_run;
+    match Box::pin(verify_sha(&gate, verdict, dry_run, ctx)).await {
+        ShaCheck::Matches => {}
+        ShaCheck::Mismatch { head } => {
+            return Box::pin(sha_mismatch(&api, gate, &head, deadline, ctx)).await;
         }
-        policy::Verdict::Approve { reason, source } => {
-            Box::pin(decide(
-                &api,
-                gate,
-                Verdict::Approve,
-                source,
-                reason,
-                deadline.at,
-                ctx,
-            ))
-            .await
-        }
-        policy::Verdict::Reject { reason, source } => {
-            Box::pin(decide(
-                &api,
-                gate,
-                Verdict::Reject,
-                source,
-                reason,
-                deadline.at,
-                ctx,
-            ))
-            .await
+        ShaCheck::Unknown { why } => {
+            tracing::warn!(gate = %key_of(&gate), error = %why, "cannot read the workflow run's commit; holding the approval until it can be confirmed");
+            return Ok(Action::requeue(ctx.config.defaults.check_poll));
         }
     }
+    Box::pin(decide(
+        &api,
+        gate,
+        verdict,
+        source,
+        reason,
+        deadline,
+        &bound_notes,
+        ctx,
+    ))
+    .await
+}
+
+/// The tenancy verdict: may the gate's namespace gate its repository, and read
+/// the workloads its own spec names?
+fn admit(gate: &DeploymentGate, ctx: &Context) -> Result<(), String> {
+    let ns = gate.namespace().unwrap_or_default();
+    ctx.tenancy.check(&ns, &gate.spec.repository)?;
+    for w in &gate.spec.require_healthy {
+        if let Some(wns) = &w.namespace {
+            ctx.tenancy
+                .check_read(&ns, wns)
+                .map_err(|why| format!("spec.requireHealthy {}: {why}", w.name))?;
+        }
+    }
+    Ok(())
+}
+
+/// The gate with its effective spec (see `policy::bounds`), and what was tightened.
+fn bounded(mut gate: DeploymentGate, ctx: &Context) -> (DeploymentGate, Vec<String>) {
+    let bound = ctx
+        .config
+        .bound_for(&gate.spec.repository, &gate.spec.environment);
+    let (spec, notes) = policy::bounds::bound_spec(&gate.spec, &bound);
+    gate.spec = spec;
+    (gate, notes)
+}
+
+/// The effective deadline: the spec's, bounded by the policy's timeout and
+/// by GitHub's 30 days from the request.
+fn deadline_of(gate: &DeploymentGate, ctx: &Context) -> Timestamp {
+    let created = gate
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or_else(|| ctx.now());
+    let bound = ctx
+        .config
+        .bound_for(&gate.spec.repository, &gate.spec.environment);
+    let horizon = policy::deadline::Horizon {
+        created,
+        requested: gate.spec.requested_at,
+        default_timeout: ctx.config.defaults.timeout,
+        max_timeout: bound.max_timeout,
+    };
+    policy::deadline::resolve(&gate.spec, &horizon).at
+}
+
+fn pause_may_hold(pause: &ReleasePause, gate: &DeploymentGate, ctx: &Context) -> bool {
+    ctx.tenancy.pause_may_hold(
+        &pause.namespace().unwrap_or_default(),
+        ctx.operator_namespace(),
+        &gate.spec.repository,
+    )
+}
+
+fn shows(status: &DeploymentGateStatus, condition: &str) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == condition && c.status == "True")
+}
+
+/// Whether the gate's commit is its run's.
+enum ShaCheck {
+    Matches,
+    Mismatch { head: String },
+    Unknown { why: String },
+}
+
+/// Reads the run's head commit (once per gate) and compares it with
+/// `spec.sha`. A reject may go out unconfirmed (failing closed beats leaving
+/// the run waiting); an approval never does.
+async fn verify_sha(
+    gate: &DeploymentGate,
+    verdict: Verdict,
+    dry_run: bool,
+    ctx: &Context,
+) -> ShaCheck {
+    let mut head = ctx.run_facts(gate).head_sha;
+    let mut why = String::from("the run's commit was not read yet");
+    if head.is_none() {
+        match ctx
+            .github
+            .run_state(
+                &gate.spec.repository,
+                gate.spec.installation_id,
+                gate.spec.run_id,
+            )
+            .await
+        {
+            Ok(RunState::Waiting { head_sha }) => {
+                ctx.record_run(gate, |f| {
+                    f.head_sha = head_sha.clone();
+                    f.gone_since = None;
+                });
+                head = head_sha;
+            }
+            Ok(other) => why = format!("the run reads {other:?}"),
+            Err(e) => why = e.to_string(),
+        }
+    }
+    match head {
+        Some(h) if h.eq_ignore_ascii_case(&gate.spec.sha) => ShaCheck::Matches,
+        Some(h) => ShaCheck::Mismatch { head: h },
+        None if verdict == Verdict::Reject && !dry_run => ShaCheck::Matches,
+        None => ShaCheck::Unknown { why },
+    }
+}
+
+/// `spec.sha` is not the run's commit: the gate is not this run's request.
+/// No answer and no report, ever; a condition and one Event say why.
+async fn sha_mismatch(
+    api: &Api<DeploymentGate>,
+    gate: DeploymentGate,
+    head: &str,
+    deadline: Timestamp,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let now = ctx.now();
+    let why = format!(
+        "spec.sha {} is not the commit of workflow run {} ({head}); Tollgate never answers for another commit — fix spec.sha or delete this gate",
+        gate.spec.sha, gate.spec.run_id
+    );
+    let mut s = base_status(&gate, deadline);
+    s.phase = Some(s.phase.unwrap_or(Phase::Pending));
+    s.reason = Some(why.clone());
+    s.blockers.clear();
+    s.next_evaluation = None;
+    set_condition(
+        &mut s,
+        CONDITION_SHA_MISMATCH,
+        true,
+        "NotTheRunsCommit",
+        &why,
+        now,
+    );
+    let (gate, wrote) = commit(api, gate, s, ctx).await?;
+    let gate = drop_finalizer(api, gate, ctx).await?;
+    if wrote {
+        let t = Transition {
+            reason: "ShaMismatch",
+            note: why,
+            warning: true,
+        };
+        record::publish(&ctx.events, &gate, &t).await;
+        record::log_gate(&gate, &t, None);
+    }
+    ctx.finished(&gate);
+    Ok(Action::await_change())
+}
+
+/// Removes the answer finalizer, if the gate carries it.
+async fn drop_finalizer(
+    api: &Api<DeploymentGate>,
+    gate: DeploymentGate,
+    ctx: &Context,
+) -> Result<DeploymentGate, Error> {
+    if !gate.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(gate);
+    }
+    let finalizers: Vec<String> = gate
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    let written = write_finalizers(api, &gate, finalizers).await?;
+    ctx.wrote(&written);
+    Ok(written)
 }
 
 /// After a delivered approval: a deployment that stays silent for
@@ -226,8 +414,11 @@ async fn watch_deployment(
 pub fn gates_for_pause(
     gates: &Store<DeploymentGate>,
     pause: &ReleasePause,
+    tenancy: &policy::Tenancy,
+    operator_namespace: &str,
 ) -> Vec<ObjectRef<DeploymentGate>> {
     let pause_name = key_of(pause);
+    let pause_ns = pause.namespace().unwrap_or_default();
     gates
         .state()
         .iter()
@@ -238,11 +429,12 @@ pub fn gates_for_pause(
             }
             let named = status.is_some_and(|s| s.blockers.iter().any(|b| b.name == pause_name));
             named
-                || policy::scope::matches(
-                    &pause.spec.scope,
-                    &g.spec.repository,
-                    &g.spec.environment,
-                )
+                || (tenancy.pause_may_hold(&pause_ns, operator_namespace, &g.spec.repository)
+                    && policy::scope::matches(
+                        &pause.spec.scope,
+                        &g.spec.repository,
+                        &g.spec.environment,
+                    ))
         })
         .map(|g| ObjectRef::from_obj(&**g))
         .collect()
@@ -266,10 +458,14 @@ async fn ensure_finalizer(
     Ok(gate)
 }
 
-/// Deleting a gate first answers GitHub, so deleting never strands a deployment.
+/// Deleting a gate first answers GitHub, so deleting never strands a
+/// deployment. A gate GitHub refuses to take an answer for (a denial: the
+/// App lacks a permission) gets one last attempt, then lets go, so it never
+/// blocks the deletion of itself or its namespace.
 async fn finalize(
     api: &Api<DeploymentGate>,
     gate: DeploymentGate,
+    deadline: Timestamp,
     ctx: &Context,
 ) -> Result<Action, Error> {
     if !gate.finalizers().iter().any(|f| f == FINALIZER) {
@@ -277,68 +473,79 @@ async fn finalize(
         return Ok(Action::await_change());
     }
     let status = gate.status.clone().unwrap_or_default();
-    let (gate, action) = match (&status.decision, status.delivery.as_ref().map(|d| d.state)) {
-        (_, Some(s)) if s.is_final() => (gate, None),
-        _ if status.phase == Some(Phase::Unknown) => (gate, None),
-        (Some(decision), _) => {
-            let (gate, action) = deliver(api, gate, decision.clone(), ctx).await?;
-            (gate, Some(action))
-        }
-        (None, _) => {
-            let verdict = Verdict::from(gate.spec.on_deadline);
-            let reason = format!(
-                "the DeploymentGate was deleted while undecided; answering {} (onDeadline)",
-                verdict.github_state()
-            );
-            let now = ctx.now();
-            let created = gate
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0)
-                .unwrap_or(now);
-            let deadline =
-                policy::deadline::resolve(&gate.spec, created, ctx.config.defaults.timeout).at;
-            let gate = write_decision(
-                api,
-                gate,
-                verdict,
-                DecisionSource::Deleted,
-                reason,
-                deadline,
-                ctx,
-            )
-            .await?;
-            let decision = gate
-                .status
-                .as_ref()
-                .and_then(|s| s.decision.clone())
-                .expect("write_decision sets the decision");
-            let (gate, action) = deliver(api, gate, decision, ctx).await?;
-            (gate, Some(action))
-        }
+    let answered = |g: &DeploymentGate| {
+        g.status.as_ref().is_some_and(|s| {
+            s.phase == Some(Phase::Unknown)
+                || shows(s, CONDITION_SHA_MISMATCH)
+                || s.delivery.as_ref().is_some_and(|d| d.state.is_final())
+        })
     };
-    let delivered = gate
+    let (gate, action) = if answered(&gate) {
+        (gate, None)
+    } else if let Some(decision) = status.decision.clone() {
+        let (gate, action) = deliver_now(api, gate, decision, ctx).await?;
+        (gate, Some(action))
+    } else {
+        let verdict = Verdict::from(gate.spec.on_deadline);
+        let dry_run = gate.spec.dry_run || ctx.settings.dry_run;
+        match verify_sha(&gate, verdict, dry_run, ctx).await {
+            ShaCheck::Mismatch { head } => {
+                return sha_mismatch(api, gate, &head, deadline, ctx).await;
+            }
+            ShaCheck::Unknown { why } => {
+                tracing::warn!(gate = %key_of(&gate), error = %why, "cannot confirm the run's commit before answering a deleted gate; retrying");
+                return Ok(Action::requeue(Duration::from_secs(5)));
+            }
+            ShaCheck::Matches => {}
+        }
+        let reason = format!(
+            "the DeploymentGate was deleted while undecided; answering {} (onDeadline)",
+            verdict.github_state()
+        );
+        let gate = write_decision(
+            api,
+            gate,
+            verdict,
+            DecisionSource::Deleted,
+            reason,
+            deadline,
+            &[],
+            ctx,
+        )
+        .await?;
+        let decision = recorded_decision(&gate)?;
+        let (gate, action) = deliver_now(api, gate, decision, ctx).await?;
+        (gate, Some(action))
+    };
+    let denied = gate
         .status
         .as_ref()
-        .and_then(|s| s.delivery.as_ref())
-        .is_some_and(|d| d.state.is_final());
-    let unknown = gate
-        .status
-        .as_ref()
-        .is_some_and(|s| s.phase == Some(Phase::Unknown));
-    if delivered || unknown {
-        let finalizers: Vec<String> = gate
-            .finalizers()
-            .iter()
-            .filter(|f| *f != FINALIZER)
-            .cloned()
-            .collect();
-        write_finalizers(api, &gate, finalizers).await?;
+        .is_some_and(|s| shows(s, CONDITION_DELIVERY_DENIED));
+    if answered(&gate) || denied {
+        let gate = drop_finalizer(api, gate, ctx).await?;
+        if denied && !answered(&gate) {
+            let t = Transition {
+                reason: "AnswerAbandoned",
+                note: "deleted while GitHub refuses the answer (see DeliveryDenied); the last attempt failed too, so the gate lets go — answer the run at GitHub by hand".into(),
+                warning: true,
+            };
+            record::publish(&ctx.events, &gate, &t).await;
+            record::log_gate(&gate, &t, None);
+        }
         ctx.forget(&gate);
         return Ok(Action::await_change());
     }
     Ok(action.unwrap_or_else(|| Action::requeue(Duration::from_secs(5))))
+}
+
+/// The decision a gate's status records, after `write_decision` wrote it.
+fn recorded_decision(gate: &DeploymentGate) -> Result<Decision, Error> {
+    gate.status
+        .as_ref()
+        .and_then(|s| s.decision.clone())
+        .ok_or_else(|| Error::Conflict {
+            object: key_of(gate),
+        })
 }
 
 /// The base status every write starts from: identity columns kept current.
@@ -348,6 +555,16 @@ fn base_status(gate: &DeploymentGate, deadline: Timestamp) -> DeploymentGateStat
     s.deadline = Some(deadline);
     s.observed_generation = gate.metadata.generation;
     s
+}
+
+/// The `PolicyBound` condition: present while the intake policy tightened the spec.
+fn set_bound(s: &mut DeploymentGateStatus, notes: &[String], now: Timestamp) {
+    if notes.is_empty() {
+        remove_condition(s, CONDITION_POLICY_BOUND);
+    } else {
+        let text = format!("the intake policy applies: {}", notes.join("; "));
+        set_condition(s, CONDITION_POLICY_BOUND, true, "Tightened", &text, now);
+    }
 }
 
 fn set_condition(
@@ -400,8 +617,8 @@ async fn commit(
 }
 
 /// A writer without a resourceVersion (an old replica, a hand edit) replaced the
-/// decision this process recorded: write it back. The guard is bypassed on
-/// purpose: this restores the decision, it does not make a new one.
+/// decision this process recorded for this very object (same UID, never a
+/// namesake): write it back, unless the status shows a later decision.
 async fn restore(
     api: &Api<DeploymentGate>,
     gate: DeploymentGate,
@@ -410,6 +627,16 @@ async fn restore(
 ) -> Result<Action, Error> {
     ctx.metrics.guard_refusals.inc();
     let theirs = gate.status.as_ref().and_then(|s| s.phase);
+    // The same guard as any write, seen from the decision we recorded: ours
+    // is final unless the status shows a decision made after it (then it is
+    // not a stale writer's, and nothing is flipped back).
+    let theirs_decision = gate.status.as_ref().and_then(|s| s.decision.as_ref());
+    if let (Some(t), Some(o)) = (theirs_decision, ours.decision.as_ref())
+        && t.decided_at > o.decided_at
+    {
+        tracing::error!(gate = %key_of(&gate), "not restoring the recorded decision: the status shows a later one");
+        return Ok(Action::await_change());
+    }
     if let Some(written) = write_status(api, &gate, gate.status.as_ref(), &ours).await? {
         ctx.wrote(&written);
         let t = Transition {
@@ -425,21 +652,27 @@ async fn restore(
     Ok(Action::await_change())
 }
 
+/// Tenancy refuses the gate: no decision, no GitHub call of any kind, no
+/// finalizer (a deleted forbidden gate goes at once, answering nothing), the
+/// `Forbidden` condition and one Event.
 async fn forbid(
     api: &Api<DeploymentGate>,
     gate: DeploymentGate,
-    deadline: Timestamp,
     why: &str,
     ctx: &Context,
 ) -> Result<Action, Error> {
+    if gate.meta().deletion_timestamp.is_some() {
+        let gate = drop_finalizer(api, gate, ctx).await?;
+        ctx.forget(&gate);
+        return Ok(Action::await_change());
+    }
     let now = ctx.now();
-    let mut s = base_status(&gate, deadline);
-    let was_forbidden = s
-        .conditions
-        .iter()
-        .any(|c| c.type_ == CONDITION_FORBIDDEN && c.status == "True");
+    let mut s = base_status(&gate, deadline_of(&gate, ctx));
+    let was_forbidden = shows(&s, CONDITION_FORBIDDEN);
     s.phase = Some(s.phase.unwrap_or(Phase::Pending));
     s.reason = Some(format!("forbidden: {why}"));
+    s.blockers.clear();
+    s.next_evaluation = None;
     set_condition(
         &mut s,
         CONDITION_FORBIDDEN,
@@ -449,7 +682,9 @@ async fn forbid(
         now,
     );
     let (gate, wrote) = commit(api, gate, s, ctx).await?;
+    let gate = drop_finalizer(api, gate, ctx).await?;
     if wrote && !was_forbidden {
+        ctx.metrics.gates_forbidden.inc();
         let t = Transition {
             reason: "Forbidden",
             note: format!("never decided or delivered: {why}"),
@@ -458,12 +693,18 @@ async fn forbid(
         record::publish(&ctx.events, &gate, &t).await;
         record::log_gate(&gate, &t, None);
     }
+    ctx.finished(&gate);
     Ok(Action::await_change())
 }
 
+/// Reads the gate's run: a run that completed or was cancelled while the gate
+/// was undecided makes it Unknown; so does one GitHub keeps calling missing
+/// for [`GONE_AFTER`] (a single 404 is not proof). Its head commit is kept to
+/// confirm `spec.sha` before an answer.
 async fn orphan_check(
     api: &Api<DeploymentGate>,
     gate: &DeploymentGate,
+    deadline: Timestamp,
     ctx: &Context,
 ) -> Result<Option<Action>, Error> {
     let state = ctx
@@ -474,18 +715,36 @@ async fn orphan_check(
             gate.spec.run_id,
         )
         .await;
+    let now = ctx.now();
     let why = match state {
-        Ok(RunState::Waiting) | Err(_) => return Ok(None),
+        Err(_) => return Ok(None),
+        Ok(RunState::Waiting { head_sha }) => {
+            ctx.record_run(gate, |f| {
+                f.head_sha = head_sha;
+                f.gone_since = None;
+            });
+            return Ok(None);
+        }
         Ok(RunState::Completed { conclusion }) => format!(
             "the workflow run completed at GitHub ({conclusion}) while the gate was undecided"
         ),
         Ok(RunState::Cancelled) => {
             "the workflow run was cancelled at GitHub while the gate was undecided".to_string()
         }
-        Ok(RunState::Gone) => "the workflow run no longer exists at GitHub".to_string(),
+        Ok(RunState::Gone) => {
+            let mut since = now;
+            ctx.record_run(gate, |f| since = *f.gone_since.get_or_insert(now));
+            let missing_for = now.duration_since(since).unsigned_abs();
+            if missing_for < GONE_AFTER {
+                tracing::info!(gate = %key_of(gate), run_id = gate.spec.run_id, missing_for_s = missing_for.as_secs(), "GitHub says the workflow run does not exist; asking again before giving up on it");
+                return Ok(None);
+            }
+            format!(
+                "the workflow run no longer exists at GitHub (404 for {}m)",
+                missing_for.as_secs() / 60
+            )
+        }
     };
-    let now = ctx.now();
-    let deadline = gate.status.as_ref().and_then(|s| s.deadline).unwrap_or(now);
     let mut s = base_status(gate, deadline);
     s.phase = Some(Phase::Unknown);
     s.reason = Some(why.clone());
@@ -556,11 +815,13 @@ async fn wait(
     blockers: Vec<Blocker>,
     next_evaluation: Timestamp,
     deadline: Timestamp,
+    bound_notes: &[String],
     ctx: &Context,
 ) -> Result<Action, Error> {
     let now = ctx.now();
     let text = policy::report::describe_blockers(&blockers);
     let mut s = base_status(&gate, deadline);
+    set_bound(&mut s, bound_notes, now);
     let phase_before = s.phase;
     s.phase = Some(Phase::Waiting);
     s.reason = Some(text.clone());
@@ -644,6 +905,7 @@ fn requeue_delay(at: Timestamp, now: Timestamp) -> Duration {
     Duration::from_millis(ms.max(1) as u64).min(SAFETY_REQUEUE)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn decide(
     api: &Api<DeploymentGate>,
     gate: DeploymentGate,
@@ -651,17 +913,21 @@ async fn decide(
     source: DecisionSource,
     reason: String,
     deadline: Timestamp,
+    bound_notes: &[String],
     ctx: &Context,
 ) -> Result<Action, Error> {
     let gate = Box::pin(write_decision(
-        api, gate, verdict, source, reason, deadline, ctx,
+        api,
+        gate,
+        verdict,
+        source,
+        reason,
+        deadline,
+        bound_notes,
+        ctx,
     ))
     .await?;
-    let decision = gate
-        .status
-        .as_ref()
-        .and_then(|s| s.decision.clone())
-        .expect("write_decision sets the decision");
+    let decision = recorded_decision(&gate)?;
     Box::pin(deliver(api, gate, decision, ctx))
         .await
         .map(|(_, action)| action)
@@ -669,6 +935,7 @@ async fn decide(
 
 /// Write-ahead: the decision is persisted (with the resourceVersion precondition)
 /// before anything is sent, so a crash re-sends it and never re-makes it.
+#[allow(clippy::too_many_arguments)]
 async fn write_decision(
     api: &Api<DeploymentGate>,
     gate: DeploymentGate,
@@ -676,6 +943,7 @@ async fn write_decision(
     source: DecisionSource,
     reason: String,
     deadline: Timestamp,
+    bound_notes: &[String],
     ctx: &Context,
 ) -> Result<DeploymentGate, Error> {
     let now = ctx.now();
@@ -705,6 +973,7 @@ async fn write_decision(
         dry_run,
     };
     let mut s = base_status(&gate, deadline);
+    set_bound(&mut s, bound_notes, now);
     s.phase = Some(Phase::of(verdict));
     s.reason = Some(reason.clone());
     s.decision = Some(decision);
@@ -805,6 +1074,26 @@ async fn deliver(
     decision: Decision,
     ctx: &Context,
 ) -> Result<(DeploymentGate, Action), Error> {
+    deliver_with(api, gate, decision, false, ctx).await
+}
+
+/// [`deliver`] for a deleted gate: one attempt now, whatever the backoff says.
+async fn deliver_now(
+    api: &Api<DeploymentGate>,
+    gate: DeploymentGate,
+    decision: Decision,
+    ctx: &Context,
+) -> Result<(DeploymentGate, Action), Error> {
+    deliver_with(api, gate, decision, true, ctx).await
+}
+
+async fn deliver_with(
+    api: &Api<DeploymentGate>,
+    gate: DeploymentGate,
+    decision: Decision,
+    now_or_never: bool,
+    ctx: &Context,
+) -> Result<(DeploymentGate, Action), Error> {
     let now = ctx.now();
     let status = gate.status.clone().unwrap_or_default();
     let mut delivery = status.delivery.clone().unwrap_or(Delivery {
@@ -820,6 +1109,7 @@ async fn deliver(
     }
     if let Some(at) = delivery.next_attempt_at
         && at > now
+        && !now_or_never
     {
         return Ok((gate, requeue_at(at, now)));
     }
@@ -953,9 +1243,18 @@ async fn deliver(
         ),
         DeliveryState::Pending => {}
     }
+    // A denial is a condition a person sees (and lets a deleted gate go); it
+    // clears once GitHub takes the answer.
+    let was_denied = shows(&s, CONDITION_DELIVERY_DENIED);
+    if word == "denied" {
+        let why = delivery.last_error.clone().unwrap_or_default();
+        set_condition(&mut s, CONDITION_DELIVERY_DENIED, true, "Denied", &why, now);
+    } else if delivered && was_denied {
+        remove_condition(&mut s, CONDITION_DELIVERY_DENIED);
+    }
     // On a Pending retry the attempt count and next time are recorded only when the
     // error changes, keeping status writes low while GitHub is down.
-    let write = delivered || transition.is_some();
+    let write = delivered || transition.is_some() || (word == "denied" && !was_denied);
     let gate = if write {
         let (gate, _) = commit(api, gate, s, ctx).await?;
         gate

@@ -158,6 +158,7 @@ async fn run_shard(
     // this stream after the reflector stored them (see triggers.rs).
     let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel::<ReleasePause>();
     let mut spec_changes = SpecChanges::default();
+    let cluster_wake_tx = wake_tx.clone();
     let pause_stream = watcher(pause_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|p: &mut ReleasePause| p.metadata.managed_fields = None)
@@ -175,12 +176,53 @@ async fn run_shard(
             Err(_) => {}
         })
         .applied_objects();
+    // A shard of another namespace still sees the operator namespace's pauses,
+    // which hold every team's gates (read-only here: the shard that owns that
+    // namespace reconciles them).
+    let operator_ns = settings
+        .operator_namespace
+        .clone()
+        .unwrap_or_else(|| config.defaults.namespace.clone());
+    let (cluster_pauses, cluster_stream) = match &ns {
+        Some(n) if *n != operator_ns => {
+            let (store, writer) = reflector::store::<ReleasePause>();
+            let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
+            let wake_tx = cluster_wake_tx;
+            let mut changes = SpecChanges::default();
+            let stream = watcher(
+                Api::<ReleasePause>::namespaced(client.clone(), &operator_ns),
+                watcher::Config::default().any_semantic(),
+            )
+            .default_backoff()
+            .modify(|p: &mut ReleasePause| p.metadata.managed_fields = None)
+            .reflect(writer)
+            .inspect(move |e| match e {
+                Ok(watcher::Event::InitDone) => {
+                    let _ = synced_tx.send(true);
+                }
+                Ok(event) => {
+                    if let Some(p) = changes.changed(event) {
+                        let _ = wake_tx.send(p);
+                    }
+                }
+                Err(_) => {}
+            })
+            .for_each(|_| futures::future::ready(()));
+            (Some((store, synced_rx)), Some(stream))
+        }
+        _ => (None, None),
+    };
     let wakes = futures::stream::unfold(wake_rx, |mut rx| async move {
         rx.recv().await.map(|p| (Ok::<_, watcher::Error>(p), rx))
     });
 
     let (events, publisher) = record::Events::queued(client.clone(), settings.instance.clone());
-    let ctx = Arc::new(Context::new(
+    // Gates are decided only once every pause they may be held by is cached.
+    let pauses_synced = match &cluster_pauses {
+        Some((_, cluster_synced)) => both_synced(pauses_synced, cluster_synced.clone()),
+        None => pauses_synced,
+    };
+    let mut ctx = Context::new(
         client,
         github,
         config,
@@ -190,7 +232,9 @@ async fn run_shard(
         pauses.clone(),
         pauses_synced.clone(),
         events,
-    ));
+    );
+    ctx.cluster_pauses = cluster_pauses.map(|(store, _)| store);
+    let ctx = Arc::new(ctx);
     {
         let (mut g, mut p) = (gates_synced, pauses_synced);
         tokio::spawn(async move {
@@ -205,7 +249,17 @@ async fn run_shard(
     let concurrency = ctx.settings.concurrency.max(1);
     let gate_run = Controller::for_stream(gate_stream, gates)
         .with_config(controller::Config::default().concurrency(concurrency))
-        .watches_stream(wakes, move |pause| gates_for_pause(&mapper_gates, &pause))
+        .watches_stream(wakes, {
+            let ctx = ctx.clone();
+            move |pause| {
+                gates_for_pause(
+                    &mapper_gates,
+                    &pause,
+                    &ctx.tenancy,
+                    ctx.operator_namespace(),
+                )
+            }
+        })
         .graceful_shutdown_on(shutdown.clone())
         .run(gate_reconcile, gate_error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
@@ -218,8 +272,15 @@ async fn run_shard(
     // The gauges and the Event publisher run in this task, so they stop with it
     // (also when it is aborted).
     let mut publishing = std::pin::pin!(publisher.run());
+    let cluster_watch = async move {
+        match cluster_stream {
+            Some(stream) => stream.await,
+            None => futures::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = futures::future::join(gate_run, pause_run) => {}
+        _ = cluster_watch => {}
         _ = gauges_loop(ctx.clone()) => {}
         _ = &mut publishing => {}
     }
@@ -228,13 +289,35 @@ async fn run_shard(
     let _ = tokio::time::timeout(Duration::from_secs(5), publishing).await;
 }
 
-/// Keeps the by-phase and by-state gauges in step with the caches.
+/// Keeps the by-phase and by-state gauges in step with the caches, and
+/// forgets the memory of gates that are gone.
 async fn gauges_loop(ctx: Arc<Context>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
         ctx.update_gauges();
+        let live: std::collections::HashSet<String> = ctx
+            .gates
+            .state()
+            .iter()
+            .filter_map(|g| g.metadata.uid.clone())
+            .collect();
+        ctx.retain_live(&live);
     }
+}
+
+/// A receiver that turns true once both do.
+fn both_synced(
+    mut a: tokio::sync::watch::Receiver<bool>,
+    mut b: tokio::sync::watch::Receiver<bool>,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if a.wait_for(|v| *v).await.is_ok() && b.wait_for(|v| *v).await.is_ok() {
+            let _ = tx.send(true);
+        }
+    });
+    rx
 }
 
 fn gate_error_policy(gate: Arc<DeploymentGate>, err: &Error, ctx: Arc<Context>) -> Action {

@@ -12,7 +12,8 @@ use super::error::Error;
 use super::record::{self, Transition};
 use super::status::{key_of, write_status};
 use crate::api::{
-    CONDITION_ACTIVE, CONDITION_INVALID, CONDITION_RESUMED, PauseState, ReleasePause,
+    CONDITION_ACTIVE, CONDITION_INVALID, CONDITION_RESUMED, CONDITION_SCOPE_RESTRICTED, PauseState,
+    ReleasePause,
 };
 use crate::policy;
 use crate::telemetry::labels;
@@ -121,8 +122,34 @@ async fn reconcile_inner(pause: &ReleasePause, ctx: &Context) -> Result<Action, 
         now,
     );
 
+    let restricted = scope_restriction(pause, ctx);
+    let was_restricted = shows(&old.conditions, CONDITION_SCOPE_RESTRICTED);
+    policy::conditions::set_condition(
+        &mut s.conditions,
+        CONDITION_SCOPE_RESTRICTED,
+        restricted.is_some(),
+        if restricted.is_some() {
+            "TenancyLimitsScope"
+        } else {
+            "WithinTenancy"
+        },
+        restricted
+            .as_deref()
+            .unwrap_or("the pause's namespace may gate everything in its scope"),
+        generation,
+        now,
+    );
+
     if let Some(written) = write_status(&api, pause, pause.status.as_ref(), &s).await? {
         ctx.wrote(&written);
+        if let Some(why) = restricted.filter(|_| !was_restricted) {
+            let t = Transition {
+                reason: "ScopeRestricted",
+                note: why,
+                warning: true,
+            };
+            record::publish(&ctx.events, &written, &t).await;
+        }
         if old.state != s.state {
             let t = Transition {
                 reason: match state {
@@ -161,6 +188,33 @@ async fn reconcile_inner(pause: &ReleasePause, ctx: &Context) -> Result<Action, 
         None => Action::requeue(Duration::from_secs(600)),
     };
     Ok(action)
+}
+
+/// What of the pause's scope its namespace may not hold, in words; `None`
+/// when it may hold all of it (or lives in the operator's namespace).
+fn scope_restriction(pause: &ReleasePause, ctx: &Context) -> Option<String> {
+    let ns = pause.namespace().unwrap_or_default();
+    let uncovered = ctx.tenancy.uncovered_scope(
+        &ns,
+        ctx.operator_namespace(),
+        &pause.spec.scope.repositories,
+    );
+    (!uncovered.is_empty()).then(|| {
+        format!(
+            "namespace {ns} may not gate {}: this pause holds only the gates its namespace may gate; put it in the operator's namespace {} to hold every team's",
+            uncovered.join(", "),
+            ctx.operator_namespace()
+        )
+    })
+}
+
+fn shows(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
 }
 
 fn scope_line(pause: &ReleasePause) -> String {

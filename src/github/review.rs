@@ -60,8 +60,8 @@ pub enum CommentOutcome {
 /// The state of a workflow run, for orphan detection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunState {
-    /// Still running or waiting.
-    Waiting,
+    /// Still running or waiting; `head_sha` is the commit it runs on.
+    Waiting { head_sha: Option<String> },
     /// Finished with this conclusion.
     Completed { conclusion: String },
     /// Cancelled.
@@ -327,6 +327,10 @@ impl GitHub {
                     })?;
                 let status = v.get("status").and_then(|s| s.as_str()).unwrap_or("");
                 let conclusion = v.get("conclusion").and_then(|s| s.as_str()).unwrap_or("");
+                let head_sha = v
+                    .get("head_sha")
+                    .and_then(|s| s.as_str())
+                    .map(str::to_ascii_lowercase);
                 Ok(match (status, conclusion) {
                     ("completed", "cancelled") => RunState::Cancelled,
                     ("completed", c) => RunState::Completed {
@@ -336,7 +340,7 @@ impl GitHub {
                             c.into()
                         },
                     },
-                    _ => RunState::Waiting,
+                    _ => RunState::Waiting { head_sha },
                 })
             }
             404 | 410 => Ok(RunState::Gone),

@@ -1,6 +1,7 @@
 //! The decision engine: pure functions over plain data and an explicit `now`.
 //! No kube client, no HTTP, no clock reads, no randomness.
 
+pub mod bounds;
 mod checks;
 pub mod conditions;
 pub mod deadline;
@@ -14,10 +15,11 @@ pub mod tenancy;
 pub mod transition;
 pub mod window;
 
+pub use bounds::Bound;
 pub use checks::{CheckResults, CheckState, HealthResults, WorkloadHealth};
 pub use evaluate::{EvalContext, Verdict, evaluate};
 pub use glob::glob_match;
 pub use recovery::PauseEval;
-pub use tenancy::TenancyRule;
+pub use tenancy::{IntakeGrant, Tenancy, TenancyRule};
 pub use transition::Guard;
 pub use window::ScheduleError;

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub signature_failures: Counter,
     /// Gates created from webhooks.
     pub gates_created: Counter,
+    /// Gates tenancy refused (each counted once, when it became Forbidden).
+    pub gates_forbidden: Counter,
     /// Decisions, by verdict and source.
     pub decisions: Family<Labels, Counter>,
     /// Seconds from gate creation to decision.
@@ -92,6 +94,12 @@ impl Metrics {
             "gates_created",
             "DeploymentGates created from webhooks",
             gates_created.clone(),
+        );
+        let gates_forbidden = Counter::default();
+        r.register(
+            "gates_forbidden",
+            "DeploymentGates refused by tenancy: their namespace may not gate their repository",
+            gates_forbidden.clone(),
         );
         let decisions = Family::<Labels, Counter>::default();
         r.register(
@@ -194,6 +202,7 @@ impl Metrics {
             webhooks,
             signature_failures,
             gates_created,
+            gates_forbidden,
             decisions,
             decision_latency,
             deadline_lateness,

@@ -98,13 +98,21 @@ impl FaultKind {
     ];
 }
 
+/// The commit a workflow run reports as its `head_sha` unless a test sets
+/// another with [`FakeGitHub::set_run_head`]: the suite's usual test commit.
+pub const DEFAULT_HEAD_SHA: &str = "9fceb02d0ae598e95dc970b74767f19372d61af8";
+
 #[derive(Default)]
 struct Run {
     gone: bool,
+    /// `None`: [`DEFAULT_HEAD_SHA`].
+    head_sha: Option<String>,
     status: String,
     conclusion: Option<String>,
     /// environment → (state, login, comment)
     answers: HashMap<String, (String, String, String)>,
+    /// Answers of earlier requests (before `pending_again`), oldest first.
+    history: Vec<(String, (String, String, String))>,
 }
 
 #[derive(Default)]
@@ -243,6 +251,22 @@ impl FakeGitHub {
         run.gone = status == "gone";
         run.status = status.to_string();
         run.conclusion = conclusion.map(str::to_string);
+    }
+
+    /// A new request of the run waits on `environment` (a re-run, or a later
+    /// job): the earlier answer stays in the approvals, and a new review is
+    /// taken again.
+    pub fn pending_again(&self, run_id: i64, environment: &str) {
+        let mut s = self.lock();
+        let run = s.runs.entry(run_id).or_default();
+        if let Some(answer) = run.answers.remove(environment) {
+            run.history.push((environment.to_string(), answer));
+        }
+    }
+
+    /// Sets the commit a workflow run reports as its `head_sha`.
+    pub fn set_run_head(&self, run_id: i64, sha: &str) {
+        self.lock().runs.entry(run_id).or_default().head_sha = Some(sha.to_string());
     }
 
     /// Adds a check run on a sha.
@@ -590,6 +614,7 @@ fn serve(fake: &FakeGitHub, method: &Method, parts: &[&str], body: &Value) -> Re
                 .map(|r| {
                     r.answers
                         .iter()
+                        .chain(r.history.iter().rev().map(|(e, a)| (e, a)))
                         .map(|(env, (state, login, comment))| json!({"state": state, "comment": comment, "environments": [{"name": env}], "user": {"login": login}}))
                         .collect()
                 })
@@ -598,12 +623,19 @@ fn serve(fake: &FakeGitHub, method: &Method, parts: &[&str], body: &Value) -> Re
         }
         (&Method::GET, ["repos", _, _, "actions", "runs", run]) => {
             let run_id: i64 = run.parse().unwrap_or(0);
+            let head = s
+                .runs
+                .get(&run_id)
+                .and_then(|r| r.head_sha.clone())
+                .unwrap_or_else(|| DEFAULT_HEAD_SHA.to_string());
             match s.runs.get(&run_id) {
                 Some(r) if r.gone => gh(404, "Not Found"),
-                Some(r) if !r.status.is_empty() => {
-                    json_ok(json!({"id": run_id, "status": r.status, "conclusion": r.conclusion}))
-                }
-                _ => json_ok(json!({"id": run_id, "status": "waiting", "conclusion": null})),
+                Some(r) if !r.status.is_empty() => json_ok(
+                    json!({"id": run_id, "status": r.status, "conclusion": r.conclusion, "head_sha": head}),
+                ),
+                _ => json_ok(
+                    json!({"id": run_id, "status": "waiting", "conclusion": null, "head_sha": head}),
+                ),
             }
         }
         (&Method::GET, ["repos", _, _, "commits", sha, "check-runs"]) => {

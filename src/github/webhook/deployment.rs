@@ -19,7 +19,7 @@ use kube::{Api, ResourceExt};
 use serde::Deserialize;
 
 use super::autopause;
-use super::mapping::{LABEL_REPOSITORY, deploy_pause_name, repository_label, select_policy};
+use super::mapping::{LABEL_REPOSITORY, deploy_pause_name, repository_label};
 use super::payload::{self, Repository};
 use super::{Intake, Reply};
 use crate::api::{
@@ -327,12 +327,10 @@ impl Intake {
     }
 
     fn pauses_on_failure(&self, gate: &DeploymentGate) -> bool {
-        select_policy(
-            &self.inner.config.policies,
-            &gate.spec.repository,
-            &gate.spec.environment,
-        )
-        .is_some_and(|(_, p)| p.pause_on_failure)
+        self.inner
+            .config
+            .policy_for(&gate.spec.repository, &gate.spec.environment)
+            .is_some_and(|(_, p)| p.pause_on_failure)
     }
 
     /// Writes only `status.deployment`, precondition: the gate's resourceVersion.

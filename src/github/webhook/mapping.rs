@@ -1,17 +1,32 @@
 //! From a verified request to the DeploymentGate it becomes: the policy that
 //! applies, the gate's namespace, name, labels and spec. Pure: no I/O.
 //!
-//! Gate names are deterministic from (repository, run id, environment), so a
-//! redelivery, or the one request per job a matrix sends, lands on the same
-//! name and merges into one gate:
+//! A request is (repository, workflow run, deployment, environment). GitHub
+//! sends one `deployment_protection_rule` request per job that targets a
+//! protected environment, with that job's `deployment.id`; one review
+//! (`POST …/runs/{run_id}/deployment_protection_rule` with `environment_name`)
+//! answers every job of the run waiting on that environment at once. So:
 //!
-//! - `<repo>-<env>-<run_id>`, where `<repo>` is `owner-name` and both parts are
-//!   lowercased with every run of characters outside `[a-z0-9]` turned into one `-`;
-//! - when that is longer than 63 characters, or the environment lost characters
-//!   to sanitising (`prod.eu` and `prod-eu` would otherwise collide), the
-//!   `<repo>-<env>` part is cut short and followed by 8 hex digits of SHA-256
-//!   over (repository, environment, run id), all lowercased:
-//!   `<repo>-<env, cut>-<hash8>-<run_id>`.
+//! - requests of one run and environment that arrive while its gate is still
+//!   undecided (matrix jobs pending together) share that gate and its answer;
+//! - a request that arrives after the run's gate for that environment was
+//!   decided (a re-run, which brings a new run attempt and a new deployment, or
+//!   a later job of the same run) is a new request with a gate and an answer of
+//!   its own;
+//! - a redelivery (same deployment id, or same `X-GitHub-Delivery`) is the same
+//!   request and lands on the same gate.
+//!
+//! Names are deterministic, so redeliveries are idempotent:
+//!
+//! - the first gate of a run and environment is `<repo>-<env>-<run_id>`, where
+//!   `<repo>` is `owner-name` and both parts are lowercased with every run of
+//!   characters outside `[a-z0-9]` turned into one `-`;
+//! - a later request's gate adds its deployment id, `…-<run_id>-d<deployment>`
+//!   (or, without a deployment, 8 hex digits of its delivery id: `…-r<hash8>`);
+//! - when the name is longer than 63 characters, or the environment lost
+//!   characters to sanitising (`prod.eu` and `prod-eu` would otherwise
+//!   collide), the `<repo>-<env>` part is cut short and followed by 8 hex
+//!   digits of SHA-256 over (repository, environment, run id), lowercased.
 //!
 //! The result is always a valid DNS label (at most 63 characters). Repository
 //! and environment names compare case-insensitively, as at GitHub.
@@ -21,9 +36,13 @@ use std::collections::BTreeMap;
 use kube::api::ObjectMeta;
 use sha2::{Digest, Sha256};
 
-use crate::api::{DeploymentGate, DeploymentGateSpec, FINALIZER};
-use crate::config::{IntakePolicy, OperatorConfig};
-use crate::policy::glob_match;
+use jiff::Timestamp;
+
+use crate::api::{
+    ANNOTATION_DELIVERY, DeploymentGate, DeploymentGateSpec, FINALIZER, LABEL_MADE_BY,
+    MADE_BY_INTAKE,
+};
+use crate::config::OperatorConfig;
 
 /// Label holding the repository as `owner.name` (owner logins cannot contain a
 /// dot, so the first dot separates them), lowercased.
@@ -48,6 +67,11 @@ pub struct GateRequest {
     pub run_id: i64,
     pub installation_id: Option<i64>,
     pub deployment_id: Option<i64>,
+    /// When GitHub raised the request: the deployment's `created_at`, else the
+    /// webhook's receipt.
+    pub requested_at: Timestamp,
+    /// The `X-GitHub-Delivery` id (the same on redeliveries).
+    pub delivery: Option<String>,
 }
 
 /// Where a request's gate lives and what it is called.
@@ -57,28 +81,6 @@ pub struct GateKey {
     pub name: String,
 }
 
-/// The first policy whose repository and environment patterns both match, with
-/// its index in the configuration. Empty pattern lists match everything.
-pub fn select_policy<'a>(
-    policies: &'a [IntakePolicy],
-    repository: &str,
-    environment: &str,
-) -> Option<(usize, &'a IntakePolicy)> {
-    let repo = repository.to_ascii_lowercase();
-    let env = environment.to_lowercase();
-    policies.iter().enumerate().find(|(_, p)| {
-        let repo_ok = p.repositories.is_empty()
-            || p.repositories
-                .iter()
-                .any(|g| glob_match(&g.to_ascii_lowercase(), &repo));
-        let env_ok = p.environments.is_empty()
-            || p.environments
-                .iter()
-                .any(|g| glob_match(&g.to_lowercase(), &env));
-        repo_ok && env_ok
-    })
-}
-
 /// The namespace and name of the gate for (repository, environment, run id).
 pub fn gate_key(
     config: &OperatorConfig,
@@ -86,7 +88,8 @@ pub fn gate_key(
     environment: &str,
     run_id: i64,
 ) -> GateKey {
-    let namespace = select_policy(&config.policies, repository, environment)
+    let namespace = config
+        .policy_for(repository, environment)
         .and_then(|(_, p)| p.namespace.clone())
         .unwrap_or_else(|| config.defaults.namespace.clone());
     GateKey {
@@ -95,18 +98,58 @@ pub fn gate_key(
     }
 }
 
-/// The deterministic gate name; see the module documentation.
+/// The deterministic name of a run's first gate for an environment; see the
+/// module documentation.
 pub fn gate_name(repository: &str, environment: &str, run_id: i64) -> String {
+    named(repository, environment, run_id, None)
+}
+
+/// The names a request's gate may take, in order: the run's first gate, then
+/// one of the request's own (by deployment, else by delivery), then one by a
+/// hash of the whole request (when the others are held by a stranger's gate).
+pub fn candidate_names(request: &GateRequest) -> Vec<String> {
+    let (repo, env, run) = (
+        request.repository.as_str(),
+        request.environment.as_str(),
+        request.run_id,
+    );
+    let mut names = vec![gate_name(repo, env, run)];
+    match (request.deployment_id, &request.delivery) {
+        (Some(d), _) => names.push(named(repo, env, run, Some(&format!("d{d}")))),
+        (None, Some(g)) => names.push(named(
+            repo,
+            env,
+            run,
+            Some(&format!("r{}", short_hash(&[g]))),
+        )),
+        (None, None) => {}
+    }
+    let whole = short_hash(&[
+        &repo.to_ascii_lowercase(),
+        &env.to_lowercase(),
+        &run.to_string(),
+        &request.deployment_id.unwrap_or(0).to_string(),
+        request.delivery.as_deref().unwrap_or(""),
+        &request.sha,
+    ]);
+    names.push(named(repo, env, run, Some(&format!("x{whole}"))));
+    names
+}
+
+fn named(repository: &str, environment: &str, run_id: i64, tail: Option<&str>) -> String {
     let env = environment.to_lowercase();
     let env_part = dns_part(&env);
     let base = join_nonempty(&[dns_part(repository), env_part.clone()]);
-    let suffix = format!("-{run_id}");
+    let suffix = match tail {
+        Some(t) => format!("-{run_id}-{t}"),
+        None => format!("-{run_id}"),
+    };
     let lossless = env_part == env;
     if lossless && !base.is_empty() && base.len() + suffix.len() <= MAX_NAME {
         return format!("{base}{suffix}");
     }
     let hash = short_hash(&[&repository.to_ascii_lowercase(), &env, &run_id.to_string()]);
-    let room = MAX_NAME - suffix.len() - hash.len() - 1;
+    let room = MAX_NAME.saturating_sub(suffix.len() + hash.len() + 1);
     let cut = cut_label(&base, room);
     if cut.is_empty() {
         format!("{hash}{suffix}")
@@ -154,8 +197,9 @@ pub fn environment_label(environment: &str) -> String {
 /// namespace, with the policy's spec, labels, and the answer finalizer already
 /// set so the controller needs no extra write.
 pub fn build_gate(config: &OperatorConfig, request: &GateRequest) -> DeploymentGate {
-    let policy =
-        select_policy(&config.policies, &request.repository, &request.environment).map(|(_, p)| p);
+    let policy = config
+        .policy_for(&request.repository, &request.environment)
+        .map(|(_, p)| p);
     let key = gate_key(
         config,
         &request.repository,
@@ -170,6 +214,7 @@ pub fn build_gate(config: &OperatorConfig, request: &GateRequest) -> DeploymentG
         run_id: request.run_id,
         installation_id: request.installation_id,
         deployment_id: request.deployment_id,
+        requested_at: Some(request.requested_at),
         deadline: None,
         timeout: policy.and_then(|p| p.timeout.clone()),
         on_deadline: policy
@@ -194,12 +239,18 @@ pub fn build_gate(config: &OperatorConfig, request: &GateRequest) -> DeploymentG
             environment_label(&request.environment),
         ),
         (LABEL_RUN_ID.to_string(), request.run_id.to_string()),
+        (LABEL_MADE_BY.to_string(), MADE_BY_INTAKE.to_string()),
     ]);
+    let annotations = request
+        .delivery
+        .as_ref()
+        .map(|d| BTreeMap::from([(ANNOTATION_DELIVERY.to_string(), d.clone())]));
     DeploymentGate {
         metadata: ObjectMeta {
             name: Some(key.name),
             namespace: Some(key.namespace),
             labels: Some(labels),
+            annotations,
             finalizers: Some(vec![FINALIZER.to_string()]),
             ..ObjectMeta::default()
         },
@@ -208,49 +259,97 @@ pub fn build_gate(config: &OperatorConfig, request: &GateRequest) -> DeploymentG
     }
 }
 
-/// How a repeated request relates to the gate already under its name.
+/// How a request relates to a gate found under one of its names, or for its run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Merge {
-    /// Same request; nothing to write.
+    /// Same request (a redelivery), or one that shares this undecided gate;
+    /// nothing to write.
     Unchanged,
-    /// The gate is undecided and the request adds these spec fields (a JSON
-    /// merge patch of `spec`).
+    /// Shares this undecided gate and adds these spec fields (a JSON merge
+    /// patch of `spec`).
     AddsInformation(serde_json::Value),
-    /// The gate under this name is about another request (a different
-    /// repository, environment, run or commit): refuse rather than merge.
-    Conflict(String),
+    /// Intake's gate for an earlier request of the same run and environment,
+    /// already decided: this request needs a gate of its own.
+    Answered,
+    /// Not intake's gate for this run, environment and commit (hand-made, or
+    /// about another request): it must not take this request.
+    Stranger(String),
 }
 
-/// Compares a repeated request with the existing gate. Only fields the gate
-/// lacks are filled in, and only while it is undecided.
-pub fn merge(existing: &DeploymentGate, request: &GateRequest) -> Merge {
+/// True when intake wrote `gate` (its `tollgate.dev/made-by` label).
+pub fn made_by_intake(gate: &DeploymentGate) -> bool {
+    gate.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_MADE_BY))
+        .is_some_and(|v| v == MADE_BY_INTAKE)
+}
+
+/// True when `existing` is the gate this very request created (a redelivery):
+/// the same deployment, or, without one, the same delivery id.
+pub fn same_request(existing: &DeploymentGate, request: &GateRequest) -> bool {
+    if !same_run(existing, request) {
+        return false;
+    }
+    match (existing.spec.deployment_id, request.deployment_id) {
+        (Some(a), Some(b)) => a == b,
+        _ => {
+            let theirs = existing
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANNOTATION_DELIVERY));
+            theirs.is_some() && theirs == request.delivery.as_ref()
+        }
+    }
+}
+
+fn same_run(existing: &DeploymentGate, request: &GateRequest) -> bool {
     let spec = &existing.spec;
-    if !spec.repository.eq_ignore_ascii_case(&request.repository)
-        || spec.environment.to_lowercase() != request.environment.to_lowercase()
-        || spec.run_id != request.run_id
-    {
-        return Merge::Conflict(format!(
-            "gate exists for {} {} run {}, not {} {} run {}",
-            spec.repository,
-            spec.environment,
-            spec.run_id,
-            request.repository,
-            request.environment,
-            request.run_id
-        ));
+    made_by_intake(existing)
+        && spec.repository.eq_ignore_ascii_case(&request.repository)
+        && spec.environment.to_lowercase() == request.environment.to_lowercase()
+        && spec.run_id == request.run_id
+        && spec.sha == request.sha
+}
+
+/// Compares a request with a gate found under one of its names. An undecided
+/// gate of the same run shares its answer, and only fields it lacks are
+/// filled in.
+pub fn merge(existing: &DeploymentGate, request: &GateRequest) -> Merge {
+    if !same_run(existing, request) {
+        let spec = &existing.spec;
+        let why = if !made_by_intake(existing) {
+            format!(
+                "gate {} was not made by intake (no {LABEL_MADE_BY}={MADE_BY_INTAKE} label)",
+                existing.metadata.name.as_deref().unwrap_or("")
+            )
+        } else {
+            format!(
+                "gate is for {} {} run {} commit {}, not {} {} run {} commit {}",
+                spec.repository,
+                spec.environment,
+                spec.run_id,
+                spec.sha,
+                request.repository,
+                request.environment,
+                request.run_id,
+                request.sha
+            )
+        };
+        return Merge::Stranger(why);
     }
-    if spec.sha != request.sha {
-        return Merge::Conflict(format!(
-            "gate exists for commit {}, the request is for {}",
-            spec.sha, request.sha
-        ));
-    }
+    let spec = &existing.spec;
     let decided = existing
         .status
         .as_ref()
         .is_some_and(|s| s.decision.is_some() || s.phase.is_some_and(|p| p.is_terminal()));
     if decided {
-        return Merge::Unchanged;
+        return if same_request(existing, request) {
+            Merge::Unchanged
+        } else {
+            Merge::Answered
+        };
     }
     let mut patch = serde_json::Map::new();
     if spec.deployment_id.is_none()
@@ -361,6 +460,8 @@ mod tests {
             run_id: 4242,
             installation_id: Some(7),
             deployment_id: None,
+            requested_at: "2026-11-20T10:00:00Z".parse().expect("time"),
+            delivery: Some("72d3162e-cc78-11e3-81ab-4c9367dc0958".into()),
         }
     }
 
@@ -493,6 +594,11 @@ mod tests {
         assert_eq!(labels[LABEL_REPOSITORY], "acme.web");
         assert_eq!(labels[LABEL_ENVIRONMENT], "production");
         assert_eq!(labels[LABEL_RUN_ID], "4242");
+        assert_eq!(labels[LABEL_MADE_BY], MADE_BY_INTAKE);
+        assert_eq!(
+            gate.spec.requested_at,
+            Some("2026-11-20T10:00:00Z".parse().expect("time"))
+        );
         assert_eq!(gate.spec.repository, "Acme/Web");
         assert_eq!(gate.spec.sha, "a".repeat(40));
         assert_eq!(gate.spec.git_ref.as_deref(), Some("main"));
@@ -519,11 +625,57 @@ mod tests {
             phase: Some(Phase::Approved),
             ..Default::default()
         });
-        assert_eq!(merge(&decided, &with_deployment), Merge::Unchanged);
+        assert_eq!(
+            merge(&decided, &request()),
+            Merge::Unchanged,
+            "a redelivery of the answered request"
+        );
         let other_sha = GateRequest {
             sha: "b".repeat(40),
             ..request()
         };
-        assert!(matches!(merge(&gate, &other_sha), Merge::Conflict(_)));
+        assert!(matches!(merge(&gate, &other_sha), Merge::Stranger(_)));
+    }
+
+    #[test]
+    fn a_later_request_after_the_answer_needs_a_gate_of_its_own() {
+        let mut first = build_gate(
+            &OperatorConfig::default(),
+            &GateRequest {
+                deployment_id: Some(10),
+                ..request()
+            },
+        );
+        first.status = Some(crate::api::DeploymentGateStatus {
+            phase: Some(Phase::Approved),
+            ..Default::default()
+        });
+        let rerun = GateRequest {
+            deployment_id: Some(11),
+            delivery: Some("another-delivery".into()),
+            ..request()
+        };
+        assert_eq!(merge(&first, &rerun), Merge::Answered);
+        let names = candidate_names(&rerun);
+        assert_eq!(names[0], "acme-web-production-4242");
+        assert_eq!(names[1], "acme-web-production-4242-d11");
+        assert!(
+            names[2].starts_with("acme-web-production-4242-x"),
+            "{names:?}"
+        );
+        let same_again = GateRequest {
+            deployment_id: Some(10),
+            ..rerun.clone()
+        };
+        assert_eq!(merge(&first, &same_again), Merge::Unchanged);
+    }
+
+    #[test]
+    fn a_gate_not_made_by_intake_never_takes_a_request() {
+        let mut squatter = build_gate(&OperatorConfig::default(), &request());
+        squatter.metadata.labels = None;
+        assert!(
+            matches!(merge(&squatter, &request()), Merge::Stranger(why) if why.contains("not made by intake"))
+        );
     }
 }

@@ -27,10 +27,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
-use crate::api::DeploymentGate;
+use crate::api::{DeploymentGate, LABEL_MADE_BY, MADE_BY_INTAKE};
 use crate::config::OperatorConfig;
 use crate::github::GitHub;
 use crate::telemetry::{Metrics, labels};
@@ -42,8 +42,8 @@ pub use deployment::{
 };
 pub use mapping::{
     GateKey, GateRequest, LABEL_ENVIRONMENT, LABEL_REPOSITORY, LABEL_RUN_ID, Merge, build_gate,
-    deploy_pause_name, environment_label, gate_key, gate_name, merge, pause_name, repository_label,
-    select_policy,
+    candidate_names, deploy_pause_name, environment_label, gate_key, gate_name, made_by_intake,
+    merge, pause_name, repository_label, same_request,
 };
 pub use payload::{DeploymentProtectionRuleEvent, FieldError, WorkflowRunEvent};
 pub use signature::{SignatureError, sign, verify};
@@ -272,12 +272,26 @@ impl Intake {
             run_id,
             installation_id: ev.installation.as_ref().map(|i| i.id),
             deployment_id: ev.deployment.as_ref().map(|d| d.id),
+            // GitHub's 30 days count from the request: the deployment's creation,
+            // else now (the receipt). Intake is an edge: it may read the clock.
+            requested_at: ev
+                .deployment
+                .as_ref()
+                .and_then(|d| d.created_at)
+                .unwrap_or_else(jiff::Timestamp::now),
+            delivery: (delivery != "-").then(|| delivery.to_string()),
         };
         let gate = build_gate(&self.inner.config, &request);
         let namespace = gate.metadata.namespace.clone().unwrap_or_default();
-        let name = gate.metadata.name.clone().unwrap_or_default();
+        let primary = gate.metadata.name.clone().unwrap_or_default();
         let written =
-            tokio::time::timeout(self.inner.write_timeout, self.write_gate(&gate, &request)).await;
+            tokio::time::timeout(self.inner.write_timeout, self.write_gate(gate, &request)).await;
+        let name = match &written {
+            Ok(Ok(GateWrite::Created(n) | GateWrite::Merged(n) | GateWrite::Duplicate(n))) => {
+                n.clone()
+            }
+            _ => primary,
+        };
         let log = |outcome: &str| {
             tracing::info!(
                 delivery = %delivery,
@@ -291,7 +305,7 @@ impl Intake {
             );
         };
         match written {
-            Ok(Ok(GateWrite::Created)) => {
+            Ok(Ok(GateWrite::Created(_))) => {
                 self.inner.metrics.gates_created.inc();
                 log("created");
                 Reply::new(
@@ -301,7 +315,7 @@ impl Intake {
                     format!("created DeploymentGate {namespace}/{name}"),
                 )
             }
-            Ok(Ok(GateWrite::Merged)) => {
+            Ok(Ok(GateWrite::Merged(_))) => {
                 log("merged");
                 Reply::new(
                     StatusCode::OK,
@@ -312,22 +326,13 @@ impl Intake {
                     ),
                 )
             }
-            Ok(Ok(GateWrite::Duplicate)) => {
+            Ok(Ok(GateWrite::Duplicate(_))) => {
                 log("duplicate");
                 Reply::new(
                     StatusCode::OK,
                     EVENT,
                     "duplicate",
                     format!("DeploymentGate {namespace}/{name} exists"),
-                )
-            }
-            Ok(Ok(GateWrite::Conflict(why))) => {
-                tracing::error!(delivery = %delivery, gate = %format!("{namespace}/{name}"), reason = %why, "a different DeploymentGate holds this request's name");
-                Reply::new(
-                    StatusCode::CONFLICT,
-                    EVENT,
-                    "conflict",
-                    format!("DeploymentGate {namespace}/{name}: {why}"),
                 )
             }
             Ok(Err(e)) => {
@@ -360,48 +365,129 @@ impl Intake {
         }
     }
 
-    /// Creates the gate; on AlreadyExists, merges the request into the existing one.
+    /// Writes the request's gate: an undecided gate of the same run and
+    /// environment takes it (matrix jobs share one answer); otherwise a new
+    /// gate under the first of its names that is free. A name held by a gate
+    /// intake did not make (or made for another request) is skipped, with an
+    /// Event on that gate; the request is never dropped.
     async fn write_gate(
         &self,
-        gate: &DeploymentGate,
+        mut gate: DeploymentGate,
         request: &GateRequest,
     ) -> Result<GateWrite, kube::Error> {
         let namespace = gate
             .metadata
             .namespace
-            .as_deref()
+            .clone()
             .expect("build_gate sets the namespace");
-        let name = gate
-            .metadata
-            .name
-            .as_deref()
-            .expect("build_gate sets the name");
-        let api: Api<DeploymentGate> = Api::namespaced(self.inner.client.clone(), namespace);
-        match api.create(&PostParams::default(), gate).await {
-            Ok(_) => return Ok(GateWrite::Created),
-            Err(kube::Error::Api(s)) if s.is_already_exists() => {}
-            Err(e) => return Err(e),
+        let api: Api<DeploymentGate> = Api::namespaced(self.inner.client.clone(), &namespace);
+        let selector = format!(
+            "{LABEL_RUN_ID}={},{LABEL_MADE_BY}={MADE_BY_INTAKE}",
+            request.run_id
+        );
+        let same_run = api.list(&ListParams::default().labels(&selector)).await?;
+        if let Some(g) = same_run
+            .items
+            .iter()
+            .find(|g| same_request(g, request))
+            .or_else(|| {
+                same_run.items.iter().find(|g| {
+                    matches!(
+                        merge(g, request),
+                        Merge::AddsInformation(_) | Merge::Unchanged
+                    )
+                })
+            })
+        {
+            return self.merge_into(&api, g, request).await;
         }
-        let existing = api.get(name).await?;
-        match merge(&existing, request) {
-            Merge::Unchanged => Ok(GateWrite::Duplicate),
-            Merge::Conflict(why) => Ok(GateWrite::Conflict(why)),
-            Merge::AddsInformation(spec) => {
-                // Optimistic concurrency: if the gate changed since it was read
-                // (e.g. it was just decided), leave it alone.
-                let patch = serde_json::json!({
-                    "metadata": {"resourceVersion": existing.metadata.resource_version},
-                    "spec": spec,
-                });
-                match api
-                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    Ok(_) => Ok(GateWrite::Merged),
-                    Err(kube::Error::Api(s)) if s.is_conflict() => Ok(GateWrite::Duplicate),
-                    Err(e) => Err(e),
+        let mut strangers: Vec<(DeploymentGate, String)> = Vec::new();
+        let mut outcome = None;
+        for name in candidate_names(request) {
+            gate.metadata.name = Some(name.clone());
+            match api.create(&PostParams::default(), &gate).await {
+                Ok(_) => {
+                    outcome = Some(GateWrite::Created(name));
+                    break;
+                }
+                Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+                Err(e) => return Err(e),
+            }
+            let Some(existing) = api.get_opt(&name).await? else {
+                continue;
+            };
+            match merge(&existing, request) {
+                Merge::Answered => continue,
+                Merge::Stranger(why) => strangers.push((existing, why)),
+                Merge::Unchanged | Merge::AddsInformation(_) => {
+                    outcome = Some(self.merge_into(&api, &existing, request).await?);
+                    break;
                 }
             }
+        }
+        let outcome = match outcome {
+            Some(o) => o,
+            None => {
+                // Every deterministic name is held: the API server picks one.
+                let prefix: String =
+                    gate_name(&request.repository, &request.environment, request.run_id)
+                        .chars()
+                        .take(57)
+                        .collect();
+                gate.metadata.name = None;
+                gate.metadata.generate_name = Some(format!("{}-", prefix.trim_end_matches('-')));
+                let created = api.create(&PostParams::default(), &gate).await?;
+                GateWrite::Created(created.metadata.name.unwrap_or_default())
+            }
+        };
+        let (GateWrite::Created(ours) | GateWrite::Merged(ours) | GateWrite::Duplicate(ours)) =
+            &outcome;
+        for (stranger, why) in strangers {
+            tracing::warn!(
+                gate = %format!("{namespace}/{}", stranger.metadata.name.as_deref().unwrap_or("")),
+                repository = %request.repository,
+                environment = %request.environment,
+                run_id = request.run_id,
+                reason = %why,
+                "a gate holds the name intake uses for a request; the request got another gate"
+            );
+            let t = crate::controller::record::Transition {
+                reason: "NameTaken",
+                note: format!(
+                    "this gate holds the name intake uses for {} {} run {} ({why}); the request was written to gate {namespace}/{ours}",
+                    request.repository, request.environment, request.run_id
+                ),
+                warning: true,
+            };
+            crate::controller::record::publish(&self.inner.recorder, &stranger, &t).await;
+        }
+        Ok(outcome)
+    }
+
+    /// Fills in what an existing gate of the same request lacks.
+    async fn merge_into(
+        &self,
+        api: &Api<DeploymentGate>,
+        existing: &DeploymentGate,
+        request: &GateRequest,
+    ) -> Result<GateWrite, kube::Error> {
+        let name = existing.metadata.name.clone().unwrap_or_default();
+        let Merge::AddsInformation(spec) = merge(existing, request) else {
+            return Ok(GateWrite::Duplicate(name));
+        };
+        // Optimistic concurrency: if the gate changed since it was read
+        // (e.g. it was just decided), leave it alone.
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": existing.metadata.resource_version},
+            "spec": spec,
+        });
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(GateWrite::Merged(name)),
+            Err(kube::Error::Api(s)) if s.is_conflict() => Ok(GateWrite::Duplicate(name)),
+            Err(e) => Err(e),
         }
     }
 
@@ -504,13 +590,11 @@ impl Intake {
     }
 }
 
-/// What writing a gate did.
+/// What writing a gate did, and the gate's name.
 enum GateWrite {
-    Created,
-    /// The gate existed and was undecided; the request filled in missing details.
-    Merged,
-    /// The gate existed; nothing new.
-    Duplicate,
-    /// Another request's gate holds the name.
-    Conflict(String),
+    Created(String),
+    /// An undecided gate of the same run shares the request; it filled in missing details.
+    Merged(String),
+    /// The request's gate exists (a redelivery), or an undecided one shares it; nothing new.
+    Duplicate(String),
 }

@@ -50,6 +50,9 @@ pub struct Deployment {
     pub sha: Option<String>,
     #[serde(rename = "ref", default)]
     pub git_ref: Option<String>,
+    /// When GitHub created the deployment, i.e. raised the request.
+    #[serde(default)]
+    pub created_at: Option<jiff::Timestamp>,
 }
 
 /// The repository an event is about.

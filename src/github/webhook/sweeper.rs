@@ -157,17 +157,51 @@ impl Intake {
             &event.environment,
             run_id,
         );
+        let request = mapping::GateRequest {
+            repository: event.repository.full_name.clone(),
+            environment: event.environment.clone(),
+            sha: event.commit().unwrap_or_default(),
+            git_ref: None,
+            run_id,
+            installation_id: None,
+            deployment_id: event.deployment.as_ref().map(|d| d.id),
+            requested_at: d.delivered_at.unwrap_or_else(jiff::Timestamp::now),
+            delivery: (!d.guid.is_empty()).then(|| d.guid.clone()),
+        };
+        // The request is gated when a gate intake wrote for it exists, whatever
+        // name it got, or an undecided one of its run shares its answer.
         let api: Api<DeploymentGate> = Api::namespaced(self.inner.client.clone(), &key.namespace);
-        let existing = tokio::time::timeout(self.inner.write_timeout, api.get_opt(&key.name))
-            .await
-            .map_err(|_| {
-                format!(
-                    "the API server did not answer for gate {}/{} in time",
-                    key.namespace, key.name
+        let selector = format!(
+            "{}={run_id},{}={}",
+            mapping::LABEL_RUN_ID,
+            crate::api::LABEL_MADE_BY,
+            crate::api::MADE_BY_INTAKE
+        );
+        let same_run = tokio::time::timeout(
+            self.inner.write_timeout,
+            api.list(&kube::api::ListParams::default().labels(&selector)),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "the API server did not list the gates of run {run_id} in {} in time",
+                key.namespace
+            )
+        })?
+        .map_err(|e| {
+            format!(
+                "cannot list the gates of run {run_id} in {}: {e}",
+                key.namespace
+            )
+        })?;
+        let gated = same_run.items.iter().any(|g| {
+            mapping::same_request(g, &request)
+                || matches!(
+                    mapping::merge(g, &request),
+                    mapping::Merge::Unchanged | mapping::Merge::AddsInformation(_)
                 )
-            })?
-            .map_err(|e| format!("cannot read gate {}/{}: {e}", key.namespace, key.name))?;
-        if existing.is_some() {
+        });
+        if gated {
             return Ok(Outcome::AlreadyGated);
         }
         github.redeliver(d.id).await.map_err(|e| e.to_string())?;
