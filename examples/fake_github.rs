@@ -11,6 +11,10 @@
 //!   sha (no `conclusion`: an in-progress one).
 //! - `POST /_hang?route=review`: the next request on that route takes effect
 //!   nowhere and is never answered, so the client is left waiting.
+//! - `POST /_run?run=..&head=..`: the commit workflow run `run` reports as its
+//!   `head_sha` (Tollgate answers only for the run's own commit).
+//! - `POST /_pending?run=..&environment=..`: a new request of the run waits on
+//!   the environment (a re-run or a later job), so it takes a new answer.
 
 #[path = "../tests/support/github.rs"]
 mod github;
@@ -53,6 +57,8 @@ async fn main() {
         .route("/_log", get(log))
         .route("/_check", post(check))
         .route("/_hang", post(hang))
+        .route("/_run", post(run))
+        .route("/_pending", post(pending))
         .with_state(fake);
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("fake_github: control server stopped: {e}");
@@ -98,5 +104,35 @@ async fn hang(
         }
     };
     fake.script(route, &[Fault::Hang { lands: false }]);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn run(State(fake): State<FakeGitHub>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let (Some(run), Some(head)) = (q.get("run").and_then(|r| r.parse().ok()), q.get("head")) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "run (a number) and head are required\n",
+        )
+            .into_response();
+    };
+    fake.set_run_head(run, head);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn pending(
+    State(fake): State<FakeGitHub>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (Some(run), Some(env)) = (
+        q.get("run").and_then(|r| r.parse().ok()),
+        q.get("environment"),
+    ) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "run (a number) and environment are required\n",
+        )
+            .into_response();
+    };
+    fake.pending_again(run, env);
     StatusCode::NO_CONTENT.into_response()
 }

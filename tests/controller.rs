@@ -1201,6 +1201,138 @@ async fn a_gate_whose_sha_is_not_the_runs_is_never_answered() {
     op.kill();
 }
 
+// ---------------------------------------------------------------------------
+// Every request answered exactly once, for the right request.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_name_is_decided_afresh_and_never_inherits_the_old_decision() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let client = kube.client();
+    let api = gates(&client, "default");
+    api.create(&PostParams::default(), &gate("reused", 750, json!({})))
+        .await
+        .expect("create");
+    until(&api, "reused", "delivered", delivered).await;
+    // Gone without the operator seeing it go (its finalizer removed by hand).
+    let clear = json!({"metadata": {"finalizers": null}});
+    api.patch("reused", &PatchParams::default(), &Patch::Merge(&clear))
+        .await
+        .expect("unfinalize");
+    api.delete("reused", &DeleteParams::default())
+        .await
+        .expect("delete");
+    // The same name for another run, held by a pause.
+    create_pause(&client, &pause("hold", SHA, json!({}))).await;
+    api.create(&PostParams::default(), &gate("reused", 751, json!({})))
+        .await
+        .expect("recreate");
+    let g = until(&api, "reused", "held", |g| phase(g) == Some(Phase::Waiting)).await;
+    assert!(g.status.as_ref().is_some_and(|s| s.decision.is_none()));
+    // Another reconcile of the new gate (a spec change) restores nothing either.
+    let touch = json!({"spec": {"ref": "main"}});
+    api.patch("reused", &PatchParams::default(), &Patch::Merge(&touch))
+        .await
+        .expect("touch");
+    let g = until(&api, "reused", "observed", |g| {
+        g.status.as_ref().and_then(|s| s.observed_generation) == g.metadata.generation
+    })
+    .await;
+    assert_eq!(phase(&g), Some(Phase::Waiting));
+    assert_eq!(gh.accepted(751, "production"), 0);
+    assert!(
+        !event_reasons(&kube, "reused").contains(&"DecisionRestored".to_string()),
+        "{:?}",
+        event_reasons(&kube, "reused")
+    );
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_404_on_the_run_then_success_still_answers() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    gh.script("run", &[Fault::Status(404, "Not Found")]);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let api = gates(&kube.client(), "default");
+    api.create(&PostParams::default(), &gate("flaky-run", 760, json!({})))
+        .await
+        .expect("create");
+    let g = until(&api, "flaky-run", "delivered", delivered).await;
+    assert_eq!(phase(&g), Some(Phase::Approved));
+    assert_eq!(gh.accepted(760, "production"), 1);
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_github_denies_is_deletable_at_once() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let denied = Fault::Status(403, "Resource not accessible by integration");
+    gh.script("review", &vec![denied; 50]);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let api = gates(&kube.client(), "default");
+    api.create(&PostParams::default(), &gate("denied", 770, json!({})))
+        .await
+        .expect("create");
+    let g = until(&api, "denied", "denied", |g| shows(g, "DeliveryDenied")).await;
+    let msg = g
+        .status
+        .and_then(|s| {
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "DeliveryDenied")
+        })
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(msg.contains("not accessible by integration"), "{msg}");
+    let attempts_before = gh.reviews(770).len();
+    api.delete("denied", &DeleteParams::default())
+        .await
+        .expect("delete");
+    tokio::time::timeout(
+        GUARD,
+        await_condition(api.clone(), "denied", |g: Option<&DeploymentGate>| {
+            g.is_none()
+        }),
+    )
+    .await
+    .expect("a denied gate never blocks its deletion")
+    .expect("watch");
+    assert_eq!(
+        gh.reviews(770).len(),
+        attempts_before + 1,
+        "one last attempt on the way out"
+    );
+    assert!(event_reasons(&kube, "denied").contains(&"AnswerAbandoned".to_string()));
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_made_days_after_its_request_is_answered_within_githubs_thirty_days() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    create_pause(&kube.client(), &pause("hold", SHA, json!({}))).await;
+    let api = gates(&kube.client(), "default");
+    let requested = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(72);
+    api.create(
+        &PostParams::default(),
+        &gate(
+            "late",
+            780,
+            json!({"timeout": "696h", "requestedAt": requested.to_string()}),
+        ),
+    )
+    .await
+    .expect("create");
+    let g = until(&api, "late", "held", |g| phase(g) == Some(Phase::Waiting)).await;
+    let deadline = g.status.and_then(|s| s.deadline).expect("deadline");
+    assert_eq!(
+        deadline,
+        requested + jiff::SignedDuration::from_hours(29 * 24)
+    );
+    assert!(deadline < requested + jiff::SignedDuration::from_hours(30 * 24));
+    op.kill();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciles_that_change_nothing_write_nothing() {
     let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);

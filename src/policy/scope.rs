@@ -4,10 +4,12 @@ use super::glob::glob_match;
 use crate::api::PauseScope;
 
 /// True when a gate of `repository` deploying to `environment` is in `scope`.
-/// Repository names compare case-insensitively, as GitHub's do; an empty
-/// environment list means every environment.
+/// Repository and environment names compare case-insensitively, as GitHub's
+/// do (`Production` is `production`); an empty environment list means every
+/// environment.
 pub fn matches(scope: &PauseScope, repository: &str, environment: &str) -> bool {
     let repo = repository.to_ascii_lowercase();
+    let env = environment.to_lowercase();
     let repo_ok = scope
         .repositories
         .iter()
@@ -16,7 +18,7 @@ pub fn matches(scope: &PauseScope, repository: &str, environment: &str) -> bool 
         || scope
             .environments
             .iter()
-            .any(|p| glob_match(p, environment));
+            .any(|p| glob_match(&p.to_lowercase(), &env));
     repo_ok && env_ok
 }
 
@@ -49,5 +51,13 @@ mod tests {
         assert!(!matches(&s, "acme/web", "staging"));
         assert!(!matches(&s, "other/web", "production"));
         assert!(matches(&scope(&["*"], &[]), "anyone/anything", "x"));
+    }
+
+    #[test]
+    fn environments_match_case_insensitively_as_at_github() {
+        let s = scope(&["acme/*"], &["Prod-*", "production"]);
+        assert!(matches(&s, "acme/web", "PRODUCTION"));
+        assert!(matches(&s, "acme/web", "prod-EU"));
+        assert!(!matches(&s, "acme/web", "staging"));
     }
 }
