@@ -1184,6 +1184,10 @@ async fn a_gate_whose_sha_is_not_the_runs_is_never_answered() {
         "no answer, no report"
     );
     assert_eq!(event_reasons(&kube, "wrong-sha"), ["ShaMismatch"]);
+    until(&api, "wrong-sha", "without a finalizer", |g| {
+        g.metadata.finalizers.as_ref().is_none_or(|f| f.is_empty())
+    })
+    .await;
     // Deleting it answers nothing either.
     api.delete("wrong-sha", &DeleteParams::default())
         .await

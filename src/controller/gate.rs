@@ -445,8 +445,12 @@ async fn ensure_finalizer(
     gate: DeploymentGate,
     ctx: &Context,
 ) -> Result<DeploymentGate, Error> {
+    // Nothing left to answer: an Unknown gate, a delivered one, or one whose
+    // commit is not its run's (never answered).
     let finished = gate.status.as_ref().is_some_and(|s| {
-        s.phase == Some(Phase::Unknown) || s.delivery.as_ref().is_some_and(|d| d.state.is_final())
+        s.phase == Some(Phase::Unknown)
+            || shows(s, CONDITION_SHA_MISMATCH)
+            || s.delivery.as_ref().is_some_and(|d| d.state.is_final())
     });
     if finished || gate.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(gate);
