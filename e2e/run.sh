@@ -2,11 +2,12 @@
 # The end-to-end suite against the cluster KUBECONFIG names. Without one it says
 # so and exits 0; it never pretends to have passed.
 #
-# It installs (server-side applies) the CRDs, works only in a namespace of its
-# own (tollgate-e2e-NNNNN, deleted at the end), runs the operator binary on this
-# machine against the kubeconfig and a fake GitHub on 127.0.0.1 (the fake of
-# tests/support, as examples/fake_github.rs), and asserts each scenario through
-# kubectl output and the fake's request log.
+# It installs (server-side applies) the CRDs, works only in namespaces of its
+# own (tollgate-e2e-NNNNN, the operator's, and its -a, -b and -x neighbours: two
+# teams and one namespace no tenancy rule names; all deleted at the end), runs
+# the operator binary on this machine against the kubeconfig and a fake GitHub
+# on 127.0.0.1 (the fake of tests/support, as examples/fake_github.rs), and
+# asserts each scenario through kubectl output and the fake's request log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,25 +22,36 @@ TOLLGATE="$PWD/target/debug/tollgate"
 FAKE_BIN="$PWD/target/debug/examples/fake_github"
 
 NS="tollgate-e2e-$RANDOM$RANDOM"
+# $NS is the operator's namespace and may gate anything; team a and team b may
+# gate only their own repository; no tenancy rule names $NS-x.
+NAMESPACES=("$NS" "$NS-a" "$NS-b" "$NS-x")
 WORK="$(mktemp -d)"
 
 cleanup() {
   set +e
+  local ns dg deletes=()
   # Gates carry a finalizer that the operator removes after answering GitHub:
-  # delete them while it still runs, then stop it and the fake, then the namespace.
-  kubectl -n "$NS" delete dg,rp --all --wait=true --timeout=30s >/dev/null 2>&1
+  # delete them while it still runs (all namespaces at once, so the wait stays
+  # 30 s), then stop it and the fake, then the namespaces.
+  for ns in "${NAMESPACES[@]}"; do
+    kubectl -n "$ns" delete dg,rp --all --wait=true --timeout=30s >/dev/null 2>&1 &
+    deletes+=($!)
+  done
+  wait "${deletes[@]}"
   [[ -f "$WORK/operator.pid" ]] && kill "$(cat "$WORK/operator.pid")" 2>/dev/null
   [[ -f "$WORK/fake.pid" ]] && kill "$(cat "$WORK/fake.pid")" 2>/dev/null
-  for dg in $(kubectl -n "$NS" get dg -o name 2>/dev/null); do
-    kubectl -n "$NS" patch "$dg" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1
+  for ns in "${NAMESPACES[@]}"; do
+    for dg in $(kubectl -n "$ns" get dg -o name 2>/dev/null); do
+      kubectl -n "$ns" patch "$dg" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1
+    done
+    kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1
   done
-  kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1
   if [[ -n "${E2E_KEEP:-}" ]]; then echo "e2e: kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
-kubectl create namespace "$NS" >/dev/null
-echo "e2e: namespace $NS"
+for ns in "${NAMESPACES[@]}"; do kubectl create namespace "$ns" >/dev/null; done
+echo "e2e: namespaces ${NAMESPACES[*]}"
 
 # The fake GitHub: first line its API URL, second its control URL.
 "$FAKE_BIN" >"$WORK/fake.out" 2>"$WORK/fake.err" &
@@ -51,13 +63,22 @@ echo "e2e: fake GitHub at $FAKE (control $CTL)"
 
 echo "e2e-token" >"$WORK/token"
 echo "e2e webhook secret" >"$WORK/webhook-secret"
-cat >"$WORK/config.yaml" <<'YAML'
+# Tenancy is closed by default: the rules say which namespace may gate what.
+cat >"$WORK/config.yaml" <<YAML
 defaults:
+  namespace: $NS
   checkPoll: 2s
 policies:
 - repositories: ["acme/shipping"]
   environments: [production]
   pauseOnFailure: true
+tenancy:
+- namespace: $NS
+  repositories: ["*"]
+- namespace: $NS-a
+  repositories: ["acme/team-a"]
+- namespace: $NS-b
+  repositories: ["acme/team-b"]
 YAML
 # A fixed port for the operator's webhook receiver (SIGKILL and restart keep it).
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -65,6 +86,8 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 # Starts the operator in the background, appending to operator.log.
 start_operator() {
   "$TOLLGATE" run --namespace "$NS" --github-api-url "$FAKE" \
+    --namespace "$NS-a" --namespace "$NS-b" --namespace "$NS-x" \
+    --operator-namespace "$NS" \
     --github-token-file "$WORK/token" --config "$WORK/config.yaml" \
     --webhook-secret-file "$WORK/webhook-secret" \
     --listen "127.0.0.1:$PORT" --github-timeout 30s --pod-name e2e-operator \
@@ -117,6 +140,38 @@ spec:
 YAML
     for line in "$@"; do echo "  $line"; done
   }
+}
+
+# k and jp in another of the suite's namespaces: kn NS ARGS..., jpn NS OBJECT JSONPATH.
+kn() { local ns=$1; shift; kubectl -n "$ns" "$@"; }
+jpn() { kubectl -n "$1" get "$2" -o jsonpath="$3"; }
+# condition_is NS OBJECT TYPE STATUS
+condition_is() { [[ "$(jpn "$1" "$2" "{.status.conditions[?(@.type==\"$3\")].status}")" == "$4" ]]; }
+# gone NS OBJECT: the API server answers, and the object is not there.
+gone() { local out; out=$(kubectl -n "$1" get "$2" --ignore-not-found -o name) && [[ -z "$out" ]]; }
+# evaluated NS GATE: the operator has written a phase past Pending.
+evaluated() { local p; p=$(jpn "$1" "dg/$2" '{.status.phase}') && [[ -n "$p" && "$p" != Pending ]]; }
+# pause_seen NS PAUSE: the operator has written status for the pause's current spec.
+pause_seen() {
+  local seen; seen=$(jpn "$1" "rp/$2" '{.status.observedGeneration}') &&
+    [[ -n "$seen" && "$seen" == "$(jpn "$1" "rp/$2" '{.metadata.generation}')" ]]
+}
+# held_by NS GATE: the pauses holding the gate, sorted, on one line.
+held_by() {
+  jpn "$1" "dg/$2" '{range .status.blockers[?(@.kind=="Pause")]}{.name}{"\n"}{end}' | LC_ALL=C sort | paste -sd' ' -
+}
+# requests_naming RUN SHA REPO: every request to the fake about that run, sha or
+# repository, as "METHOD PATH STATUS [STATE]" lines.
+requests_naming() {
+  ghlog | jq -r --arg run "$1" --arg sha "$2" --arg repo "$3" '.[]
+    | select((.path | test("/runs/\($run)([/?]|$)")) or (.path | contains($sha)) or (.path | contains("/repos/\($repo)/")))
+    | "\(.method) \(.path) \(.status) \(.body.state? // "")" | rtrimstr(" ")'
+}
+# requests_carrying RUN TEXT: requests about the run whose body holds TEXT.
+requests_carrying() {
+  ghlog | jq -r --arg run "$1" --arg text "$2" '.[]
+    | select((.path | test("/runs/\($run)([/?]|$)")) and ((.body // "") | tostring | contains($text)))
+    | "\(.method) \(.path) \(.body | tostring)"'
 }
 
 PASSED=0
@@ -389,6 +444,98 @@ failed_deploy_pauses() {
   k get dg -o wide
 }
 
+# Tenancy is decided first, on every path: a gate in a namespace no rule names,
+# failing open at a deadline that passes, then deleted, never reaches GitHub.
+# Were the finalizer or the deadline handled first, the deletion would send the
+# deadline's approval for a run this namespace has no say over.
+forbidden_gate_deleted_sends_nothing() {
+  local ns="$NS-x" run=1201 repo=acme/elsewhere sha t0 fins events
+  sha=$(sha_of "forbidden-$NS")
+  t0=$SECONDS
+  gate forbidden "$repo" "$run" "$sha" "timeout: 5s" "onDeadline: Approve" | kn "$ns" apply -f -
+  until_true 30 condition_is "$ns" dg/forbidden Forbidden True
+  kn "$ns" get dg forbidden
+  echo "    Forbidden: $(jpn "$ns" dg/forbidden '{.status.conditions[?(@.type=="Forbidden")].message}')"
+  fins=$(jpn "$ns" dg/forbidden '{.metadata.finalizers}')
+  [[ "$fins" != *tollgate.dev/* ]] || fail "the forbidden gate carries a finalizer: $fins"
+  # Past the 5 s deadline and a few check polls: nothing decided, nothing sent.
+  sleep $((t0 + 9 > SECONDS ? t0 + 9 - SECONDS : 0))
+  expect_eq "decision after the deadline" "$(jpn "$ns" dg/forbidden '{.status.decision}')" ""
+  expect_eq "GitHub requests before the delete" "$(requests_naming "$run" "$sha" "$repo")" ""
+  events=$(kn "$ns" get events --field-selector involvedObject.name=forbidden \
+    -o jsonpath='{range .items[*]}{.reason}{"\n"}{end}')
+  expect_eq "Forbidden Events on the gate" "$(grep -cx Forbidden <<<"$events" || true)" 1
+  kn "$ns" delete dg forbidden --wait=false
+  until_true 30 gone "$ns" dg/forbidden
+  sleep 2 # a late reconcile of the deleted gate would show now
+  expect_eq "GitHub requests after the delete" "$(requests_naming "$run" "$sha" "$repo")" ""
+}
+
+# any_pause NAME MESSAGE: an always-on pause of every repository.
+any_pause() {
+  cat <<YAML
+apiVersion: tollgate.dev/v1alpha1
+kind: ReleasePause
+metadata:
+  name: $1
+spec:
+  scope:
+    repositories: ["*"]
+  reason: freeze
+  message: $2
+YAML
+}
+
+# A pause holds only what its namespace may gate, and its text reaches only
+# runs it holds; a pause in the operator's namespace holds every team.
+pauses_keep_to_their_namespace() {
+  local a="$NS-a" b="$NS-b" msg="team-b freeze $NS" rmsg="release freeze $NS"
+  # They hold everything in reach: gone when this scenario ends, however it ends.
+  trap 'kn "$NS-b" delete rp team-b-freeze --ignore-not-found >/dev/null 2>&1; k delete rp release-freeze --ignore-not-found >/dev/null 2>&1' EXIT
+  any_pause team-b-freeze "$msg" | kn "$b" apply -f -
+  until_true 30 pause_seen "$b" team-b-freeze
+  gate team-a acme/team-a 1301 "$(sha_of "team-a-$NS")" "timeout: 2h" | kn "$a" apply -f -
+  kn "$a" wait --for=condition=Delivered dg/team-a --timeout=30s
+  expect_eq "team a's phase" "$(jpn "$a" dg/team-a '{.status.phase}')" Approved
+  expect_eq "GitHub reviews for run 1301" "$(reviews 1301)" "approved 204 production"
+  gate team-b acme/team-b 1302 "$(sha_of "team-b-$NS")" "timeout: 2h" | kn "$b" apply -f -
+  until_true 30 evaluated "$b" team-b
+  expect_eq "team b's phase" "$(jpn "$b" dg/team-b '{.status.phase}')" Waiting
+  expect_eq "team b held by" "$(held_by "$b" team-b)" "$b/team-b-freeze"
+  expect_eq "GitHub reviews for run 1302" "$(reviews 1302)" ""
+  expect_eq "team b's pause message on team a's run" "$(requests_carrying 1301 "$msg")" ""
+  until_true 30 condition_is "$b" rp/team-b-freeze ScopeRestricted True
+  expect_eq "ScopeRestricted reason" \
+    "$(jpn "$b" rp/team-b-freeze '{.status.conditions[?(@.type=="ScopeRestricted")].reason}')" TenancyLimitsScope
+  kn "$b" get rp team-b-freeze
+
+  any_pause release-freeze "$rmsg" | k apply -f -
+  until_true 30 pause_seen "$NS" release-freeze
+  ! condition_is "$NS" rp/release-freeze ScopeRestricted True ||
+    fail "a pause in the operator's namespace is ScopeRestricted"
+  sleep 1 # the other namespaces' watches deliver it too, not only the operator namespace's
+  gate team-a-2 acme/team-a 1303 "$(sha_of "team-a-2-$NS")" "timeout: 2h" | kn "$a" apply -f -
+  gate team-b-2 acme/team-b 1304 "$(sha_of "team-b-2-$NS")" "timeout: 2h" | kn "$b" apply -f -
+  until_true 30 evaluated "$a" team-a-2
+  until_true 30 evaluated "$b" team-b-2
+  kn "$a" get dg team-a-2
+  kn "$b" get dg team-b-2
+  expect_eq "fresh team a gate's phase" "$(jpn "$a" dg/team-a-2 '{.status.phase}')" Waiting
+  expect_eq "fresh team a gate held by" "$(held_by "$a" team-a-2)" "$NS/release-freeze"
+  expect_eq "fresh team b gate's phase" "$(jpn "$b" dg/team-b-2 '{.status.phase}')" Waiting
+  expect_eq "fresh team b gate held by" "$(held_by "$b" team-b-2)" "$b/team-b-freeze $NS/release-freeze"
+  expect_eq "GitHub reviews for runs 1303 and 1304" "$(reviews 1303)$(reviews 1304)" ""
+
+  # Deleting the pauses lets everything they held through.
+  kn "$b" delete rp team-b-freeze --wait=true --timeout=30s
+  k delete rp release-freeze --wait=true --timeout=30s
+  kn "$a" wait --for=condition=Delivered dg/team-a-2 --timeout=30s
+  kn "$b" wait --for=condition=Delivered dg/team-b dg/team-b-2 --timeout=30s
+  expect_eq "GitHub reviews for runs 1302-1304 after the pauses went" \
+    "$(reviews 1302); $(reviews 1303); $(reviews 1304)" \
+    "approved 204 production; approved 204 production; approved 204 production"
+}
+
 columns() {
   local out
   out=$(k get dg,rp)
@@ -459,6 +606,8 @@ scenario "the deadline applies onDeadline" deadline_applies_on_deadline
 scenario "deleting an undecided gate delivers a reject first" delete_rejects_first
 scenario "SIGKILL between decision and delivery: exactly one callback" killed_between_decision_and_delivery
 scenario "a failed deploy pauses the next ones until resumed" failed_deploy_pauses
+scenario "a forbidden gate deleted sends nothing to GitHub" forbidden_gate_deleted_sends_nothing
+scenario "a pause in another team's namespace holds nothing of ours; one in the operator's namespace holds both" pauses_keep_to_their_namespace
 scenario "kubectl get dg,rp and get tollgate show the documented columns" columns
 scenario "the chart's objects pass a server-side dry run" chart_dry_run
 
