@@ -72,6 +72,8 @@ policies:
 - repositories: ["acme/shipping"]
   environments: [production]
   pauseOnFailure: true
+- repositories: ["acme/failopen"]
+  onDeadline: Approve
 tenancy:
 - namespace: $NS
   repositories: ["*"]
@@ -123,9 +125,11 @@ jp() { k get "$1" -o jsonpath="$2"; }
 phase_is() { [[ "$(jp "dg/$1" '{.status.phase}')" == "$2" ]]; }
 sha_of() { printf '%s' "$1" | sha1sum | cut -c1-40; }
 
-# gate NAME REPO RUN_ID SHA [extra spec lines...]
+# gate NAME REPO RUN_ID SHA [extra spec lines...]: the manifest on stdout; the
+# fake's run RUN_ID reports SHA as its head commit (Tollgate answers only for it).
 gate() {
   local name=$1 repo=$2 run=$3 sha=$4; shift 4
+  curl -fsS -X POST "$CTL/_run?run=$run&head=$sha" >/dev/null
   {
     cat <<YAML
 apiVersion: tollgate.dev/v1alpha1
@@ -311,8 +315,9 @@ restated_pause_does_not_hold() {
 
 deadline_applies_on_deadline() {
   local sha; sha=$(sha_of deadline)
-  # ci/slow never reports, so only the deadline can decide; it fails open.
-  gate late acme/web 1005 "$sha" "timeout: 4s" "onDeadline: Approve" "requiredChecks: [ci/slow]" | k apply -f -
+  # ci/slow never reports, so only the deadline can decide; it fails open
+  # (the policy for acme/failopen allows that).
+  gate late acme/failopen 1005 "$sha" "timeout: 4s" "onDeadline: Approve" "requiredChecks: [ci/slow]" | k apply -f -
   k wait --for=condition=Delivered dg/late --timeout=60s
   k get dg late
   expect_eq phase "$(jp dg/late '{.status.phase}')" Approved
