@@ -399,6 +399,61 @@ except urllib.error.HTTPError as e:
 PY
 }
 
+# protection_rule RUN DEPLOYMENT SHA DELIVERY: posts a signed
+# `deployment_protection_rule` request for acme/rerun (callback on the fake's
+# API, as GitHub's would be on api.github.com); prints the HTTP code.
+protection_rule() {
+  python3 - "$1" "$2" "$3" "$4" "$WORK/webhook-secret" "http://127.0.0.1:$PORT/webhook" "$FAKE" <<'PY'
+import hashlib, hmac, json, sys, urllib.error, urllib.request
+run, dep, sha, delivery, secret_file, url, api = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
+secret = open(secret_file).read().strip().encode()
+repo = "acme/rerun"
+body = json.dumps({
+    "action": "requested", "environment": "production", "event": "push",
+    "ref": "refs/heads/main", "sha": sha,
+    "deployment_callback_url": f"{api}/repos/{repo}/actions/runs/{run}/deployment_protection_rule",
+    "deployment": {
+        "id": dep, "sha": sha, "ref": "main", "task": "deploy", "environment": "production",
+        "original_environment": "production", "payload": {}, "production_environment": True,
+        "url": f"{api}/repos/{repo}/deployments/{dep}",
+        "created_at": "2026-12-01T10:00:00Z", "updated_at": "2026-12-01T10:00:00Z",
+        "creator": {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"},
+    },
+    "pull_requests": [],
+    "repository": {"id": 1296270, "name": "rerun", "full_name": repo, "private": True,
+                   "owner": {"login": "acme", "id": 9919, "type": "Organization"}},
+    "installation": {"id": 41234567},
+    "sender": {"login": "octocat", "id": 1, "type": "User"},
+}).encode()
+sig = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+req = urllib.request.Request(url, data=body, method="POST", headers={
+    "content-type": "application/json", "x-github-event": "deployment_protection_rule",
+    "x-github-delivery": delivery, "x-hub-signature-256": sig})
+try:
+    with urllib.request.urlopen(req, timeout=30) as res:
+        print(res.status)
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode(errors="replace"))
+PY
+}
+
+rerun_gets_its_own_answer() {
+  local sha; sha=$(sha_of "rerun-$NS")
+  curl -fsS -X POST "$CTL/_run?run=1401&head=$sha" >/dev/null
+  expect_eq "receiver answer to the first request" "$(protection_rule 1401 9001 "$sha" "e2e-rr-$NS-1")" 201
+  k wait --for=condition=Delivered dg/acme-rerun-production-1401 --timeout=60s
+  # The job is re-run: same run, a new attempt and deployment, waiting again.
+  curl -fsS -X POST "$CTL/_pending?run=1401&environment=production" >/dev/null
+  expect_eq "receiver answer to the re-run's request" "$(protection_rule 1401 9002 "$sha" "e2e-rr-$NS-2")" 201
+  k wait --for=condition=Delivered dg/acme-rerun-production-1401-d9002 --timeout=60s
+  # A redelivery of the first request changes nothing.
+  expect_eq "receiver answer to a redelivery" "$(protection_rule 1401 9001 "$sha" "e2e-rr-$NS-1")" 200
+  expect_eq "GitHub answers for run 1401" "$(reviews 1401)" "approved 204 production
+approved 204 production"
+  expect_eq "gates of run 1401" "$(k get dg -l tollgate.dev/run-id=1401 -o name | sort | tr '\n' ' ')" \
+    "deploymentgate.tollgate.dev/acme-rerun-production-1401 deploymentgate.tollgate.dev/acme-rerun-production-1401-d9002 "
+}
+
 failed_deploy_pauses() {
   local sha sha2 pause before after out
   sha=$(sha_of "shipped-$NS") sha2=$(sha_of "fixed-$NS")
@@ -611,6 +666,7 @@ scenario "the deadline applies onDeadline" deadline_applies_on_deadline
 scenario "deleting an undecided gate delivers a reject first" delete_rejects_first
 scenario "SIGKILL between decision and delivery: exactly one callback" killed_between_decision_and_delivery
 scenario "a failed deploy pauses the next ones until resumed" failed_deploy_pauses
+scenario "a re-run of an answered run gets its own gate and answer" rerun_gets_its_own_answer
 scenario "a forbidden gate deleted sends nothing to GitHub" forbidden_gate_deleted_sends_nothing
 scenario "a pause in another team's namespace holds nothing of ours; one in the operator's namespace holds both" pauses_keep_to_their_namespace
 scenario "kubectl get dg,rp and get tollgate show the documented columns" columns
