@@ -991,3 +991,83 @@ async fn a_gate_whose_run_completed_while_undecided_becomes_unknown() {
     assert_eq!(gh.reviews(116).len(), 0);
     op.kill();
 }
+
+// ---- resumes on record (issue 22) -------------------------------------------------
+
+// `tollgate unpause`, and at once a stale writer restates the failure without
+// spec.resume — 50 times, each for a new failure. The resume is on record every
+// time, and the restated pause does not hold the next gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_dropped_at_once_is_still_recorded_and_the_restated_pause_does_not_hold() {
+    const ROUNDS: i64 = 50;
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    kube.set_user("alice@example.com");
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let client = kube.client();
+    let papi = pauses(&client, "default");
+    let api = gates(&client, "default");
+    create_pause(&client, &pause("red-main", SHA, json!({}))).await;
+    let args = tollgate::cli::unpause::UnpauseArgs {
+        name: "red-main".into(),
+        namespace: Some("default".into()),
+        no_wait: true,
+        timeout: Duration::from_secs(30),
+    };
+    for round in 1..=ROUNDS {
+        // A new failure.
+        let sha = format!("{:040x}", 0xfa11_0000 + round);
+        let failure = json!({"spec": {"sha": sha}});
+        papi.patch("red-main", &PatchParams::default(), &Patch::Merge(&failure))
+            .await
+            .expect("new failure");
+        tollgate::cli::unpause::unpause(&client, &args, jiff::Timestamp::now())
+            .await
+            .expect("unpause");
+        let restate =
+            json!({"spec": {"resume": null, "message": format!("main is red ({round})")}});
+        let restated = papi
+            .patch("red-main", &PatchParams::default(), &Patch::Merge(&restate))
+            .await
+            .expect("restate");
+        assert!(restated.spec.resume.is_none());
+        let generation = restated.metadata.generation;
+
+        let want = sha.clone();
+        let seen = tokio::time::timeout(
+            GUARD,
+            await_condition(papi.clone(), "red-main", move |p: Option<&ReleasePause>| {
+                p.and_then(|p| p.status.as_ref()).is_some_and(|s| {
+                    s.observed_generation == generation
+                        && s.state == Some(tollgate::api::PauseState::Resumed)
+                        && s.recovery.as_ref().and_then(|r| r.sha.as_deref()) == Some(want.as_str())
+                })
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the resume of {sha} was not recorded"))
+        .expect("watch")
+        .expect("pause");
+        let recovery = seen.status.and_then(|s| s.recovery).expect("recovery");
+        assert_eq!(
+            (recovery.reason.as_str(), recovery.by.as_deref()),
+            ("ci-failed", Some("alice@example.com")),
+            "round {round}"
+        );
+
+        let name = format!("after-{round}");
+        api.create(
+            &PostParams::default(),
+            &gate(&name, 600 + round, json!({"sha": sha})),
+        )
+        .await
+        .expect("create");
+        let g = until(&api, &name, "delivered", delivered).await;
+        assert_eq!(
+            phase(&g),
+            Some(Phase::Approved),
+            "round {round}: the restated pause held the gate"
+        );
+        assert_eq!(gh.accepted(600 + round, "production"), 1, "round {round}");
+    }
+    op.kill();
+}
