@@ -992,7 +992,82 @@ async fn a_gate_whose_run_completed_while_undecided_becomes_unknown() {
     op.kill();
 }
 
-// ---- resumes on record (issue 22) -------------------------------------------------
+// ---- retries back off, resumes on record (issue 22) ------------------------------
+
+/// Failed writes to the named gate, in the fake API server's log.
+fn failed_writes(kube: &FakeKube, name: &str) -> usize {
+    kube.writes()
+        .iter()
+        .filter(|w| w.name.as_deref() == Some(name) && w.code == 500)
+        .count()
+}
+
+// A gate whose deadline has passed while the API server fails its writes: the
+// retries come at least a second apart at first and then back off (1–2 s,
+// then 2–4 s), where they once came every 10 ms. The gaps are sampled from
+// the fake API server's log; each bound is a least wait the operator keeps
+// however slow the machine, so a slow run only widens them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_failing_after_the_deadline_is_retried_about_once_a_second_then_backs_off() {
+    const FAILURES: usize = 3;
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let client = kube.client();
+    create_pause(&client, &pause("red-main", SHA, json!({}))).await;
+    let past = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60);
+    // Held past its deadline, as an operator that was down left it. The
+    // failures are queued first: the gate's first write meets them.
+    kube.fail_next_writes(&[500; FAILURES]);
+    kube.put(
+        GATES,
+        json!({
+            "apiVersion": "tollgate.dev/v1alpha1", "kind": "DeploymentGate",
+            "metadata": {"name": "late", "namespace": "default"},
+            "spec": {"repository": "acme/web", "environment": "production", "sha": SHA,
+                     "runId": 301, "deadline": past.to_string()},
+            "status": {"phase": "Waiting", "deadline": past.to_string()},
+        }),
+    );
+
+    let guard = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while seen.len() < FAILURES {
+        assert!(
+            tokio::time::Instant::now() < guard,
+            "only {} of {FAILURES} failed writes",
+            seen.len()
+        );
+        let n = failed_writes(&kube, "late");
+        while seen.len() < n {
+            seen.push(tokio::time::Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gaps: Vec<Duration> = seen.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!("retry gaps: {gaps:?}");
+    // Retry n waits at least 2^(n-1) s; the sampling may cut up to this much.
+    let sampling = Duration::from_millis(150);
+    for (n, gap) in gaps.iter().enumerate() {
+        let least = Duration::from_secs(1 << n);
+        assert!(
+            *gap + sampling >= least,
+            "retry {} came after {gap:?}, not at least {least:?}: {gaps:?}",
+            n + 1
+        );
+    }
+
+    // Once the API server takes writes again, the deadline applies, answered once.
+    let api = gates(&client, "default");
+    let g = until(&api, "late", "delivered", delivered).await;
+    let d = g.status.and_then(|s| s.decision).expect("decision");
+    assert_eq!(
+        (d.verdict, d.source),
+        (Verdict::Reject, DecisionSource::Deadline)
+    );
+    assert_eq!(gh.accepted(301, "production"), 1);
+    assert_eq!(failed_writes(&kube, "late"), FAILURES);
+    op.kill();
+}
 
 // `tollgate unpause`, and at once a stale writer restates the failure without
 // spec.resume — 50 times, each for a new failure. The resume is on record every

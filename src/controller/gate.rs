@@ -8,6 +8,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 
+use super::backoff;
 use super::context::Context;
 use super::error::Error;
 use super::health;
@@ -18,7 +19,7 @@ use crate::api::{
     CONDITION_INVALID, Decision, DecisionSource, Delivery, DeliveryState, DeploymentGate,
     DeploymentGateStatus, FINALIZER, Phase, ReleasePause, Reports, Verdict,
 };
-use crate::github::{ReviewOutcome, RunState, RunTarget, Turn};
+use crate::github::{Pace, ReviewOutcome, RunState, RunTarget, Turn};
 use crate::policy::{self, CheckResults, CheckState, EvalContext, Guard};
 use crate::telemetry::labels;
 
@@ -887,9 +888,9 @@ async fn deliver(
             )
         }
         ReviewOutcome::Denied { why } => {
-            // A permission an administrator can grant: keep trying slowly, so the
-            // deployment is answered once the App is fixed.
-            let retry = Duration::from_secs(300);
+            // A permission an administrator can grant: keep trying, ever more
+            // slowly (to 30 minutes), so the deployment is answered once the App is fixed.
+            let retry = backoff::delivery_delay(Pace::Refused, Duration::ZERO, delivery.attempts);
             delivery.last_error = Some(why.clone());
             delivery.next_attempt_at = Some(later(now, retry));
             let first = delivery.attempts == 1;
@@ -899,7 +900,8 @@ async fn deliver(
                 Action::requeue(retry),
             )
         }
-        ReviewOutcome::Retry { after, error } => {
+        ReviewOutcome::Retry { after, error, pace } => {
+            let after = backoff::delivery_delay(pace, after, delivery.attempts);
             delivery.last_error = Some(error.clone());
             delivery.next_attempt_at = Some(later(now, after));
             let first = delivery.attempts == 1;
@@ -923,7 +925,6 @@ async fn deliver(
         .get_or_create(&labels([("outcome", word)]))
         .inc();
     let mut s = status;
-    let delivered = delivery.state.is_final();
     let settled = delivery.state;
     s.delivery = Some(delivery.clone());
     match settled {
@@ -953,15 +954,10 @@ async fn deliver(
         ),
         DeliveryState::Pending => {}
     }
-    // On a Pending retry the attempt count and next time are recorded only when the
-    // error changes, keeping status writes low while GitHub is down.
-    let write = delivered || transition.is_some();
-    let gate = if write {
-        let (gate, _) = commit(api, gate, s, ctx).await?;
-        gate
-    } else {
-        gate
-    };
+    // Every attempt is recorded: the attempt count is what the next backoff
+    // grows from, and `nextAttemptAt` what a person sees. It costs one status
+    // write per attempt, and attempts are paced by GitHub's write budget.
+    let (gate, _) = commit(api, gate, s, ctx).await?;
     if let Some((reason, note, warning)) = transition {
         let t = Transition {
             reason,
