@@ -992,7 +992,7 @@ async fn a_gate_whose_run_completed_while_undecided_becomes_unknown() {
     op.kill();
 }
 
-// ---- retries back off, resumes on record (issue 22) ------------------------------
+// ---- retries back off, answers first, resumes on record (issue 22) ----------------
 
 /// Failed writes to the named gate, in the fake API server's log.
 fn failed_writes(kube: &FakeKube, name: &str) -> usize {
@@ -1066,6 +1066,95 @@ async fn a_reconcile_failing_after_the_deadline_is_retried_about_once_a_second_t
     );
     assert_eq!(gh.accepted(301, "production"), 1);
     assert_eq!(failed_writes(&kube, "late"), FAILURES);
+    op.kill();
+}
+
+// Six gates held on staging want to tell their runs why; one report finds the
+// budget (60 writes a minute) free, five wait. Then four production gates are
+// decided: their answers go out before any waiting report, which follow them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_small_budget_waiting_status_reports_never_go_out_before_pending_answers() {
+    const HELD: i64 = 6;
+    const ANSWERS: i64 = 4;
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let settings = Settings {
+        instance: Some("test".into()),
+        ..Settings::default()
+    };
+    let op = Operator::start_with(&kube, &gh, "", settings, 60).await;
+    let client = kube.client();
+    create_pause(
+        &client,
+        &pause(
+            "red-staging",
+            SHA,
+            json!({"scope": {"repositories": ["acme/*"], "environments": ["staging"]}}),
+        ),
+    )
+    .await;
+    let api = gates(&client, "default");
+    for run in 1..=HELD {
+        let g = gate(
+            &format!("held-{run}"),
+            200 + run,
+            json!({"environment": "staging"}),
+        );
+        api.create(&PostParams::default(), &g)
+            .await
+            .expect("create");
+    }
+    for run in 1..=HELD {
+        until(&api, &format!("held-{run}"), "waiting", |g| {
+            phase(g) == Some(Phase::Waiting)
+        })
+        .await;
+    }
+    let reports_asked = tokio::time::Instant::now();
+    for run in 1..=ANSWERS {
+        let g = gate(&format!("go-{run}"), 300 + run, json!({}));
+        api.create(&PostParams::default(), &g)
+            .await
+            .expect("create");
+    }
+    for run in 1..=ANSWERS {
+        until(&api, &format!("go-{run}"), "delivered", delivered).await;
+    }
+    let posts = gh.requests_to("POST", "/deployment_protection_rule");
+    let last_answer = posts
+        .iter()
+        .filter(|p| p.body.get("state").is_some())
+        .map(|p| p.at)
+        .max()
+        .expect("answers");
+    let reports_between: Vec<_> = posts
+        .iter()
+        .filter(|p| p.body.get("state").is_none() && p.at > reports_asked && p.at < last_answer)
+        .map(|p| p.path.clone())
+        .collect();
+    // At most one report, sent before the first answer was asked for (on a
+    // slow machine the second report's slot may come before the answers do).
+    assert!(
+        reports_between.len() <= 1,
+        "reports went out while answers waited: {reports_between:?}"
+    );
+    // The waiting reports are not lost: they follow the answers, one each.
+    let guard = tokio::time::Instant::now() + GUARD;
+    loop {
+        let posted: u32 = (1..=HELD)
+            .map(|run| gh.comments(200 + run, "staging"))
+            .sum();
+        if posted == HELD as u32 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < guard,
+            "only {posted} of {HELD} reports went out"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for run in 1..=ANSWERS {
+        assert_eq!(gh.accepted(300 + run, "production"), 1);
+    }
     op.kill();
 }
 

@@ -690,6 +690,128 @@ async fn thousand_queued_reviews_drain_in_order_within_the_configured_rate() {
 
 // ---- status reports ----------------------------------------------------------------
 
+/// A reconciler's way with a write: ask for the turn, come back when told,
+/// write when it is due.
+async fn write_when_due(github: GitHub, target: RunTarget, answer: bool, mut turn: Turn) {
+    while let Turn::Later(after) = turn {
+        tokio::time::sleep(after).await;
+        turn = if answer {
+            github.write_turn(&target)
+        } else {
+            github.report_turn(&target)
+        };
+    }
+    if answer {
+        let outcome = github.review(&target, Verdict::Approve, "ok").await;
+        assert_eq!(outcome, ReviewOutcome::Delivered);
+    } else {
+        let outcome = github.comment(&target, "held").await.expect("report");
+        assert_eq!(outcome, CommentOutcome::Posted);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_small_budget_queued_reports_go_out_only_after_every_pending_answer() {
+    let fake = FakeGitHub::start().await;
+    let github = GitHub::new(GitHubConfig {
+        writes_per_minute: 60,
+        ..config(&fake, Auth::Token(TOKEN.into()))
+    })
+    .expect("client");
+    // Runs 1–4 wait and report why; the first report finds the budget free.
+    assert_eq!(github.report_turn(&target(1)), Turn::Now);
+    write_when_due(github.clone(), target(1), false, Turn::Now).await;
+    let mut writers = Vec::new();
+    for run in 2..=4 {
+        let turn = github.report_turn(&target(run));
+        assert!(matches!(turn, Turn::Later(_)), "run {run}: {turn:?}");
+        writers.push(tokio::spawn(write_when_due(
+            github.clone(),
+            target(run),
+            false,
+            turn,
+        )));
+    }
+    // Then runs 11–13 are decided: their answers are asked for after the reports.
+    for run in 11..=13 {
+        let turn = github.write_turn(&target(run));
+        writers.push(tokio::spawn(write_when_due(
+            github.clone(),
+            target(run),
+            true,
+            turn,
+        )));
+    }
+    assert_eq!(github.reports_queued(), 3);
+    for w in writers {
+        w.await.expect("writer");
+    }
+
+    let posts = fake.requests_to("POST", "/deployment_protection_rule");
+    let order: Vec<(i64, bool)> = posts
+        .iter()
+        .map(|p| {
+            let run = p
+                .path
+                .split('/')
+                .nth(6)
+                .and_then(|r| r.parse().ok())
+                .expect("run id");
+            (run, p.body.get("state").is_some())
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (1, false),
+            (11, true),
+            (12, true),
+            (13, true),
+            (2, false),
+            (3, false),
+            (4, false)
+        ],
+        "answers first, then the reports in the order they queued"
+    );
+    // Still one write a second, reports included.
+    for pair in posts.windows(2) {
+        assert!(
+            pair[1].at - pair[0].at >= Duration::from_millis(950),
+            "{:?}",
+            pair[1].at - pair[0].at
+        );
+    }
+    assert_eq!((github.reports_queued(), github.reports_dropped()), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_decided_runs_waiting_report_is_dropped_for_its_answer() {
+    let fake = FakeGitHub::start().await;
+    let github = GitHub::new(GitHubConfig {
+        writes_per_minute: 60,
+        ..config(&fake, Auth::Token(TOKEN.into()))
+    })
+    .expect("client");
+    assert_eq!(github.write_turn(&target(1)), Turn::Now);
+    // Run 2's report waits behind run 1's answer; asked again, it keeps one place.
+    assert_eq!(
+        github.report_turn(&target(2)),
+        Turn::Later(Duration::from_secs(1))
+    );
+    assert_eq!(
+        github.report_turn(&target(2)),
+        Turn::Later(Duration::from_secs(1))
+    );
+    assert_eq!(github.reports_queued(), 1);
+    // Run 2 is decided before its report went out: the answer replaces it.
+    assert_eq!(
+        github.write_turn(&target(2)),
+        Turn::Later(Duration::from_secs(1))
+    );
+    assert_eq!((github.reports_queued(), github.reports_dropped()), (0, 1));
+    assert!(fake.requests().is_empty());
+}
+
 #[tokio::test]
 async fn status_report_is_a_comment_without_a_state() {
     let fake = FakeGitHub::start().await;

@@ -593,13 +593,14 @@ async fn wait(
     remove_condition(&mut s, CONDITION_INVALID);
 
     // Tell the person watching the run, only when what holds the gate changed.
-    // A report whose pacing turn is later is posted when it comes, and recorded
-    // with the next status write.
+    // Reports take only slots no answer waits for: one whose turn is later is
+    // posted (with the text of then) when it comes, and recorded with the next
+    // status write; if the gate is decided first, its answer drops it.
     let reports = ctx.reports(&gate);
     let mut report_in = None;
     if reports.last.as_deref() != Some(text.as_str()) && reports.count < MAX_REPORTS {
         let target = target(&gate);
-        match ctx.github.write_turn(&target) {
+        match ctx.github.report_turn(&target) {
             Turn::Later(after) => report_in = Some(after),
             Turn::Now => match ctx.github.comment(&target, &text).await {
                 Ok(_) => {

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use http::Method;
-use rand::Rng;
 use serde_json::json;
 
 use super::client::{GitHub, split_repository};
@@ -91,25 +90,40 @@ pub enum RunState {
     Gone,
 }
 
-fn jittered(base: Duration) -> Duration {
-    base.mul_f64(rand::rng().random_range(0.8..1.2))
-}
-
 fn now_epoch() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
 impl GitHub {
-    /// When a review or status report for `target` may be sent. The first ask
-    /// reserves the slot; a reconciler told [`Turn::Later`] comes back then,
-    /// instead of holding a reconcile open while the queue drains.
+    /// When the answer (a review with a state) for `target` may be sent. The
+    /// first ask reserves the slot; a reconciler told [`Turn::Later`] comes back
+    /// then, instead of holding a reconcile open while the queue drains.
     pub fn write_turn(&self, target: &RunTarget) -> Turn {
         self.limiter().turn(&target.pacing_key())
+    }
+
+    /// When a status report ([`GitHub::comment`]) on `target` may be sent:
+    /// only in a slot no answer is waiting for. A report asked for again keeps
+    /// its place (post the latest text when the turn comes); the answer for the
+    /// same target drops it. See `limiter.rs`.
+    pub fn report_turn(&self, target: &RunTarget) -> Turn {
+        self.limiter().report_turn(&target.pacing_key())
     }
 
     /// Writes holding a pacing slot that has not been used yet.
     pub fn writes_queued(&self) -> usize {
         self.limiter().reservations()
+    }
+
+    /// Status reports waiting for a slot no answer wants.
+    pub fn reports_queued(&self) -> usize {
+        self.limiter().reports_waiting()
+    }
+
+    /// Status reports given up since start: an answer came first, or their gate
+    /// never came back for them.
+    pub fn reports_dropped(&self) -> u64 {
+        self.limiter().reports_dropped()
     }
 
     /// Times GitHub's rate limits paused every write, since start.
