@@ -1426,3 +1426,247 @@ async fn a_gate_whose_run_completed_while_undecided_becomes_unknown() {
     assert_eq!(gh.reviews(116).len(), 0);
     op.kill();
 }
+
+// ---- retries back off, answers first, resumes on record (issue 22) ----------------
+
+/// Failed writes to the named gate, in the fake API server's log.
+fn failed_writes(kube: &FakeKube, name: &str) -> usize {
+    kube.writes()
+        .iter()
+        .filter(|w| w.name.as_deref() == Some(name) && w.code == 500)
+        .count()
+}
+
+// A gate whose deadline has passed while the API server fails its writes: the
+// retries come at least a second apart at first and then back off (1–2 s,
+// then 2–4 s), where they once came every 10 ms. The gaps are sampled from
+// the fake API server's log; each bound is a least wait the operator keeps
+// however slow the machine, so a slow run only widens them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_failing_after_the_deadline_is_retried_about_once_a_second_then_backs_off() {
+    const FAILURES: usize = 3;
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let client = kube.client();
+    create_pause(&client, &pause("red-main", SHA, json!({}))).await;
+    let past = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60);
+    // Held past its deadline, as an operator that was down left it. The
+    // failures are queued first: the gate's first write meets them.
+    kube.fail_next_writes(&[500; FAILURES]);
+    kube.put(
+        GATES,
+        json!({
+            "apiVersion": "tollgate.dev/v1alpha1", "kind": "DeploymentGate",
+            "metadata": {"name": "late", "namespace": "default"},
+            "spec": {"repository": "acme/web", "environment": "production", "sha": SHA,
+                     "runId": 301, "deadline": past.to_string()},
+            "status": {"phase": "Waiting", "deadline": past.to_string()},
+        }),
+    );
+
+    let guard = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while seen.len() < FAILURES {
+        assert!(
+            tokio::time::Instant::now() < guard,
+            "only {} of {FAILURES} failed writes",
+            seen.len()
+        );
+        let n = failed_writes(&kube, "late");
+        while seen.len() < n {
+            seen.push(tokio::time::Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gaps: Vec<Duration> = seen.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!("retry gaps: {gaps:?}");
+    // Retry n waits at least 2^(n-1) s; the sampling may cut up to this much.
+    let sampling = Duration::from_millis(150);
+    for (n, gap) in gaps.iter().enumerate() {
+        let least = Duration::from_secs(1 << n);
+        assert!(
+            *gap + sampling >= least,
+            "retry {} came after {gap:?}, not at least {least:?}: {gaps:?}",
+            n + 1
+        );
+    }
+
+    // Once the API server takes writes again, the deadline applies, answered once.
+    let api = gates(&client, "default");
+    let g = until(&api, "late", "delivered", delivered).await;
+    let d = g.status.and_then(|s| s.decision).expect("decision");
+    assert_eq!(
+        (d.verdict, d.source),
+        (Verdict::Reject, DecisionSource::Deadline)
+    );
+    assert_eq!(gh.accepted(301, "production"), 1);
+    assert_eq!(failed_writes(&kube, "late"), FAILURES);
+    op.kill();
+}
+
+// Six gates held on staging want to tell their runs why; one report finds the
+// budget (60 writes a minute) free, five wait. Then four production gates are
+// decided: their answers go out before any waiting report, which follow them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_small_budget_waiting_status_reports_never_go_out_before_pending_answers() {
+    const HELD: i64 = 6;
+    const ANSWERS: i64 = 4;
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let settings = Settings {
+        instance: Some("test".into()),
+        ..Settings::default()
+    };
+    let op = Operator::start_with(&kube, &gh, "", settings, 60).await;
+    let client = kube.client();
+    create_pause(
+        &client,
+        &pause(
+            "red-staging",
+            SHA,
+            json!({"scope": {"repositories": ["acme/*"], "environments": ["staging"]}}),
+        ),
+    )
+    .await;
+    let api = gates(&client, "default");
+    for run in 1..=HELD {
+        let g = gate(
+            &format!("held-{run}"),
+            200 + run,
+            json!({"environment": "staging"}),
+        );
+        api.create(&PostParams::default(), &g)
+            .await
+            .expect("create");
+    }
+    for run in 1..=HELD {
+        until(&api, &format!("held-{run}"), "waiting", |g| {
+            phase(g) == Some(Phase::Waiting)
+        })
+        .await;
+    }
+    let reports_asked = tokio::time::Instant::now();
+    for run in 1..=ANSWERS {
+        let g = gate(&format!("go-{run}"), 300 + run, json!({}));
+        api.create(&PostParams::default(), &g)
+            .await
+            .expect("create");
+    }
+    for run in 1..=ANSWERS {
+        until(&api, &format!("go-{run}"), "delivered", delivered).await;
+    }
+    let posts = gh.requests_to("POST", "/deployment_protection_rule");
+    let last_answer = posts
+        .iter()
+        .filter(|p| p.body.get("state").is_some())
+        .map(|p| p.at)
+        .max()
+        .expect("answers");
+    let reports_between: Vec<_> = posts
+        .iter()
+        .filter(|p| p.body.get("state").is_none() && p.at > reports_asked && p.at < last_answer)
+        .map(|p| p.path.clone())
+        .collect();
+    // At most one report, sent before the first answer was asked for (on a
+    // slow machine the second report's slot may come before the answers do).
+    assert!(
+        reports_between.len() <= 1,
+        "reports went out while answers waited: {reports_between:?}"
+    );
+    // The waiting reports are not lost: they follow the answers, one each.
+    let guard = tokio::time::Instant::now() + GUARD;
+    loop {
+        let posted: u32 = (1..=HELD)
+            .map(|run| gh.comments(200 + run, "staging"))
+            .sum();
+        if posted == HELD as u32 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < guard,
+            "only {posted} of {HELD} reports went out"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for run in 1..=ANSWERS {
+        assert_eq!(gh.accepted(300 + run, "production"), 1);
+    }
+    op.kill();
+}
+
+// `tollgate unpause`, and at once a stale writer restates the failure without
+// spec.resume — 50 times, each for a new failure. The resume is on record every
+// time, and the restated pause does not hold the next gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_dropped_at_once_is_still_recorded_and_the_restated_pause_does_not_hold() {
+    const ROUNDS: i64 = 50;
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    kube.set_user("alice@example.com");
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let client = kube.client();
+    let papi = pauses(&client, "default");
+    let api = gates(&client, "default");
+    create_pause(&client, &pause("red-main", SHA, json!({}))).await;
+    let args = tollgate::cli::unpause::UnpauseArgs {
+        name: "red-main".into(),
+        namespace: Some("default".into()),
+        no_wait: true,
+        timeout: Duration::from_secs(30),
+    };
+    for round in 1..=ROUNDS {
+        // A new failure.
+        let sha = format!("{:040x}", 0xfa11_0000 + round);
+        let failure = json!({"spec": {"sha": sha}});
+        papi.patch("red-main", &PatchParams::default(), &Patch::Merge(&failure))
+            .await
+            .expect("new failure");
+        tollgate::cli::unpause::unpause(&client, &args, jiff::Timestamp::now())
+            .await
+            .expect("unpause");
+        let restate =
+            json!({"spec": {"resume": null, "message": format!("main is red ({round})")}});
+        let restated = papi
+            .patch("red-main", &PatchParams::default(), &Patch::Merge(&restate))
+            .await
+            .expect("restate");
+        assert!(restated.spec.resume.is_none());
+        let generation = restated.metadata.generation;
+
+        let want = sha.clone();
+        let seen = tokio::time::timeout(
+            GUARD,
+            await_condition(papi.clone(), "red-main", move |p: Option<&ReleasePause>| {
+                p.and_then(|p| p.status.as_ref()).is_some_and(|s| {
+                    s.observed_generation == generation
+                        && s.state == Some(tollgate::api::PauseState::Resumed)
+                        && s.recovery.as_ref().and_then(|r| r.sha.as_deref()) == Some(want.as_str())
+                })
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the resume of {sha} was not recorded"))
+        .expect("watch")
+        .expect("pause");
+        let recovery = seen.status.and_then(|s| s.recovery).expect("recovery");
+        assert_eq!(
+            (recovery.reason.as_str(), recovery.by.as_deref()),
+            ("ci-failed", Some("alice@example.com")),
+            "round {round}"
+        );
+
+        let name = format!("after-{round}");
+        api.create(
+            &PostParams::default(),
+            &gate(&name, 600 + round, json!({"sha": sha})),
+        )
+        .await
+        .expect("create");
+        let g = until(&api, &name, "delivered", delivered).await;
+        assert_eq!(
+            phase(&g),
+            Some(Phase::Approved),
+            "round {round}: the restated pause held the gate"
+        );
+        assert_eq!(gh.accepted(600 + round, "production"), 1, "round {round}");
+    }
+    op.kill();
+}

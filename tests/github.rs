@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tollgate::api::Verdict;
 use tollgate::github::{
-    Auth, CommentOutcome, GitHub, GitHubConfig, GitHubError, ReviewOutcome, RunState, RunTarget,
+    Auth, CommentOutcome, GitHub, GitHubConfig, GitHubError, Pace, ReviewOutcome, RunState,
+    RunTarget, Turn,
 };
 use tollgate::policy::CheckState;
 
@@ -59,11 +60,36 @@ fn app_client(fake: &FakeGitHub) -> GitHub {
     GitHub::new(config(fake, app_auth())).expect("App client")
 }
 
+/// The wait GitHub asked for, kept exactly.
 fn retry_after(outcome: &ReviewOutcome) -> Duration {
     match outcome {
-        ReviewOutcome::Retry { after, .. } => *after,
+        ReviewOutcome::Retry {
+            after,
+            pace: Pace::Told,
+            ..
+        } => *after,
+        other => panic!("expected a Retry after GitHub's wait, got {other:?}"),
+    }
+}
+
+/// A retry the caller backs off from by its attempt count.
+fn retry_pace(outcome: &ReviewOutcome) -> Pace {
+    match outcome {
+        ReviewOutcome::Retry { after, pace, .. } => {
+            assert_ne!(*pace, Pace::Told, "{outcome:?}");
+            assert_eq!(*after, Duration::ZERO, "{outcome:?}");
+            *pace
+        }
         other => panic!("expected Retry, got {other:?}"),
     }
+}
+
+/// GETs of exactly `path` (e.g. `/app`, `/user`).
+fn gets_of(fake: &FakeGitHub, path: &str) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == path)
+        .count()
 }
 
 /// The instant the fake received the only review POST for `run_id`.
@@ -181,11 +207,8 @@ async fn server_error_then_204_delivers_exactly_once() {
     // The controller retries after `after`.
     let second = github.review(&target(11), Verdict::Approve, "ok").await;
 
-    let after = retry_after(&first);
-    assert!(
-        (Duration::from_millis(1600)..=Duration::from_millis(2400)).contains(&after),
-        "{after:?}"
-    );
+    // The caller backs off (from 1–2 s, see controller/backoff.rs).
+    assert_eq!(retry_pace(&first), Pace::Transient);
     match &first {
         ReviewOutcome::Retry { error, .. } => assert!(error.contains("500"), "{error}"),
         other => panic!("{other:?}"),
@@ -222,21 +245,107 @@ async fn timeout_after_the_review_landed_is_delivered_without_a_second_post() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn timeout_after_someone_else_answered_differently_is_settled_by_them() {
+async fn timeout_after_someone_else_answered_is_sent_again_and_settled_by_them() {
     let fake = FakeGitHub::start().await;
     fake.script("review", &[Fault::Hang { lands: false }]);
     fake.answer_as(13, ENV, "rejected", "release-manager");
     let github = token_client(&fake);
 
-    let outcome = github.review(&target(13), Verdict::Approve, "ok").await;
+    let first = github.review(&target(13), Verdict::Approve, "ok").await;
+    let second = github.review(&target(13), Verdict::Approve, "ok").await;
 
+    // Not our review: the history alone does not settle it; GitHub's 422 does.
+    assert_eq!(retry_pace(&first), Pace::Transient);
     assert_eq!(
-        outcome,
+        second,
         ReviewOutcome::AlreadySettled {
             by: Some("release-manager".into())
         }
     );
+    assert_eq!(fake.reviews(13).len(), 2);
     assert_eq!(fake.accepted(13, ENV), 0);
+}
+
+#[tokio::test]
+async fn a_persons_approval_in_the_history_does_not_mark_our_answer_delivered() {
+    let fake = FakeGitHub::start().await;
+    // A required reviewer approved the environment, and our App once answered
+    // another environment of the run: neither is our answer for production.
+    fake.add_review_history(18, ENV, "approved", "octocat");
+    fake.add_review_history(18, "staging", "approved", "tollgate[bot]");
+    fake.script("review", &[Fault::Reset { lands: false }]);
+    let github = token_client(&fake);
+
+    let first = github.review(&target(18), Verdict::Approve, "ok").await;
+    let second = github.review(&target(18), Verdict::Approve, "ok").await;
+
+    assert_eq!(retry_pace(&first), Pace::Transient);
+    assert_eq!(second, ReviewOutcome::Delivered);
+    assert_eq!(fake.reviews(18).len(), 2);
+    assert_eq!(fake.accepted(18, ENV), 1);
+    assert_eq!(
+        fake.answer(18, ENV),
+        Some(("approved".to_string(), "tollgate[bot]".to_string()))
+    );
+    // The token's own login was read to tell, from GET /user.
+    assert_eq!(gets_of(&fake, "/user"), 1);
+}
+
+#[tokio::test]
+async fn in_app_mode_our_review_is_the_one_by_the_apps_bot_read_once_from_get_app() {
+    let fake = FakeGitHub::start().await;
+    fake.set_app_slug("gatekeeper");
+    // Another App answered with our state: still not ours.
+    fake.add_review_history(19, ENV, "approved", "tollgate[bot]");
+    fake.script(
+        "review",
+        &[
+            Fault::Reset { lands: false },
+            Fault::Reset { lands: true },
+            Fault::Reset { lands: true },
+        ],
+    );
+    let github = app_client(&fake);
+
+    let not_landed = github.review(&target(19), Verdict::Approve, "ok").await;
+    let landed = github.review(&target(19), Verdict::Approve, "ok").await;
+    let other_run = github.review(&target(20), Verdict::Reject, "no").await;
+
+    assert_eq!(retry_pace(&not_landed), Pace::Transient);
+    assert_eq!(landed, ReviewOutcome::Delivered);
+    assert_eq!(other_run, ReviewOutcome::Delivered);
+    assert_eq!(fake.reviews(19).len(), 2);
+    assert_eq!(fake.reviews(20).len(), 1);
+    assert_eq!(
+        fake.answer(20, ENV),
+        Some(("rejected".to_string(), "gatekeeper[bot]".to_string()))
+    );
+    // The slug is read once (with the App's JWT) and kept.
+    assert_eq!(gets_of(&fake, "/app"), 1);
+    assert_eq!(gets_of(&fake, "/user"), 0);
+}
+
+#[tokio::test]
+async fn without_our_own_login_an_ambiguous_failure_is_sent_again_and_settled_by_422() {
+    let fake = FakeGitHub::start().await;
+    fake.script("user", &[Fault::Status(502, "Bad Gateway")]);
+    fake.script("review", &[Fault::Reset { lands: true }]);
+    let github = token_client(&fake);
+
+    let first = github.review(&target(21), Verdict::Approve, "ok").await;
+    let second = github.review(&target(21), Verdict::Approve, "ok").await;
+
+    // Who we are could not be read: not a guess that it landed, a retry; the
+    // second POST is told it was answered, and by whom.
+    assert_eq!(retry_pace(&first), Pace::Transient);
+    assert_eq!(
+        second,
+        ReviewOutcome::AlreadySettled {
+            by: Some("tollgate[bot]".into())
+        }
+    );
+    assert_eq!(fake.accepted(21, ENV), 1);
+    assert_eq!(gets_of(&fake, "/user"), 2, "a failed read is not kept");
 }
 
 #[tokio::test]
@@ -248,7 +357,7 @@ async fn connection_reset_before_the_review_landed_is_retried_and_lands_once() {
     let first = github.review(&target(14), Verdict::Approve, "ok").await;
     let second = github.review(&target(14), Verdict::Approve, "ok").await;
 
-    assert!(matches!(first, ReviewOutcome::Retry { .. }), "{first:?}");
+    assert_eq!(retry_pace(&first), Pace::Transient);
     assert_eq!(
         fake.requests_to("GET", "/actions/runs/14/approvals").len(),
         1
@@ -391,14 +500,13 @@ async fn a_second_401_with_a_fresh_token_is_retried_later_with_advice() {
 
     let outcome = github.review(&target(24), Verdict::Approve, "ok").await;
 
+    // Only a person can fix it: the slow backoff (to 30 minutes).
+    assert_eq!(retry_pace(&outcome), Pace::Refused);
     match &outcome {
-        ReviewOutcome::Retry { error, after } => {
-            assert!(
-                error.contains("check the App ID and private key"),
-                "{error}"
-            );
-            assert!(*after >= Duration::from_secs(24), "{after:?}");
-        }
+        ReviewOutcome::Retry { error, .. } => assert!(
+            error.contains("check the App ID and private key"),
+            "{error}"
+        ),
         other => panic!("expected Retry, got {other:?}"),
     }
     assert_eq!(fake.tokens_minted(), 2);
@@ -414,10 +522,7 @@ async fn token_mode_401_is_not_retried() {
 
     let outcome = github.review(&target(25), Verdict::Approve, "ok").await;
 
-    assert!(
-        matches!(outcome, ReviewOutcome::Retry { .. }),
-        "{outcome:?}"
-    );
+    assert_eq!(retry_pace(&outcome), Pace::Refused);
     assert_eq!(fake.reviews(25).len(), 1);
     assert_eq!(fake.tokens_minted(), 0);
 }
@@ -431,7 +536,7 @@ async fn failing_token_mint_is_retried_later_without_posting() {
     let first = github.review(&target(26), Verdict::Approve, "ok").await;
     let second = github.review(&target(26), Verdict::Approve, "ok").await;
 
-    assert!(matches!(first, ReviewOutcome::Retry { .. }), "{first:?}");
+    assert_eq!(retry_pace(&first), Pace::Transient);
     assert_eq!(second, ReviewOutcome::Delivered);
     assert_eq!(fake.reviews(26).len(), 1);
     assert_eq!(fake.tokens_minted(), 1);
@@ -584,6 +689,128 @@ async fn thousand_queued_reviews_drain_in_order_within_the_configured_rate() {
 }
 
 // ---- status reports ----------------------------------------------------------------
+
+/// A reconciler's way with a write: ask for the turn, come back when told,
+/// write when it is due.
+async fn write_when_due(github: GitHub, target: RunTarget, answer: bool, mut turn: Turn) {
+    while let Turn::Later(after) = turn {
+        tokio::time::sleep(after).await;
+        turn = if answer {
+            github.write_turn(&target)
+        } else {
+            github.report_turn(&target)
+        };
+    }
+    if answer {
+        let outcome = github.review(&target, Verdict::Approve, "ok").await;
+        assert_eq!(outcome, ReviewOutcome::Delivered);
+    } else {
+        let outcome = github.comment(&target, "held").await.expect("report");
+        assert_eq!(outcome, CommentOutcome::Posted);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_small_budget_queued_reports_go_out_only_after_every_pending_answer() {
+    let fake = FakeGitHub::start().await;
+    let github = GitHub::new(GitHubConfig {
+        writes_per_minute: 60,
+        ..config(&fake, Auth::Token(TOKEN.into()))
+    })
+    .expect("client");
+    // Runs 1–4 wait and report why; the first report finds the budget free.
+    assert_eq!(github.report_turn(&target(1)), Turn::Now);
+    write_when_due(github.clone(), target(1), false, Turn::Now).await;
+    let mut writers = Vec::new();
+    for run in 2..=4 {
+        let turn = github.report_turn(&target(run));
+        assert!(matches!(turn, Turn::Later(_)), "run {run}: {turn:?}");
+        writers.push(tokio::spawn(write_when_due(
+            github.clone(),
+            target(run),
+            false,
+            turn,
+        )));
+    }
+    // Then runs 11–13 are decided: their answers are asked for after the reports.
+    for run in 11..=13 {
+        let turn = github.write_turn(&target(run));
+        writers.push(tokio::spawn(write_when_due(
+            github.clone(),
+            target(run),
+            true,
+            turn,
+        )));
+    }
+    assert_eq!(github.reports_queued(), 3);
+    for w in writers {
+        w.await.expect("writer");
+    }
+
+    let posts = fake.requests_to("POST", "/deployment_protection_rule");
+    let order: Vec<(i64, bool)> = posts
+        .iter()
+        .map(|p| {
+            let run = p
+                .path
+                .split('/')
+                .nth(6)
+                .and_then(|r| r.parse().ok())
+                .expect("run id");
+            (run, p.body.get("state").is_some())
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (1, false),
+            (11, true),
+            (12, true),
+            (13, true),
+            (2, false),
+            (3, false),
+            (4, false)
+        ],
+        "answers first, then the reports in the order they queued"
+    );
+    // Still one write a second, reports included.
+    for pair in posts.windows(2) {
+        assert!(
+            pair[1].at - pair[0].at >= Duration::from_millis(950),
+            "{:?}",
+            pair[1].at - pair[0].at
+        );
+    }
+    assert_eq!((github.reports_queued(), github.reports_dropped()), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_decided_runs_waiting_report_is_dropped_for_its_answer() {
+    let fake = FakeGitHub::start().await;
+    let github = GitHub::new(GitHubConfig {
+        writes_per_minute: 60,
+        ..config(&fake, Auth::Token(TOKEN.into()))
+    })
+    .expect("client");
+    assert_eq!(github.write_turn(&target(1)), Turn::Now);
+    // Run 2's report waits behind run 1's answer; asked again, it keeps one place.
+    assert_eq!(
+        github.report_turn(&target(2)),
+        Turn::Later(Duration::from_secs(1))
+    );
+    assert_eq!(
+        github.report_turn(&target(2)),
+        Turn::Later(Duration::from_secs(1))
+    );
+    assert_eq!(github.reports_queued(), 1);
+    // Run 2 is decided before its report went out: the answer replaces it.
+    assert_eq!(
+        github.write_turn(&target(2)),
+        Turn::Later(Duration::from_secs(1))
+    );
+    assert_eq!((github.reports_queued(), github.reports_dropped()), (0, 1));
+    assert!(fake.requests().is_empty());
+}
 
 #[tokio::test]
 async fn status_report_is_a_comment_without_a_state() {

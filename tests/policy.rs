@@ -334,6 +334,48 @@ fn restating_a_resumed_failure_stays_resumed_and_a_new_sha_pauses_again() {
 }
 
 #[test]
+fn a_resume_releases_nothing_until_the_operator_records_it() {
+    // spec.resume is a request: until status.recovery records it, the pause
+    // holds, so no gate is released by a resume that could still be lost.
+    let mut p = pause(
+        "p",
+        json!({"resume": {"sha": SHA, "reason": "ci-failed", "by": "alice"}}),
+    );
+    let now = ts(NOW);
+    assert_eq!(
+        recovery::pause_state(&p, now).expect("state").state,
+        PauseState::Active
+    );
+    let held = evaluate(
+        &gate(json!({})),
+        std::slice::from_ref(&p),
+        &CheckResults::new(),
+        &HealthResults::new(),
+        &ctx(DEADLINE),
+        now,
+    );
+    assert!(matches!(held, Verdict::Wait { .. }), "{held:?}");
+    let rec = recovery::accepted_resume(&p, now).expect("resume accepted");
+    assert_eq!(rec.by.as_deref(), Some("alice"));
+    p.status = Some(serde_json::from_value(json!({"recovery": rec})).expect("status"));
+    // Recorded: resumed, and still so once a writer drops spec.resume.
+    p.spec.resume = None;
+    assert_eq!(
+        recovery::pause_state(&p, now).expect("state").state,
+        PauseState::Resumed
+    );
+    let released = evaluate(
+        &gate(json!({})),
+        &[p],
+        &CheckResults::new(),
+        &HealthResults::new(),
+        &ctx(DEADLINE),
+        now,
+    );
+    assert!(matches!(released, Verdict::Approve { .. }), "{released:?}");
+}
+
+#[test]
 fn a_resume_for_another_failure_is_not_accepted() {
     let p = pause("p", json!({"resume": {"sha": SHA2, "reason": "ci-failed"}}));
     assert_eq!(recovery::accepted_resume(&p, ts(NOW)), None);
@@ -363,10 +405,14 @@ fn a_forgotten_pause_expires_by_itself() {
 fn a_lifted_window_occurrence_pauses_again_at_the_next_one() {
     let schedule = json!({"cron": "0 18 * * 5", "duration": "62h", "timeZone": "Europe/Berlin"});
     let occurrence = "2026-11-20T17:00:00Z";
-    let p = pause(
+    let mut p = pause(
         "freeze",
         json!({"reason": "freeze", "sha": null, "schedule": schedule, "resume": {"reason": "freeze", "window": occurrence}}),
     );
+    // The operator records the resume (only a recorded one lifts anything).
+    let rec = recovery::accepted_resume(&p, ts("2026-11-21T11:00:00Z")).expect("accepted");
+    assert_eq!(rec.window, Some(ts(occurrence)));
+    p.status = Some(serde_json::from_value(json!({"recovery": rec})).expect("status"));
     let inside = recovery::pause_state(&p, ts("2026-11-21T12:00:00Z")).expect("state");
     assert_eq!(inside.state, PauseState::Resumed);
     assert_eq!(inside.next_transition, Some(ts("2026-11-23T07:00:00Z")));

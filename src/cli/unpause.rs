@@ -1,6 +1,12 @@
 //! `tollgate unpause`: resume a ReleasePause for the failure it holds now —
 //! its current (sha, reason), and for a freeze window the open occurrence —
 //! then wait until the operator acknowledges it.
+//!
+//! The resume is made durable first: the recovery is written to
+//! `status.recovery` (as the operator would record it, with the pause's
+//! resourceVersion as precondition), then `spec.resume`. Only a recorded
+//! recovery releases gates, so a writer that drops `spec.resume` a moment later
+//! cannot make this resume lost, nor half-happened.
 
 use std::time::Duration;
 
@@ -10,9 +16,10 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::commands::{namespace_or_default, parse_duration, timestamp};
-use super::error::{Call, CliError};
+use super::error::{Call, CliError, is_conflict};
 use super::identity::whoami;
-use crate::api::{PauseState, ReleasePause};
+use crate::api::{PauseState, ReleasePause, Resume};
+use crate::policy::recovery::accepted_resume;
 use crate::policy::window::current_and_next;
 
 /// Flags of `tollgate unpause`.
@@ -33,6 +40,8 @@ pub struct UnpauseArgs {
 
 /// How often the pause is read while waiting for the acknowledgement.
 const POLL: Duration = Duration::from_millis(250);
+/// Recording the recovery is retried this often when the pause changes under it.
+const ATTEMPTS: u32 = 3;
 
 /// The resume written to `spec.resume`.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,41 +67,44 @@ pub async fn unpause(
         namespace: Some(&namespace),
         name: Some(&args.name),
     };
-    let pause = api
-        .get(&args.name)
-        .await
-        .map_err(|e| call("get").error(e))?;
-    let id = format!("{namespace}/{}", pause.name_any());
-
-    // A freeze window is lifted one occurrence at a time: the one open now.
-    let window = match &pause.spec.schedule {
-        None => None,
-        Some(schedule) => {
-            let times = current_and_next(schedule, now).map_err(|e| {
-                CliError::Usage(format!(
-                    "ReleasePause {id} has a schedule the operator cannot use: {e}"
-                ))
-            })?;
-            match times.current {
-                Some((start, _)) => Some(start),
-                None => {
-                    let next = times
-                        .next_start
-                        .map(|t| format!("; the next one opens at {}", timestamp(t)))
-                        .unwrap_or_default();
-                    return Ok(format!(
-                        "ReleasePause {id} is outside its freeze window: nothing to lift now{next}.\n"
-                    ));
-                }
+    let id = format!("{namespace}/{}", args.name);
+    let mut who: Option<String> = None;
+    let mut attempts = 0;
+    let (wanted, by, unrecorded) = loop {
+        attempts += 1;
+        let pause = api
+            .get(&args.name)
+            .await
+            .map_err(|e| call("get").error(e))?;
+        let wanted = match wanted_now(&pause, &id, now)? {
+            Ok(wanted) => wanted,
+            Err(nothing_to_lift) => return Ok(nothing_to_lift),
+        };
+        // Asked once, and only when there is something to resume.
+        let by = match &who {
+            Some(by) => by,
+            None => who.insert(whoami(client).await?),
+        };
+        match record(&api, &pause, &wanted, by, now).await {
+            Ok(()) => break (wanted, by.clone(), false),
+            Err(e) if is_conflict(&e) && attempts < ATTEMPTS => continue,
+            Err(e) if is_conflict(&e) => {
+                return Err(CliError::Conflict {
+                    kind: "ReleasePause",
+                    namespace,
+                    name: args.name.clone(),
+                    attempts,
+                });
             }
+            // Without the right to write its status, the resume still works:
+            // the operator records it when it sees spec.resume, and only then
+            // releases gates; a writer dropping spec.resume before that undoes it.
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                break (wanted, by.clone(), true);
+            }
+            Err(e) => return Err(status_call(&namespace, &args.name).error(e)),
         }
     };
-    let wanted = Wanted {
-        sha: pause.spec.sha.clone(),
-        reason: pause.spec.reason.clone(),
-        window,
-    };
-    let by = whoami(client).await?;
     // Explicit nulls clear a window or sha left over from an older resume.
     let patch = json!({"spec": {"resume": {
         "sha": wanted.sha,
@@ -106,8 +118,13 @@ pub async fn unpause(
         .map_err(|e| call("patch").error(e))?;
     let what = describe(&wanted);
     if args.no_wait {
+        let note = if unrecorded {
+            " (you may not write its status: the operator records it once it sees spec.resume)"
+        } else {
+            ""
+        };
         return Ok(format!(
-            "ReleasePause {id}: resume of {what} recorded by {by}; not waiting for the operator.\n"
+            "ReleasePause {id}: resume of {what} recorded by {by}{note}; not waiting for the operator.\n"
         ));
     }
     let generation = written.metadata.generation.unwrap_or(0);
@@ -137,6 +154,88 @@ pub async fn unpause(
             name: args.name.clone(),
             waited: format!("{:?}", args.timeout),
         }),
+    }
+}
+
+/// What to resume now: the pause's current failure, and for a freeze window
+/// the occurrence open now. `Err` carries the answer when there is nothing to
+/// lift (outside the window).
+fn wanted_now(
+    pause: &ReleasePause,
+    id: &str,
+    now: Timestamp,
+) -> Result<Result<Wanted, String>, CliError> {
+    // A freeze window is lifted one occurrence at a time: the one open now.
+    let window = match &pause.spec.schedule {
+        None => None,
+        Some(schedule) => {
+            let times = current_and_next(schedule, now).map_err(|e| {
+                CliError::Usage(format!(
+                    "ReleasePause {id} has a schedule the operator cannot use: {e}"
+                ))
+            })?;
+            match times.current {
+                Some((start, _)) => Some(start),
+                None => {
+                    let next = times
+                        .next_start
+                        .map(|t| format!("; the next one opens at {}", timestamp(t)))
+                        .unwrap_or_default();
+                    return Ok(Err(format!(
+                        "ReleasePause {id} is outside its freeze window: nothing to lift now{next}.\n"
+                    )));
+                }
+            }
+        }
+    };
+    Ok(Ok(Wanted {
+        sha: pause.spec.sha.clone(),
+        reason: pause.spec.reason.clone(),
+        window,
+    }))
+}
+
+/// Writes the recovery of `wanted` to the pause's status, exactly as the
+/// operator records an accepted resume, unless it is recorded already.
+/// Precondition: the resourceVersion `wanted` was read from, so a pause that
+/// changed meanwhile (a new failure) is read again rather than resumed.
+async fn record(
+    api: &Api<ReleasePause>,
+    pause: &ReleasePause,
+    wanted: &Wanted,
+    by: &str,
+    now: Timestamp,
+) -> Result<(), kube::Error> {
+    let mut resumed = pause.clone();
+    resumed.spec.resume = Some(Resume {
+        sha: wanted.sha.clone(),
+        reason: wanted.reason.clone(),
+        window: wanted.window,
+        by: Some(by.to_string()),
+    });
+    let Some(recovery) = accepted_resume(&resumed, now) else {
+        return Ok(());
+    };
+    let patch = json!({
+        "metadata": {"resourceVersion": pause.resource_version()},
+        "status": {"recovery": recovery},
+    });
+    api.patch_status(
+        &pause.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+fn status_call<'a>(namespace: &'a str, name: &'a str) -> Call<'a> {
+    Call {
+        verb: "patch",
+        kind: "ReleasePause",
+        resource: "releasepauses.tollgate.dev/status",
+        namespace: Some(namespace),
+        name: Some(name),
     }
 }
 

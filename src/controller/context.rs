@@ -315,8 +315,9 @@ impl Context {
         update(f);
     }
 
-    /// The requeue after a failed reconcile: per-object exponential backoff,
-    /// never past the gate's deadline.
+    /// The requeue after a failed reconcile: per-object exponential backoff
+    /// with jitter from 1–2 s to five minutes; before a gate's deadline no later
+    /// than the deadline, and never sooner than a second (see `backoff.rs`).
     pub fn error_action<K: Resource>(
         &self,
         obj: &K,
@@ -329,11 +330,11 @@ impl Context {
             .reconcile_errors
             .get_or_create(&labels([("controller", controller), ("error", err.kind())]))
             .inc();
-        let cap = deadline.map(|d| {
+        let deadline_in = deadline.map(|d| {
             let left = d.as_millisecond() - self.now().as_millisecond();
             Duration::from_millis(left.max(0) as u64)
         });
-        let delay = self.backoff.failed(&key, err.base_delay(), cap);
+        let delay = self.backoff.failed(&key, deadline_in);
         if matches!(err, Error::Conflict { .. }) {
             tracing::debug!(object = %key, controller, error = %err, retry_in_ms = delay.as_millis() as u64, "reconcile conflicted");
         } else {

@@ -8,6 +8,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 
+use super::backoff;
 use super::context::Context;
 use super::error::Error;
 use super::health;
@@ -19,7 +20,7 @@ use crate::api::{
     Decision, DecisionSource, Delivery, DeliveryState, DeploymentGate, DeploymentGateStatus,
     FINALIZER, Phase, ReleasePause, Reports, Verdict,
 };
-use crate::github::{ReviewOutcome, RunState, RunTarget, Turn};
+use crate::github::{Pace, ReviewOutcome, RunState, RunTarget, Turn};
 use crate::policy::{self, CheckResults, CheckState, EvalContext, Guard};
 use crate::telemetry::labels;
 
@@ -857,13 +858,14 @@ async fn wait(
     remove_condition(&mut s, CONDITION_INVALID);
 
     // Tell the person watching the run, only when what holds the gate changed.
-    // A report whose pacing turn is later is posted when it comes, and recorded
-    // with the next status write.
+    // Reports take only slots no answer waits for: one whose turn is later is
+    // posted (with the text of then) when it comes, and recorded with the next
+    // status write; if the gate is decided first, its answer drops it.
     let reports = ctx.reports(&gate);
     let mut report_in = None;
     if reports.last.as_deref() != Some(text.as_str()) && reports.count < MAX_REPORTS {
         let target = target(&gate);
-        match ctx.github.write_turn(&target) {
+        match ctx.github.report_turn(&target) {
             Turn::Later(after) => report_in = Some(after),
             Turn::Now => match ctx.github.comment(&target, &text).await {
                 Ok(_) => {
@@ -1181,9 +1183,9 @@ async fn deliver_with(
             )
         }
         ReviewOutcome::Denied { why } => {
-            // A permission an administrator can grant: keep trying slowly, so the
-            // deployment is answered once the App is fixed.
-            let retry = Duration::from_secs(300);
+            // A permission an administrator can grant: keep trying, ever more
+            // slowly (to 30 minutes), so the deployment is answered once the App is fixed.
+            let retry = backoff::delivery_delay(Pace::Refused, Duration::ZERO, delivery.attempts);
             delivery.last_error = Some(why.clone());
             delivery.next_attempt_at = Some(later(now, retry));
             let first = delivery.attempts == 1;
@@ -1193,7 +1195,8 @@ async fn deliver_with(
                 Action::requeue(retry),
             )
         }
-        ReviewOutcome::Retry { after, error } => {
+        ReviewOutcome::Retry { after, error, pace } => {
+            let after = backoff::delivery_delay(pace, after, delivery.attempts);
             delivery.last_error = Some(error.clone());
             delivery.next_attempt_at = Some(later(now, after));
             let first = delivery.attempts == 1;
@@ -1217,7 +1220,6 @@ async fn deliver_with(
         .get_or_create(&labels([("outcome", word)]))
         .inc();
     let mut s = status;
-    let delivered = delivery.state.is_final();
     let settled = delivery.state;
     s.delivery = Some(delivery.clone());
     match settled {
@@ -1253,18 +1255,13 @@ async fn deliver_with(
     if word == "denied" {
         let why = delivery.last_error.clone().unwrap_or_default();
         set_condition(&mut s, CONDITION_DELIVERY_DENIED, true, "Denied", &why, now);
-    } else if delivered && was_denied {
+    } else if delivery.state.is_final() && was_denied {
         remove_condition(&mut s, CONDITION_DELIVERY_DENIED);
     }
-    // On a Pending retry the attempt count and next time are recorded only when the
-    // error changes, keeping status writes low while GitHub is down.
-    let write = delivered || transition.is_some() || (word == "denied" && !was_denied);
-    let gate = if write {
-        let (gate, _) = commit(api, gate, s, ctx).await?;
-        gate
-    } else {
-        gate
-    };
+    // Every attempt is recorded: the attempt count is what the next backoff
+    // grows from, and `nextAttemptAt` what a person sees. It costs one status
+    // write per attempt, and attempts are paced by GitHub's write budget.
+    let (gate, _) = commit(api, gate, s, ctx).await?;
     if let Some((reason, note, warning)) = transition {
         let t = Transition {
             reason,

@@ -87,6 +87,8 @@ struct Inner {
     /// token, so a clone's freshly minted token would never be reused.
     installations: Mutex<HashMap<i64, Arc<Octocrab>>>,
     repo_installations: Mutex<HashMap<String, i64>>,
+    /// The login GitHub shows on this client's own reviews, once read.
+    own_login: Mutex<Option<String>>,
     pub(super) limiter: Limiter,
 }
 
@@ -151,6 +153,7 @@ impl GitHub {
                 timeout: config.request_timeout,
                 installations: Mutex::default(),
                 repo_installations: Mutex::default(),
+                own_login: Mutex::default(),
                 limiter: Limiter::new(config.writes_per_minute, config.max_in_flight),
             }),
         })
@@ -307,6 +310,51 @@ impl GitHub {
                 message: super::response::message_of(&a.body),
             }),
         }
+    }
+
+    /// The login GitHub puts on the reviews this client sends: the App's bot
+    /// user `<slug>[bot]` (slug from `GET /app`, with the App's JWT), or with a
+    /// plain token that token's user (`GET /user`). Read once, then kept; a
+    /// failed read is an error (and is read again next time), never a guess.
+    pub(super) async fn own_login(&self) -> Result<String, GitHubError> {
+        if let Some(login) = self
+            .inner
+            .own_login
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(login);
+        }
+        let (path, field, op) = if self.inner.app {
+            ("/app", "slug", "reading the App's own login (GET /app)")
+        } else {
+            (
+                "/user",
+                "login",
+                "reading the token's own login (GET /user)",
+            )
+        };
+        let (v, _) = self.get_json(&self.inner.root, path, op).await?;
+        let name = v
+            .get(field)
+            .and_then(|n| n.as_str())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| GitHubError::Decode {
+                op: op.into(),
+                why: format!("no {field} in the answer"),
+            })?;
+        let login = if self.inner.app {
+            format!("{name}[bot]")
+        } else {
+            name.to_string()
+        };
+        *self
+            .inner
+            .own_login
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(login.clone());
+        Ok(login)
     }
 
     /// App-level client (JWT), for the App's own endpoints.

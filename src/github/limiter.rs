@@ -7,8 +7,15 @@
 //! key ([`Limiter::turn`]), comes back when it is due, and then writes. Only a
 //! slot due within [`INLINE_WAIT`] is waited for in place. So a queue of
 //! thousands of answers costs a map entry each, not a parked reconcile each.
+//!
+//! Answers come first. A status report holds no slot while it waits: it queues
+//! apart ([`Limiter::report_turn`]), one place per key however often its text
+//! changes (the reconciler posts its latest text when the turn comes), and gets
+//! a slot only when no answer is waiting for one. An answer never queues behind
+//! a report; it waits at most for one report already sent, one slot. When the
+//! budget is short, reports simply wait, and a gate's answer drops its report.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -42,6 +49,21 @@ struct Slots {
     /// The same reservations in the order they were made (their times only
     /// grow), for expiring the ones nobody came back for.
     order: VecDeque<(Instant, String)>,
+    /// Reports waiting for a slot no answer wants, by when they first asked.
+    reports: BTreeMap<u64, WaitingReport>,
+    /// The place of each key's waiting report in `reports`.
+    report_places: HashMap<String, u64>,
+    next_place: u64,
+    /// Reports given up since start: dropped for an answer of the same key, or
+    /// never come back for.
+    reports_dropped: u64,
+}
+
+/// A status report waiting for its turn.
+struct WaitingReport {
+    key: String,
+    /// When its reconciler was told to come back; it is dropped if it does not.
+    back: Instant,
 }
 
 impl Slots {
@@ -71,8 +93,54 @@ impl Slots {
                 self.reserved.remove(&key);
             }
         }
+        // Waiting reports are few next to the answers' map and their come-back
+        // times are not ordered: a scan, only while some wait.
+        let stale: Vec<u64> = self
+            .reports
+            .iter()
+            .filter(|(_, r)| r.back + RESERVATION_GRACE <= now)
+            .map(|(place, _)| *place)
+            .collect();
+        for place in stale {
+            self.drop_report_at(place);
+        }
+    }
+
+    /// Reserves `at` for `key`.
+    fn reserve(&mut self, key: &str, at: Instant) {
+        self.reserved.insert(key.to_string(), at);
+        self.order.push_back((at, key.to_string()));
+    }
+
+    fn drop_report_at(&mut self, place: u64) {
+        if let Some(r) = self.reports.remove(&place) {
+            self.report_places.remove(&r.key);
+            self.reports_dropped += 1;
+        }
+    }
+
+    /// The place of `key`'s waiting report, queued at the back if new.
+    fn report_place(&mut self, key: &str, now: Instant) -> u64 {
+        if let Some(place) = self.report_places.get(key) {
+            return *place;
+        }
+        let place = self.next_place;
+        self.next_place += 1;
+        self.report_places.insert(key.to_string(), place);
+        self.reports.insert(
+            place,
+            WaitingReport {
+                key: key.to_string(),
+                back: now,
+            },
+        );
+        place
     }
 }
+
+/// Reports counted ahead of one when estimating its wait: past this many the
+/// estimate is long anyway, and the reconciler simply asks again.
+const REPORTS_COUNTED: usize = 1000;
 
 /// Shared by every clone of the client.
 pub struct Limiter {
@@ -95,6 +163,10 @@ impl Limiter {
                 pauses: 0,
                 reserved: HashMap::new(),
                 order: VecDeque::new(),
+                reports: BTreeMap::new(),
+                report_places: HashMap::new(),
+                next_place: 0,
+                reports_dropped: 0,
             }),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
         }
@@ -104,18 +176,22 @@ impl Limiter {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// When `key` may write. Reserves a slot on the first ask and keeps it
-    /// until [`Limiter::acquire`] uses it, so asking again never loses the place.
+    /// When the answer under `key` may be written. Reserves a slot on the
+    /// first ask and keeps it until [`Limiter::acquire`] uses it, so asking
+    /// again never loses the place. A report still waiting under `key` is
+    /// dropped: the answer ends what it would have reported on.
     pub fn turn(&self, key: &str) -> Turn {
         let now = Instant::now();
         let mut s = self.slots();
         s.expire(now);
+        if let Some(place) = s.report_places.get(key).copied() {
+            s.drop_report_at(place);
+        }
         let at = match s.reserved(key) {
             Some(at) => at,
             None => {
                 let at = s.take(self.interval);
-                s.reserved.insert(key.to_string(), at);
-                s.order.push_back((at, key.to_string()));
+                s.reserve(key, at);
                 at
             }
         };
@@ -124,6 +200,42 @@ impl Limiter {
         } else {
             Turn::Later(at - now)
         }
+    }
+
+    /// When the status report under `key` may be written: [`Turn::Now`] only
+    /// when it is the longest-waiting report and the next slot is free (no
+    /// answer holds one ahead), and then the slot is reserved for
+    /// [`Limiter::acquire`]. Otherwise it keeps its place among the reports,
+    /// without a slot, and is told roughly when to ask again.
+    pub fn report_turn(&self, key: &str) -> Turn {
+        let now = Instant::now();
+        let mut s = self.slots();
+        s.expire(now);
+        if let Some(at) = s.reserved(key) {
+            // Its turn already came (or an answer's did): use that slot.
+            return if at <= now + INLINE_WAIT {
+                Turn::Now
+            } else {
+                Turn::Later(at - now)
+            };
+        }
+        let place = s.report_place(key, now);
+        let ahead = s.reports.range(..place).take(REPORTS_COUNTED).count() as u32;
+        let free_at = now.max(s.next).max(s.blocked_until);
+        if ahead == 0 && free_at <= now + INLINE_WAIT {
+            if let Some(r) = s.reports.remove(&place) {
+                s.report_places.remove(&r.key);
+            }
+            let at = s.take(self.interval);
+            s.reserve(key, at);
+            return Turn::Now;
+        }
+        let wait = (free_at - now) + self.interval.saturating_mul(ahead);
+        let wait = wait.max(INLINE_WAIT);
+        if let Some(r) = s.reports.get_mut(&place) {
+            r.back = now + wait;
+        }
+        Turn::Later(wait)
     }
 
     /// Waits for this request's turn and a place in flight: the slot reserved
@@ -179,6 +291,17 @@ impl Limiter {
         self.slots().reserved.len()
     }
 
+    /// Status reports waiting for a slot now.
+    pub fn reports_waiting(&self) -> usize {
+        self.slots().reports.len()
+    }
+
+    /// Status reports given up since start (an answer came first, or nobody
+    /// came back for them).
+    pub fn reports_dropped(&self) -> u64 {
+        self.slots().reports_dropped
+    }
+
     /// Pauses GitHub imposed since start.
     pub fn pauses(&self) -> u64 {
         self.slots().pauses
@@ -218,6 +341,65 @@ mod tests {
         // b's slot fell inside the pause: it gets one after the pause.
         assert_eq!(l.turn("b"), Turn::Later(Duration::from_secs(60)));
         assert_eq!(l.turn("c"), Turn::Later(Duration::from_secs(61)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_report_lets_every_answer_go_first() {
+        let l = Limiter::new(60, 10);
+        // Nothing queued: a report goes at once.
+        assert_eq!(l.report_turn("r1"), Turn::Now);
+        drop(l.acquire("r1").await);
+        // Two more reports wait for the next free slot, one behind the other.
+        assert_eq!(l.report_turn("r2"), Turn::Later(Duration::from_secs(1)));
+        assert_eq!(l.report_turn("r3"), Turn::Later(Duration::from_secs(2)));
+        // Answers asked later still come first: the reports hold no slot.
+        assert_eq!(l.turn("a1"), Turn::Later(Duration::from_secs(1)));
+        assert_eq!(l.turn("a2"), Turn::Later(Duration::from_secs(2)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // r2's slot went to a1; it is told to come back after a2's.
+        assert_eq!(l.report_turn("r2"), Turn::Later(Duration::from_secs(2)));
+        assert_eq!(l.turn("a1"), Turn::Now);
+        drop(l.acquire("a1").await);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(l.turn("a2"), Turn::Now);
+        drop(l.acquire("a2").await);
+        // The answers are out: now the reports, oldest first.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(l.report_turn("r3"), Turn::Later(Duration::from_secs(1)));
+        assert_eq!(l.report_turn("r2"), Turn::Now);
+        drop(l.acquire("r2").await);
+        assert_eq!(l.reports_waiting(), 1);
+        assert_eq!(l.reports_dropped(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_report_keeps_one_place_and_its_answer_drops_it() {
+        let l = Limiter::new(60, 10);
+        assert_eq!(l.turn("a"), Turn::Now);
+        // Asked three times (its text changed twice): one place, one report.
+        for _ in 0..3 {
+            assert_eq!(l.report_turn("g"), Turn::Later(Duration::from_secs(1)));
+        }
+        assert_eq!(l.reports_waiting(), 1);
+        // The gate is decided: its answer takes a slot and the report is gone.
+        assert_eq!(l.turn("g"), Turn::Later(Duration::from_secs(1)));
+        assert_eq!(l.reports_waiting(), 0);
+        assert_eq!(l.reports_dropped(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_report_nobody_comes_back_for_is_dropped() {
+        let l = Limiter::new(60, 10);
+        assert_eq!(l.turn("a"), Turn::Now);
+        assert_eq!(l.report_turn("gone"), Turn::Later(Duration::from_secs(1)));
+        assert_eq!(l.report_turn("next"), Turn::Later(Duration::from_secs(2)));
+        drop(l.acquire("a").await);
+        // Past the first report's come-back time and the grace: its gate
+        // never came back (decided, deleted), and it does not block the next.
+        tokio::time::advance(Duration::from_millis(11_500)).await;
+        assert_eq!(l.report_turn("next"), Turn::Now);
+        assert_eq!(l.reports_waiting(), 0);
+        assert_eq!(l.reports_dropped(), 1);
     }
 
     #[tokio::test(start_paused = true)]

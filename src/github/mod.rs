@@ -19,4 +19,4 @@ pub use error::GitHubError;
 pub use hooks::HookDelivery;
 pub use limiter::Turn;
 pub use response::{Class, classify};
-pub use review::{CommentOutcome, ReviewOutcome, RunState, RunTarget};
+pub use review::{CommentOutcome, Pace, ReviewOutcome, RunState, RunTarget};

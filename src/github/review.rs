@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use http::Method;
-use rand::Rng;
 use serde_json::json;
 
 use super::client::{GitHub, split_repository};
@@ -42,10 +41,31 @@ pub enum ReviewOutcome {
     AlreadySettled { by: Option<String> },
     /// The run or repository no longer exists (404).
     Gone,
-    /// Try again after `after` (5xx, timeouts, connection errors, rate limits).
-    Retry { after: Duration, error: String },
+    /// Try again later (5xx, timeouts, connection errors, rate limits, a 401
+    /// even with a fresh token). `pace` says how long to wait: with
+    /// [`Pace::Told`], exactly `after`; otherwise `after` is zero and the caller
+    /// backs off by its attempt count.
+    Retry {
+        after: Duration,
+        error: String,
+        pace: Pace,
+    },
     /// A real refusal; `why` names the permission or setting to fix.
     Denied { why: String },
+}
+
+/// How a [`ReviewOutcome::Retry`] waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// GitHub said how long (`retry-after`, the primary limit's reset, a
+    /// secondary-limit pause): exactly that, no sooner and no later.
+    Told,
+    /// A transient failure (5xx, a timeout, a reset, a token that could not be
+    /// minted): exponential backoff from a second or two.
+    Transient,
+    /// A refusal only a person can fix (credentials GitHub rejects even when
+    /// fresh): exponential backoff to at most half an hour.
+    Refused,
 }
 
 /// What became of a status report.
@@ -70,25 +90,40 @@ pub enum RunState {
     Gone,
 }
 
-fn jittered(base: Duration) -> Duration {
-    base.mul_f64(rand::rng().random_range(0.8..1.2))
-}
-
 fn now_epoch() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
 impl GitHub {
-    /// When a review or status report for `target` may be sent. The first ask
-    /// reserves the slot; a reconciler told [`Turn::Later`] comes back then,
-    /// instead of holding a reconcile open while the queue drains.
+    /// When the answer (a review with a state) for `target` may be sent. The
+    /// first ask reserves the slot; a reconciler told [`Turn::Later`] comes back
+    /// then, instead of holding a reconcile open while the queue drains.
     pub fn write_turn(&self, target: &RunTarget) -> Turn {
         self.limiter().turn(&target.pacing_key())
+    }
+
+    /// When a status report ([`GitHub::comment`]) on `target` may be sent:
+    /// only in a slot no answer is waiting for. A report asked for again keeps
+    /// its place (post the latest text when the turn comes); the answer for the
+    /// same target drops it. See `limiter.rs`.
+    pub fn report_turn(&self, target: &RunTarget) -> Turn {
+        self.limiter().report_turn(&target.pacing_key())
     }
 
     /// Writes holding a pacing slot that has not been used yet.
     pub fn writes_queued(&self) -> usize {
         self.limiter().reservations()
+    }
+
+    /// Status reports waiting for a slot no answer wants.
+    pub fn reports_queued(&self) -> usize {
+        self.limiter().reports_waiting()
+    }
+
+    /// Status reports given up since start: an answer came first, or their gate
+    /// never came back for them.
+    pub fn reports_dropped(&self) -> u64 {
+        self.limiter().reports_dropped()
     }
 
     /// Times GitHub's rate limits paused every write, since start.
@@ -119,12 +154,7 @@ impl GitHub {
             .await
         {
             Ok(c) => c,
-            Err(e) if e.is_transient() => {
-                return ReviewOutcome::Retry {
-                    after: jittered(Duration::from_secs(5)),
-                    error: e.to_string(),
-                };
-            }
+            Err(e) if e.is_transient() => return backoff(e.to_string()),
             Err(e) => return ReviewOutcome::Denied { why: e.to_string() },
         };
         let path = format!(
@@ -145,12 +175,10 @@ impl GitHub {
             Err(e) => {
                 // Ambiguous: the request may have reached GitHub. Look before sending again.
                 drop(_permit);
-                return match self.landed(target, verdict).await {
-                    Some(outcome) => outcome,
-                    None => ReviewOutcome::Retry {
-                        after: jittered(Duration::from_secs(2)),
-                        error: e.to_string(),
-                    },
+                return if self.landed(target, verdict).await {
+                    ReviewOutcome::Delivered
+                } else {
+                    backoff(e.to_string())
                 };
             }
         };
@@ -163,16 +191,17 @@ impl GitHub {
             Class::Gone => ReviewOutcome::Gone,
             Class::SecondaryLimit { retry_after } => {
                 let after = self.limiter().secondary_limit(retry_after);
-                ReviewOutcome::Retry { after, error: format!("GitHub secondary rate limit; every write pauses {after:?}") }
+                ReviewOutcome::Retry { after, error: format!("GitHub secondary rate limit; every write pauses {after:?}"), pace: Pace::Told }
             }
             Class::RateLimited { after } => {
                 self.limiter().wait_until(after);
-                ReviewOutcome::Retry { after, error: format!("GitHub rate limit; retrying after {after:?}") }
+                ReviewOutcome::Retry { after, error: format!("GitHub rate limit; retrying after {after:?}"), pace: Pace::Told }
             }
-            Class::Transient { why } => ReviewOutcome::Retry { after: jittered(Duration::from_secs(2)), error: why },
+            Class::Transient { why } => backoff(why),
             Class::Denied { status: 401, .. } => ReviewOutcome::Retry {
-                after: jittered(Duration::from_secs(30)),
+                after: Duration::ZERO,
                 error: "GitHub refused the credentials even with a fresh token; check the App ID and private key".into(),
+                pace: Pace::Refused,
             },
             Class::Denied { status: 403, why } => ReviewOutcome::Denied {
                 why: format!("the App lacks Deployments: write on {} ({why})", target.repository),
@@ -181,26 +210,41 @@ impl GitHub {
         }
     }
 
-    /// After an ambiguous failure: did an answer for this environment land?
-    async fn landed(&self, target: &RunTarget, verdict: Verdict) -> Option<ReviewOutcome> {
-        let approvals = self.approvals(target).await.ok()?;
-        let ours = approvals.iter().find(|a| a.environment_matches)?;
-        if ours.state == verdict.github_state() {
-            Some(ReviewOutcome::Delivered)
-        } else {
-            Some(ReviewOutcome::AlreadySettled {
-                by: ours.login.clone(),
-            })
-        }
+    /// After an ambiguous failure: did this answer land? Only a review by this
+    /// client's own login, for the gate's environment, with the gate's state
+    /// says so. The history also lists people's reviews (an environment's
+    /// required reviewers, say), which do not answer our rule; anything but
+    /// our own answer, or not being able to tell, means "send again": if it
+    /// did land, GitHub answers that with 422 and the gate is settled.
+    async fn landed(&self, target: &RunTarget, verdict: Verdict) -> bool {
+        let Ok(own) = self.own_login().await else {
+            return false;
+        };
+        let Ok(approvals) = self.approvals(target).await else {
+            return false;
+        };
+        approvals.iter().any(|a| {
+            a.environment_matches
+                && a.by(&own)
+                && a.state.eq_ignore_ascii_case(verdict.github_state())
+        })
     }
 
-    /// Who answered the request, from `GET …/runs/{run_id}/approvals` (latest first).
+    /// Who answered the request, from `GET …/runs/{run_id}/approvals`: our own
+    /// review of its environment if there is one (an earlier attempt that
+    /// landed), else the latest review of it.
     async fn approver(&self, target: &RunTarget) -> Option<String> {
         let approvals = self.approvals(target).await.ok()?;
-        approvals
-            .into_iter()
-            .find(|a| a.environment_matches)
-            .and_then(|a| a.login)
+        let own = self.own_login().await.ok();
+        let mut for_environment = approvals.into_iter().filter(|a| a.environment_matches);
+        let latest = for_environment.next()?;
+        if let Some(own) = own
+            && !latest.by(&own)
+            && let Some(ours) = for_environment.find(|a| a.by(&own))
+        {
+            return ours.login;
+        }
+        latest.login
     }
 
     async fn approvals(&self, target: &RunTarget) -> Result<Vec<Approval>, GitHubError> {
@@ -244,8 +288,10 @@ impl GitHub {
                     .and_then(|e| e.as_array())
                     .is_some_and(|envs| {
                         envs.iter().any(|e| {
-                            e.get("name").and_then(|n| n.as_str())
-                                == Some(target.environment.as_str())
+                            // GitHub's environment names are case-insensitive.
+                            e.get("name")
+                                .and_then(|n| n.as_str())
+                                .is_some_and(|n| n.eq_ignore_ascii_case(&target.environment))
                         })
                     }),
             })
@@ -353,8 +399,26 @@ impl GitHub {
     }
 }
 
+/// A transient failure: the caller backs off by its attempt count.
+fn backoff(error: String) -> ReviewOutcome {
+    ReviewOutcome::Retry {
+        after: Duration::ZERO,
+        error,
+        pace: Pace::Transient,
+    }
+}
+
 struct Approval {
     state: String,
     login: Option<String>,
     environment_matches: bool,
+}
+
+impl Approval {
+    /// True when `login` gave this review (GitHub logins are case-insensitive).
+    fn by(&self, login: &str) -> bool {
+        self.login
+            .as_deref()
+            .is_some_and(|l| l.eq_ignore_ascii_case(login))
+    }
 }

@@ -2,6 +2,12 @@
 //! (sha, reason) — and, for a freeze window, the current occurrence — equals
 //! the recorded recovery. Restating a recovered failure changes nothing; a new
 //! sha or reason pauses again.
+//!
+//! Only a recovery recorded in `status.recovery` releases anything. A
+//! `spec.resume` is a request: the operator records it ([`accepted_resume`])
+//! and only then do gates pass. So a resume that released a gate is always
+//! on record, whatever a writer does to `spec.resume` afterwards, and however
+//! late (or never) the operator saw a resume that was removed again.
 
 use jiff::Timestamp;
 
@@ -49,9 +55,9 @@ fn covers(
     }
 }
 
-/// The state of `pause` at `now`, from its spec, its recorded recovery and a
-/// matching `spec.resume` the operator has not recorded yet (so a resume takes
-/// effect at once, before the status catches up).
+/// The state of `pause` at `now`, from its spec and its recorded recovery.
+/// A `spec.resume` not recorded yet does not count: the operator records it
+/// first (with the pause's next status write), and the write wakes the gates.
 pub fn pause_state(pause: &ReleasePause, now: Timestamp) -> Result<PauseEval, ScheduleError> {
     let expires = pause.spec.expires_at;
     if let Some(at) = expires
@@ -90,11 +96,7 @@ pub fn pause_state(pause: &ReleasePause, now: Timestamp) -> Result<PauseEval, Sc
     }
     let open = window.map(|(start, _)| start);
     let window_end = window.and_then(|(_, end)| end);
-    let resumed_by_spec = pause.spec.resume.as_ref().is_some_and(|r| {
-        let w = r.window.or_else(|| resume_window_default(pause, open));
-        covers(pause, r.sha.as_deref(), &r.reason, w, open)
-    });
-    let resumed_by_status = pause
+    let resumed = pause
         .status
         .as_ref()
         .and_then(|s| s.recovery.as_ref())
@@ -105,7 +107,7 @@ pub fn pause_state(pause: &ReleasePause, now: Timestamp) -> Result<PauseEval, Sc
         .as_deref()
         .map(|s| &s[..s.len().min(7)])
         .unwrap_or("-");
-    if resumed_by_spec || resumed_by_status {
+    if resumed {
         let message = match window_end {
             Some(_) => format!(
                 "resumed: {} ({sha}) lifted for this window only",
@@ -145,7 +147,7 @@ pub fn pause_state(pause: &ReleasePause, now: Timestamp) -> Result<PauseEval, Sc
 }
 
 /// A resume without `window` on a scheduled pause lifts the occurrence open when
-/// the operator first records it; before that, it applies to the open one.
+/// the operator first records it; once recorded, the record names it.
 fn resume_window_default(pause: &ReleasePause, open: Option<Timestamp>) -> Option<Timestamp> {
     pause.spec.schedule.as_ref()?;
     let recorded = pause.status.as_ref().and_then(|s| s.recovery.as_ref());

@@ -1,8 +1,10 @@
 //! A fake GitHub API on 127.0.0.1 for tests, the benchmark and e2e: the
-//! deployment protection rule review (204, then 422 once answered), approvals,
-//! workflow runs, check runs and commit statuses, installation tokens, the
-//! App's webhook deliveries, scripted and seeded random faults, and a log of
-//! every request with its (tokio) arrival time.
+//! deployment protection rule review (204, then 422 once answered), the run's
+//! review history (`approvals`, each entry with its reviewer's login), the
+//! authenticated App (`GET /app`, JWT only) and user (`GET /user`, not for
+//! installation tokens), workflow runs, check runs and commit statuses,
+//! installation tokens, the App's webhook deliveries, scripted and seeded
+//! random faults, and a log of every request with its (tokio) arrival time.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -111,8 +113,10 @@ struct Run {
     conclusion: Option<String>,
     /// environment → (state, login, comment)
     answers: HashMap<String, (String, String, String)>,
-    /// Answers of earlier requests (before `pending_again`), oldest first.
-    history: Vec<(String, (String, String, String))>,
+    /// The review history as `GET …/approvals` lists it, oldest first: every
+    /// answer, and reviews that answer no protection rule of ours (an
+    /// environment's required reviewers).
+    history: Vec<Value>,
 }
 
 #[derive(Default)]
@@ -129,6 +133,54 @@ struct GhState {
     redelivered: Vec<i64>,
     accepted: HashMap<(i64, String), u32>,
     comments: HashMap<(i64, String), u32>,
+    /// The App's slug (`GET /app`); its bot user `<slug>[bot]` gives the
+    /// answers sent with an installation token. Default `tollgate`.
+    app_slug: Option<String>,
+    /// The user of a plain token (`GET /user`), who gives the answers sent
+    /// with it. Default: the App's bot login.
+    token_login: Option<String>,
+}
+
+impl GhState {
+    fn app_slug(&self) -> String {
+        self.app_slug.clone().unwrap_or_else(|| "tollgate".into())
+    }
+
+    fn bot_login(&self) -> String {
+        format!("{}[bot]", self.app_slug())
+    }
+
+    fn token_login(&self) -> String {
+        self.token_login.clone().unwrap_or_else(|| self.bot_login())
+    }
+}
+
+/// The credentials a request carried, as GitHub tells them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Credential {
+    /// The App's JSON Web Token.
+    Jwt,
+    /// An installation access token (`ghs_…`).
+    Installation,
+    /// A plain (personal) token.
+    Token,
+    None,
+}
+
+fn credential(authorization: Option<&str>) -> Credential {
+    let Some(token) = authorization.and_then(|a| {
+        a.strip_prefix("Bearer ")
+            .or_else(|| a.strip_prefix("token "))
+    }) else {
+        return Credential::None;
+    };
+    if token.starts_with("ghs_") {
+        Credential::Installation
+    } else if token.starts_with("eyJ") && token.split('.').count() == 3 {
+        Credential::Jwt
+    } else {
+        Credential::Token
+    }
 }
 
 /// The fake server. Clones share state.
@@ -233,6 +285,32 @@ impl FakeGitHub {
             environment.to_string(),
             (state.to_string(), login.to_string(), String::new()),
         );
+        run.history
+            .push(history_entry(environment, state, login, ""));
+    }
+
+    /// A review in the run's history that answers no rule of ours (a person
+    /// approving the environment's required reviewers): `approvals` lists it,
+    /// and our own request stays pending.
+    pub fn add_review_history(&self, run_id: i64, environment: &str, state: &str, login: &str) {
+        let mut s = self.lock();
+        let run = s.runs.entry(run_id).or_default();
+        run.history.push(history_entry(
+            environment,
+            state,
+            login,
+            "approved by a required reviewer",
+        ));
+    }
+
+    /// The App's slug (`GET /app`); its answers are given by `<slug>[bot]`.
+    pub fn set_app_slug(&self, slug: &str) {
+        self.lock().app_slug = Some(slug.to_string());
+    }
+
+    /// The user a plain token belongs to (`GET /user`), who gives its answers.
+    pub fn set_token_login(&self, login: &str) {
+        self.lock().token_login = Some(login.to_string());
     }
 
     /// Status reports posted for (run, environment).
@@ -258,10 +336,11 @@ impl FakeGitHub {
     /// taken again.
     pub fn pending_again(&self, run_id: i64, environment: &str) {
         let mut s = self.lock();
-        let run = s.runs.entry(run_id).or_default();
-        if let Some(answer) = run.answers.remove(environment) {
-            run.history.push((environment.to_string(), answer));
-        }
+        s.runs
+            .entry(run_id)
+            .or_default()
+            .answers
+            .remove(environment);
     }
 
     /// Sets the commit a workflow run reports as its `head_sha`.
@@ -356,6 +435,15 @@ fn gh(status: u16, message: &str) -> Response {
         .into_response()
 }
 
+fn history_entry(environment: &str, state: &str, login: &str, comment: &str) -> Value {
+    json!({
+        "state": state,
+        "comment": comment,
+        "environments": [{"id": 1, "name": environment}],
+        "user": {"login": login, "type": if login.ends_with("[bot]") { "Bot" } else { "User" }},
+    })
+}
+
 fn json_ok(v: Value) -> Response {
     (
         StatusCode::OK,
@@ -385,6 +473,8 @@ fn route_of(method: &Method, parts: &[&str]) -> &'static str {
         (&Method::POST, ["app", "installations", _, "access_tokens"]) => "token",
         (_, ["app", "hook", "deliveries", ..]) => "deliveries",
         (&Method::GET, ["repos", _, _, "installation"]) => "installation",
+        (&Method::GET, ["app"]) => "app",
+        (&Method::GET, ["user"]) => "user",
         _ => "other",
     }
 }
@@ -507,7 +597,7 @@ async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
         Some(Effect::Respond(r)) => (r, None),
         Some(Effect::Hang { lands }) => (
             if lands {
-                serve(&fake, &method, &parts, &body)
+                serve(&fake, &method, &parts, &body, authorization.as_deref())
             } else {
                 gh(599, "never sent")
             },
@@ -515,13 +605,16 @@ async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
         ),
         Some(Effect::Reset { lands }) => (
             if lands {
-                serve(&fake, &method, &parts, &body)
+                serve(&fake, &method, &parts, &body, authorization.as_deref())
             } else {
                 gh(599, "never sent")
             },
             Some(false),
         ),
-        None => (serve(&fake, &method, &parts, &body), None),
+        None => (
+            serve(&fake, &method, &parts, &body, authorization.as_deref()),
+            None,
+        ),
     };
     let status = response.status().as_u16();
     fake.lock().requests.push(Recorded {
@@ -545,9 +638,31 @@ async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
     }
 }
 
-fn serve(fake: &FakeGitHub, method: &Method, parts: &[&str], body: &Value) -> Response {
+fn serve(
+    fake: &FakeGitHub,
+    method: &Method,
+    parts: &[&str],
+    body: &Value,
+    authorization: Option<&str>,
+) -> Response {
     let mut s = fake.lock();
+    let credential = credential(authorization);
     match (method, parts) {
+        // "You must use a JWT to access this endpoint."
+        (&Method::GET, ["app"]) => match credential {
+            Credential::Jwt => {
+                let slug = s.app_slug();
+                json_ok(json!({"id": 1, "slug": slug, "name": slug, "owner": {"login": "acme"}}))
+            }
+            _ => gh(401, "A JSON web token could not be decoded"),
+        },
+        (&Method::GET, ["user"]) => match credential {
+            Credential::Token => {
+                json_ok(json!({"login": s.token_login(), "id": 7, "type": "User"}))
+            }
+            Credential::None => gh(401, "Requires authentication"),
+            _ => gh(403, "Resource not accessible by integration"),
+        },
         (&Method::POST, ["app", "installations", _id, "access_tokens"]) => {
             s.tokens_minted += 1;
             let n = s.tokens_minted;
@@ -595,11 +710,17 @@ fn serve(fake: &FakeGitHub, method: &Method, parts: &[&str], body: &Value) -> Re
             if entry.answers.contains_key(&env) {
                 return gh(422, "No pending deployment requests to approve or reject");
             }
+            let login = match credential {
+                Credential::Installation => s.bot_login(),
+                _ => s.token_login(),
+            };
+            let entry = s.runs.entry(run_id).or_default();
             match state {
                 Some(state) => {
                     entry
-                        .answers
-                        .insert(env.clone(), (state, "tollgate[bot]".into(), comment));
+                        .history
+                        .push(history_entry(&env, &state, &login, &comment));
+                    entry.answers.insert(env.clone(), (state, login, comment));
                     *s.accepted.entry((run_id, env)).or_default() += 1;
                 }
                 None => *s.comments.entry((run_id, env)).or_default() += 1,
@@ -608,16 +729,10 @@ fn serve(fake: &FakeGitHub, method: &Method, parts: &[&str], body: &Value) -> Re
         }
         (&Method::GET, ["repos", _, _, "actions", "runs", run, "approvals"]) => {
             let run_id: i64 = run.parse().unwrap_or(0);
-            let list: Vec<Value> = s
+            let list = s
                 .runs
                 .get(&run_id)
-                .map(|r| {
-                    r.answers
-                        .iter()
-                        .chain(r.history.iter().rev().map(|(e, a)| (e, a)))
-                        .map(|(env, (state, login, comment))| json!({"state": state, "comment": comment, "environments": [{"name": env}], "user": {"login": login}}))
-                        .collect()
-                })
+                .map(|r| r.history.clone())
                 .unwrap_or_default();
             json_ok(Value::Array(list))
         }
