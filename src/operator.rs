@@ -350,3 +350,34 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn the_webhook_flags_default_to_the_webhook_limits_and_two_ports() {
+        let a = Cli::try_parse_from(["tollgate"])
+            .expect("defaults parse")
+            .run;
+        assert_eq!(
+            Limits {
+                max_connections: a.webhook_max_connections as usize,
+                idle_timeout: a.webhook_idle_timeout,
+                header_timeout: a.webhook_header_timeout,
+                body_timeout: a.webhook_body_timeout,
+            },
+            Limits::WEBHOOK
+        );
+        assert_eq!(a.listen, "0.0.0.0:8080".parse().expect("addr"));
+        assert_eq!(a.metrics_listen, "0.0.0.0:9090".parse().expect("addr"));
+        assert!(Cli::try_parse_from(["tollgate", "--webhook-max-connections", "0"]).is_err());
+    }
+}

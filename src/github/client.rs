@@ -548,10 +548,6 @@ mod tests {
     #[test]
     fn old_installation_tokens_go_and_version_numbers_stay() {
         assert_eq!(
-            scrub("token v1.1f699f1069f60xxx1f699f1069f60aaa1f699f10"),
-            "token <redacted>xxx1f699f1069f60aaa1f699f10"
-        );
-        assert_eq!(
             scrub("token v1.1f699f1069f60aaa1f699f1069f60aaa1f699f10 ok"),
             "token <redacted> ok"
         );
