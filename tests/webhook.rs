@@ -1404,3 +1404,25 @@ async fn five_thousand_idle_connections_leave_the_webhook_answering_and_readyz_2
         .await
         .expect("bounded: the whole load takes under a minute");
 }
+
+#[tokio::test]
+async fn the_webhook_port_serves_nothing_but_post_webhook() {
+    let l = listeners(Limits::WEBHOOK).await;
+    for path in ["/metrics", "/readyz", "/livez", "/"] {
+        assert_eq!(
+            l.get(l.webhook, path).await.0,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        l.get(l.webhook, "/webhook").await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        l.get(l.metrics, "/readyz").await,
+        (StatusCode::OK, "ready".to_string())
+    );
+    assert_eq!(l.get(l.metrics, "/livez").await.0, StatusCode::OK);
+    assert_eq!(l.get(l.metrics, "/webhook").await.0, StatusCode::NOT_FOUND);
+}

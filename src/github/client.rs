@@ -504,7 +504,7 @@ mod tests {
             "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
         ] {
             for (message, want) in [
-                (format!("{token}"), "<redacted>".to_string()),
+                (token.to_string(), "<redacted>".to_string()),
                 (format!("Bearer {token}"), "Bearer <redacted>".to_string()),
                 (
                     format!("token={token}&x=1"),

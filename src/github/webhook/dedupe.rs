@@ -8,11 +8,13 @@
 //! came with other content (never from GitHub; perhaps from a proxy or a
 //! test) is handled afresh, never dropped. Only deliveries that passed the
 //! signature check and were answered 2xx are remembered, so a forger cannot
-//! fill the memory and a delivery that failed is tried again in full.
+//! fill the memory (someone replaying a captured signed body under new ids
+//! can only push entries out, which costs a write, never an answer) and a
+//! delivery that failed is tried again in full.
 //!
 //! What ends an entry: `ttl` after it was recorded, or being the oldest when
-//! `capacity` deliveries are held. Ids longer than [`MAX_ID_BYTES`] are not
-//! remembered, so each entry stays small.
+//! `capacity` deliveries are held (10 minutes, 10,000). Ids longer than
+//! `MAX_ID_BYTES` are not remembered, so each entry stays small.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -21,24 +23,24 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Deliveries remembered at most (GitHub sends one per request and event).
-pub const CAPACITY: usize = 10_000;
+const CAPACITY: usize = 10_000;
 /// How long a delivery is remembered; GitHub's and the sweeper's
 /// redeliveries of a lost delivery come within minutes.
-pub const TTL: Duration = Duration::from_secs(10 * 60);
+const TTL: Duration = Duration::from_secs(10 * 60);
 /// Longest id remembered (GitHub's are 36-character GUIDs).
-pub const MAX_ID_BYTES: usize = 64;
+const MAX_ID_BYTES: usize = 64;
 /// Hex digits of the signature kept with the id: enough to tell bodies apart.
 const DIGEST_HEX: usize = 16;
 
 /// A delivery's identity: its id and a prefix of its body's signature.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct DeliveryKey(String);
+pub(super) struct DeliveryKey(String);
 
 impl DeliveryKey {
     /// The key of a delivery with id `id` and the (already verified)
     /// `X-Hub-Signature-256` value `signature`; `None` when either is missing
     /// or the id is too long to remember.
-    pub fn new(id: Option<&str>, signature: Option<&str>) -> Option<DeliveryKey> {
+    pub(super) fn new(id: Option<&str>, signature: Option<&str>) -> Option<DeliveryKey> {
         let id = id.filter(|i| !i.is_empty() && i.len() <= MAX_ID_BYTES)?;
         let digest = signature?.trim().strip_prefix("sha256=")?;
         let digest = digest.get(..DIGEST_HEX)?;
@@ -48,7 +50,7 @@ impl DeliveryKey {
 
 /// The deliveries answered recently.
 #[derive(Debug)]
-pub struct Deliveries {
+pub(super) struct Deliveries {
     capacity: usize,
     ttl: Duration,
     seen: Mutex<Seen>,
@@ -82,7 +84,7 @@ impl Default for Deliveries {
 
 impl Deliveries {
     /// At most `capacity` deliveries, each for `ttl`.
-    pub fn new(capacity: usize, ttl: Duration) -> Deliveries {
+    pub(super) fn new(capacity: usize, ttl: Duration) -> Deliveries {
         Deliveries {
             capacity: capacity.max(1),
             ttl,
@@ -91,7 +93,7 @@ impl Deliveries {
     }
 
     /// True when `key` was answered within the TTL.
-    pub fn seen(&self, key: &DeliveryKey, now: Instant) -> bool {
+    pub(super) fn seen(&self, key: &DeliveryKey, now: Instant) -> bool {
         let mut s = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         s.prune(now, self.ttl, self.capacity);
         s.at.contains_key(key)
@@ -99,7 +101,7 @@ impl Deliveries {
 
     /// Remembers that `key` was answered at `now` (a key already held keeps
     /// its first time: its TTL counts from the first answer).
-    pub fn record(&self, key: DeliveryKey, now: Instant) {
+    pub(super) fn record(&self, key: DeliveryKey, now: Instant) {
         let mut s = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         s.prune(now, self.ttl, self.capacity);
         if s.at.contains_key(&key) {
@@ -111,17 +113,13 @@ impl Deliveries {
     }
 
     /// Deliveries held now (expired ones may still count until the next call).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .at
             .len()
-    }
-
-    /// True when nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -165,7 +163,7 @@ mod tests {
         // Recording again does not extend the TTL.
         d.record(key("a"), t0 + Duration::from_secs(300));
         assert!(!d.seen(&key("a"), t0 + Duration::from_secs(600)));
-        assert!(d.is_empty());
+        assert_eq!(d.len(), 0);
     }
 
     #[test]

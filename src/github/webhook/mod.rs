@@ -38,9 +38,9 @@ use crate::api::DeploymentGate;
 use crate::config::OperatorConfig;
 use crate::github::GitHub;
 use crate::telemetry::{Metrics, Throttle, is_body_timeout, labels};
+use dedupe::{Deliveries, DeliveryKey};
 
 pub use autopause::{REASON as AUTO_PAUSE_REASON, build_pause, matching_rules};
-pub use dedupe::{CAPACITY as DEDUPE_CAPACITY, Deliveries, DeliveryKey, TTL as DEDUPE_TTL};
 pub use deployment::{
     DeploymentStatusEvent, PAUSE_REASON as DEPLOY_PAUSE_REASON, build_pause as build_deploy_pause,
     find_gate,
