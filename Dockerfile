@@ -19,6 +19,7 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /tollgate /tollgate
 # The distroless "nonroot" user; the chart's securityContext expects 65532.
 USER 65532:65532
-EXPOSE 8080
+# 8080: POST /webhook (expose this one); 9090: /metrics, /livez, /readyz (in-cluster).
+EXPOSE 8080 9090
 ENTRYPOINT ["/tollgate"]
 CMD ["run"]

@@ -386,13 +386,13 @@ async fn start_operator_process(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> O
     std::fs::write(&token, "bench").expect("token file");
     let config = files.join("config.yaml");
     std::fs::write(&config, BENCH_CONFIG).expect("config file");
-    // A free loopback port for its health endpoint.
+    // A free loopback port for its health endpoint (the metrics listener).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["run", "--metrics-listen", &format!("127.0.0.1:{port}")])
         .args(["--github-api-url", gh.url()])
         .arg("--github-token-file")
         .arg(&token)

@@ -93,6 +93,7 @@ start_operator() {
     --github-token-file "$WORK/token" --config "$WORK/config.yaml" \
     --webhook-secret-file "$WORK/webhook-secret" \
     --listen "127.0.0.1:$PORT" --github-timeout 30s --pod-name e2e-operator \
+    --metrics-listen "127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')" \
     >>"$WORK/operator.log" 2>&1 &
   echo $! >"$WORK/operator.pid"
   disown # a SIGKILL on purpose is not news

@@ -10,7 +10,7 @@ use crate::config::{ConfigError, OperatorConfig};
 use crate::controller::{self, Runtime, Scope, Settings};
 use crate::github::webhook::{self, Intake};
 use crate::github::{Auth, GitHub, GitHubConfig};
-use crate::telemetry::{self, LogFormat, Metrics};
+use crate::telemetry::{self, Limits, LogFormat, Metrics};
 
 /// Flags of `tollgate run`.
 #[derive(clap::Args, Debug, Clone)]
@@ -18,9 +18,27 @@ pub struct RunArgs {
     /// The operator's configuration file (policies, tenancy, defaults).
     #[arg(long, env = "TOLLGATE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address of the HTTP server (webhook, health, metrics).
+    /// Address of the webhook receiver: `POST /webhook` and nothing else, the
+    /// one port to expose to GitHub (through an Ingress).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// Address of `/metrics`, `/livez` and `/readyz`; keep it inside the cluster.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+    /// Connections the webhook listener keeps open at once. At the cap a new
+    /// connection replaces the oldest idle one; it is refused only when every
+    /// connection is answering a request.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_max_connections: u32,
+    /// How long a webhook connection may sit idle (before a request, or between keep-alive requests).
+    #[arg(long, default_value = "90s", value_parser = parse_duration)]
+    pub webhook_idle_timeout: Duration,
+    /// How long a webhook request's headers may take from its first byte.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub webhook_header_timeout: Duration,
+    /// How long a webhook request's body may take after its headers.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub webhook_body_timeout: Duration,
     /// GitHub API base URL: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server.
     #[arg(long, default_value = "https://api.github.com")]
     pub github_api_url: String,
@@ -190,7 +208,6 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         .map_err(StartError::Kube)?;
 
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
-    let router = telemetry::routes(ready_rx.clone(), metrics.clone());
     let intake = webhook_secret.map(|secret| {
         Intake::new(
             client.clone(),
@@ -200,27 +217,42 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
             metrics.clone(),
         )
     });
-    let router = match &intake {
-        Some(intake) => router.merge(webhook::routes(intake.clone())),
+    // Two listeners, so that exposing /webhook exposes nothing else: the
+    // webhook one faces the Internet, the metrics one stays in the cluster.
+    let metrics_listener = bind(args.metrics_listen).await?;
+    let webhook_listener = match &intake {
+        Some(_) => Some(bind(args.listen).await?),
         None => {
             tracing::warn!(
                 "no --webhook-secret-file: the webhook receiver is off; gates come only from kubectl"
             );
-            router
+            None
         }
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: args.listen,
-            source,
-        })?;
-    tracing::info!(addr = %args.listen, "serving /webhook, /livez, /readyz and /metrics");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "the HTTP server stopped");
-        }
-    });
+    tracing::info!(addr = %args.metrics_listen, "serving /metrics, /livez and /readyz");
+    tokio::spawn(telemetry::serve(
+        metrics_listener,
+        telemetry::routes(ready_rx.clone(), metrics.clone()),
+        "metrics",
+        Limits::METRICS,
+        metrics.clone(),
+    ));
+    if let (Some(listener), Some(intake)) = (webhook_listener, &intake) {
+        let limits = Limits {
+            max_connections: args.webhook_max_connections as usize,
+            idle_timeout: args.webhook_idle_timeout,
+            header_timeout: args.webhook_header_timeout,
+            body_timeout: args.webhook_body_timeout,
+        };
+        tracing::info!(addr = %args.listen, max_connections = limits.max_connections, "serving POST /webhook");
+        tokio::spawn(telemetry::serve(
+            listener,
+            webhook::routes(intake.clone()),
+            "webhook",
+            limits,
+            metrics.clone(),
+        ));
+    }
 
     let rt = Runtime {
         client: client.clone(),
@@ -307,6 +339,12 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     Ok(())
 }
 
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -326,4 +364,35 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn the_webhook_flags_default_to_the_webhook_limits_and_two_ports() {
+        let a = Cli::try_parse_from(["tollgate"])
+            .expect("defaults parse")
+            .run;
+        assert_eq!(
+            Limits {
+                max_connections: a.webhook_max_connections as usize,
+                idle_timeout: a.webhook_idle_timeout,
+                header_timeout: a.webhook_header_timeout,
+                body_timeout: a.webhook_body_timeout,
+            },
+            Limits::WEBHOOK
+        );
+        assert_eq!(a.listen, "0.0.0.0:8080".parse().expect("addr"));
+        assert_eq!(a.metrics_listen, "0.0.0.0:9090".parse().expect("addr"));
+        assert!(Cli::try_parse_from(["tollgate", "--webhook-max-connections", "0"]).is_err());
+    }
 }

@@ -143,27 +143,110 @@ fn deployment_runs_with_the_restricted_security_context() {
 }
 
 #[test]
-fn probes_check_livez_and_readyz_on_the_http_port() {
+fn probes_check_livez_and_readyz_on_the_metrics_port() {
     let docs = render(&[]);
     let c = container(&docs);
     assert_eq!(
         c["ports"],
-        yaml("[{name: http, containerPort: 8080, protocol: TCP}]")
+        yaml(
+            "[{name: webhook, containerPort: 8080, protocol: TCP}, {name: metrics, containerPort: 9090, protocol: TCP}]"
+        )
     );
     assert_eq!(
         c["livenessProbe"]["httpGet"],
-        yaml("{path: /livez, port: http}")
+        yaml("{path: /livez, port: metrics}")
     );
     assert_eq!(
         c["readinessProbe"]["httpGet"],
-        yaml("{path: /readyz, port: http}")
+        yaml("{path: /readyz, port: metrics}")
     );
-    assert!(args(&docs).contains(&"--listen=0.0.0.0:8080".to_string()));
-    let svc = one(&docs, "Service");
+    let a = args(&docs);
+    assert!(a.contains(&"--listen=0.0.0.0:8080".to_string()), "{a:?}");
+    assert!(
+        a.contains(&"--metrics-listen=0.0.0.0:9090".to_string()),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn only_the_webhook_port_is_on_the_exposable_service_and_the_ingress() {
+    let docs = all_features();
+    let services = of_kind(&docs, "Service");
+    assert_eq!(services.len(), 2, "the webhook and the metrics Service");
+    let named = |name: &str| {
+        *services
+            .iter()
+            .find(|s| s["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no Service {name}"))
+    };
+    let webhook = named("tg-tollgate");
     assert_eq!(
-        svc["spec"]["ports"],
-        yaml("[{name: http, port: 8080, targetPort: http, protocol: TCP}]")
+        webhook["spec"]["ports"],
+        yaml("[{name: webhook, port: 8080, targetPort: webhook, protocol: TCP}]")
     );
+    let metrics = named("tg-tollgate-metrics");
+    assert_eq!(metrics["spec"]["type"], "ClusterIP");
+    assert_eq!(
+        metrics["spec"]["ports"],
+        yaml("[{name: metrics, port: 9090, targetPort: metrics, protocol: TCP}]")
+    );
+    assert_eq!(
+        metrics["metadata"]["labels"]["tollgate.dev/service"],
+        "metrics"
+    );
+    // A LoadBalancer in front of the webhook Service still exposes nothing else.
+    let lb = render(&["--set", "service.type=LoadBalancer"]);
+    for s in of_kind(&lb, "Service") {
+        let ports = s["spec"]["ports"].as_sequence().expect("ports");
+        match s["spec"]["type"].as_str() {
+            Some("LoadBalancer") => assert_eq!(ports[0]["name"], "webhook", "{s:?}"),
+            other => assert_eq!(other, Some("ClusterIP"), "{s:?}"),
+        }
+    }
+    let ingress = one(&docs, "Ingress");
+    let paths = &ingress["spec"]["rules"][0]["http"]["paths"];
+    assert_eq!(paths.as_sequence().expect("paths").len(), 1);
+    assert_eq!(paths[0]["path"], "/webhook");
+    assert_eq!(
+        paths[0]["backend"]["service"],
+        yaml("{name: tg-tollgate, port: {name: webhook}}")
+    );
+}
+
+#[test]
+fn webhook_limits_become_flags() {
+    let a = args(&render(&[
+        "--set",
+        "webhook.maxConnections=4096",
+        "--set",
+        "webhook.idleTimeout=2m",
+        "--set",
+        "webhook.headerTimeout=5s",
+        "--set",
+        "webhook.bodyTimeout=20s",
+    ]));
+    for flag in [
+        "--webhook-max-connections=4096",
+        "--webhook-idle-timeout=2m",
+        "--webhook-header-timeout=5s",
+        "--webhook-body-timeout=20s",
+    ] {
+        assert!(a.contains(&flag.to_string()), "{flag} not in {a:?}");
+    }
+    let defaults = args(&render(&[]));
+    for flag in [
+        "--webhook-max-connections=1024",
+        "--webhook-idle-timeout=90s",
+        "--webhook-header-timeout=10s",
+        "--webhook-body-timeout=10s",
+    ] {
+        assert!(
+            defaults.contains(&flag.to_string()),
+            "{flag} not in {defaults:?}"
+        );
+    }
+    let e = try_render(&["--set", "webhook.maxConnections=0"]).expect_err("no connections");
+    assert!(e.contains("maxConnections"), "{e}");
 }
 
 #[test]
@@ -384,7 +467,11 @@ fn service_monitor_only_when_enabled_and_the_api_exists() {
     );
     let docs = all_features();
     let sm = one(&docs, "ServiceMonitor");
-    assert_eq!(sm["spec"]["endpoints"][0]["port"], "http");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(
+        sm["spec"]["selector"]["matchLabels"]["tollgate.dev/service"], "metrics",
+        "the ServiceMonitor selects the metrics Service only"
+    );
     assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
 }
 

@@ -137,8 +137,12 @@ impl Harness {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
-    /// Posts `body` as GitHub would: signed with the webhook secret.
+    /// Posts `body` as GitHub would: signed with the webhook secret, as a
+    /// delivery of its own (a fresh `X-GitHub-Delivery` id).
     async fn deliver(&self, event: &str, body: &Value) -> (StatusCode, String) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("72d3162e-cc78-11e3-81ab-{n:012}");
         let bytes = serde_json::to_vec(body).expect("payload serialises");
         let sig = webhook::sign(SECRET.as_bytes(), &bytes);
         self.request(
@@ -146,7 +150,7 @@ impl Harness {
             "/webhook",
             &[
                 ("x-github-event", event),
-                ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+                ("x-github-delivery", &id),
                 ("x-hub-signature-256", &sig),
                 ("content-type", "application/json"),
             ],
@@ -434,7 +438,7 @@ async fn decided_gate_is_left_untouched_by_a_late_duplicate() {
 
 impl Harness {
     /// Posts `body` signed, with its own `X-GitHub-Delivery` id.
-    async fn deliver_as(&self, delivery: &str, body: &Value) -> (StatusCode, String) {
+    async fn deliver_rule_as(&self, delivery: &str, body: &Value) -> (StatusCode, String) {
         let bytes = serde_json::to_vec(body).expect("payload serialises");
         let sig = webhook::sign(SECRET.as_bytes(), &bytes);
         self.request(
@@ -510,20 +514,23 @@ async fn a_rerun_of_an_answered_run_gets_its_own_gate_and_answer() {
     h.hub.set_run_head(600, SHA);
     let _controllers = h.run_controllers().await;
     let first = rule_for_deployment(&h, 600, 1);
-    assert_eq!(h.deliver_as("d-1", &first).await.0, StatusCode::CREATED);
+    assert_eq!(
+        h.deliver_rule_as("d-1", &first).await.0,
+        StatusCode::CREATED
+    );
     until_answered(&h.hub, 600, "production", 1).await;
 
     // The re-run: same run id, a new attempt and a new deployment, waiting again.
     h.hub.pending_again(600, "production");
     let rerun = rule_for_deployment(&h, 600, 2);
-    let (status, text) = h.deliver_as("d-2", &rerun).await;
+    let (status, text) = h.deliver_rule_as("d-2", &rerun).await;
     assert_eq!(status, StatusCode::CREATED, "{text}");
     assert!(text.contains("acme-web-production-600-d2"), "{text}");
     until_answered(&h.hub, 600, "production", 2).await;
 
     // A redelivery of either request changes nothing.
-    assert_eq!(h.deliver_as("d-2", &rerun).await.0, StatusCode::OK);
-    assert_eq!(h.deliver_as("d-1", &first).await.0, StatusCode::OK);
+    assert_eq!(h.deliver_rule_as("d-2", &rerun).await.0, StatusCode::OK);
+    assert_eq!(h.deliver_rule_as("d-1", &first).await.0, StatusCode::OK);
     let mut names: Vec<String> = stored_gates(&h.kube)
         .iter()
         .map(|g| g.metadata.name.clone().unwrap_or_default())
@@ -542,12 +549,15 @@ async fn a_later_job_to_the_same_environment_after_the_answer_is_answered() {
     let _controllers = h.run_controllers().await;
     let mut first = h.protection_rule("acme/web", "production", 601);
     first["deployment"] = Value::Null;
-    assert_eq!(h.deliver_as("job-1", &first).await.0, StatusCode::CREATED);
+    assert_eq!(
+        h.deliver_rule_as("job-1", &first).await.0,
+        StatusCode::CREATED
+    );
     until_answered(&h.hub, 601, "production", 1).await;
 
     // A later job of the same run, without a deployment object: its own delivery.
     h.hub.pending_again(601, "production");
-    let (status, text) = h.deliver_as("job-2", &first).await;
+    let (status, text) = h.deliver_rule_as("job-2", &first).await;
     assert_eq!(status, StatusCode::CREATED, "{text}");
     until_answered(&h.hub, 601, "production", 2).await;
     assert_eq!(stored_gates(&h.kube).len(), 2);
@@ -571,7 +581,9 @@ async fn a_squatted_name_still_gets_the_real_request_answered() {
         .put(GATES, serde_json::to_value(&squatter).expect("json"));
     let _controllers = h.run_controllers().await;
 
-    let (status, text) = h.deliver_as("real", &rule_for_deployment(&h, 602, 9)).await;
+    let (status, text) = h
+        .deliver_rule_as("real", &rule_for_deployment(&h, 602, 9))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{text}");
     assert!(text.contains("acme-web-production-602-d9"), "{text}");
     until_answered(&h.hub, 602, "production", 1).await;
@@ -1035,4 +1047,558 @@ async fn metrics_endpoint_shows_the_intake_counters_moving() {
         after[r#"tollgate_webhooks_total{event="unverified",outcome="unauthorized"}"#],
         1.0
     );
+}
+
+// ---------------------------------------------------------------------------
+// Delivery dedupe, and the log lines outsiders can cause.
+
+impl Harness {
+    /// Posts `body` signed, as the delivery with id `delivery`.
+    async fn deliver_as(&self, event: &str, body: &Value, delivery: &str) -> (StatusCode, String) {
+        let bytes = serde_json::to_vec(body).expect("payload serialises");
+        let sig = webhook::sign(SECRET.as_bytes(), &bytes);
+        self.request(
+            Method::POST,
+            "/webhook",
+            &[
+                ("x-github-event", event),
+                ("x-github-delivery", delivery),
+                ("x-hub-signature-256", &sig),
+                ("content-type", "application/json"),
+            ],
+            bytes,
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn a_redelivery_with_the_same_delivery_id_is_answered_without_a_write() {
+    let h = harness("").await;
+    let body = h.protection_rule("acme/web", "production", 801);
+    let (status, text) = h
+        .deliver_as("deployment_protection_rule", &body, "d-801")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let before = writes(&h.kube);
+
+    let (status, text) = h
+        .deliver_as("deployment_protection_rule", &body, "d-801")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(text, "delivery d-801 was already handled");
+    assert_eq!(writes(&h.kube), before, "no second write to the API server");
+
+    let m = h.metrics().await;
+    assert_eq!(m["tollgate_webhook_duplicate_deliveries_total"], 1.0);
+    assert_eq!(
+        m[r#"tollgate_webhooks_total{event="deployment_protection_rule",outcome="duplicate_delivery"}"#],
+        1.0
+    );
+    assert_eq!(m["tollgate_gates_created_total"], 1.0);
+}
+
+#[tokio::test]
+async fn a_failed_delivery_is_handled_again_when_redelivered() {
+    let h = harness("").await;
+    let body = h.protection_rule("acme/web", "production", 802);
+    h.kube.fail_next_writes(&[500]);
+    let (status, text) = h
+        .deliver_as("deployment_protection_rule", &body, "d-802")
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(stored_gates(&h.kube).is_empty());
+
+    let (status, text) = h
+        .deliver_as("deployment_protection_rule", &body, "d-802")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    assert_eq!(
+        text,
+        "created DeploymentGate tollgate/acme-web-production-802"
+    );
+    assert_eq!(
+        h.metrics().await["tollgate_webhook_duplicate_deliveries_total"],
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn an_id_that_comes_with_another_body_is_handled_not_dropped() {
+    let h = harness("").await;
+    let first = h.protection_rule("acme/web", "production", 803);
+    let other = h.protection_rule("acme/web", "production", 804);
+    assert_eq!(
+        h.deliver_as("deployment_protection_rule", &first, "d-same")
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let (status, text) = h
+        .deliver_as("deployment_protection_rule", &other, "d-same")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    assert_eq!(
+        text,
+        "created DeploymentGate tollgate/acme-web-production-804"
+    );
+    assert_eq!(stored_gates(&h.kube).len(), 2);
+}
+
+/// Log lines written while the guard lives (this thread's subscriber: the
+/// test's current-thread runtime runs the server tasks on it too).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn start(&self) -> tracing::subscriber::DefaultGuard {
+        let sink = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn lines_with(&self, needle: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().expect("not poisoned"))
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_bad_signatures_logs_one_line_and_counts_every_one() {
+    let logs = Captured::default();
+    let _guard = logs.start();
+    let h = harness("").await;
+    let body = serde_json::to_vec(&h.protection_rule("acme/web", "production", 805)).expect("json");
+    for i in 0..25 {
+        let forged = webhook::sign(b"not the secret", &body);
+        let (status, _) = h
+            .request(
+                Method::POST,
+                "/webhook",
+                &[
+                    ("x-github-event", "deployment_protection_rule"),
+                    ("x-github-delivery", &format!("forged-{i}")),
+                    ("x-hub-signature-256", &forged),
+                ],
+                body.clone(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let lines = logs.lines_with("webhook refused: bad signature");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("suppressed=0"), "{}", lines[0]);
+    let m = h.metrics().await;
+    assert_eq!(m["tollgate_webhook_signature_failures_total"], 25.0);
+    assert_eq!(
+        m[r#"tollgate_webhooks_total{event="unverified",outcome="unauthorized"}"#],
+        25.0
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The two listeners as `tollgate run` serves them (`telemetry::serve`): what
+// an Internet-facing webhook port must withstand.
+
+use futures::StreamExt;
+use tokio::net::TcpStream;
+use tollgate::telemetry::Limits;
+
+/// Reads what has arrived on `conn` (0: closed). By hand: the tests build
+/// tokio without its io-util helpers.
+async fn read_some(conn: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        conn.readable().await?;
+        match conn.try_read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            done => return done,
+        }
+    }
+}
+
+/// Writes all of `bytes` to `conn`.
+async fn write_all(conn: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        conn.writable().await?;
+        match conn.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The intake of [`harness`], served on a webhook listener with `limits`, and
+/// `/readyz` and `/metrics` on a metrics listener of its own.
+struct Listeners {
+    h: Harness,
+    webhook: SocketAddr,
+    metrics: SocketAddr,
+}
+
+async fn listeners(limits: Limits) -> Listeners {
+    let h = harness("").await;
+    let metrics = Metrics::new();
+    let (_ready_tx, ready_rx) = tokio::sync::watch::channel(true);
+    let bind = || async {
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+    };
+    let (webhook_listener, metrics_listener) = (bind().await, bind().await);
+    let webhook = webhook_listener.local_addr().expect("addr");
+    let metrics_addr = metrics_listener.local_addr().expect("addr");
+    tokio::spawn(tollgate::telemetry::serve(
+        webhook_listener,
+        webhook::routes(h.intake.clone()),
+        "webhook",
+        limits,
+        metrics.clone(),
+    ));
+    tokio::spawn(tollgate::telemetry::serve(
+        metrics_listener,
+        tollgate::telemetry::routes(ready_rx, metrics.clone()),
+        "metrics",
+        Limits::METRICS,
+        metrics,
+    ));
+    Listeners {
+        h,
+        webhook,
+        metrics: metrics_addr,
+    }
+}
+
+impl Listeners {
+    async fn get(&self, addr: SocketAddr, path: &str) -> (StatusCode, String) {
+        let req = http::Request::get(format!("http://{addr}{path}"))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let res = self.h.http.request(req).await.expect("an answer");
+        let status = res.status();
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The listeners' metrics, from the metrics port.
+    async fn connection_metrics(&self) -> HashMap<String, f64> {
+        let (status, text) = self.get(self.metrics, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        parse_metrics(&text)
+    }
+
+    /// Waits (at most 10 s) until the metric `key` on the metrics port reads `want`.
+    async fn until_metric(&self, key: &str, want: f64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.connection_metrics().await.get(key).copied();
+            if got == Some(want) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{key} is {got:?}, not {want}"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// A signed `deployment_protection_rule` for `run_id` on the webhook port.
+    async fn deliver(&self, run_id: i64) -> (StatusCode, String) {
+        let bytes = serde_json::to_vec(&self.h.protection_rule("acme/web", "production", run_id))
+            .expect("json");
+        let sig = webhook::sign(SECRET.as_bytes(), &bytes);
+        let req = http::Request::post(format!("http://{}/webhook", self.webhook))
+            .header("x-github-event", "deployment_protection_rule")
+            .header("x-github-delivery", format!("listener-{run_id}"))
+            .header("x-hub-signature-256", sig)
+            .body(Full::new(Bytes::from(bytes)))
+            .expect("request");
+        let res = self.h.http.request(req).await.expect("an answer");
+        let status = res.status();
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// What the server sent on `conn` until it closed it (bounded by `within`).
+async fn read_until_closed(conn: &TcpStream, within: Duration) -> Vec<u8> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match read_some(conn, &mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server kept the connection open for {within:?}"
+    );
+    got
+}
+
+fn short(limits: Limits) -> Limits {
+    Limits {
+        idle_timeout: Duration::from_millis(300),
+        header_timeout: Duration::from_millis(300),
+        body_timeout: Duration::from_millis(300),
+        ..limits
+    }
+}
+
+#[tokio::test]
+async fn a_slow_header_client_is_cut_off_without_an_answer() {
+    let l = listeners(short(Limits::WEBHOOK)).await;
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nhost: {}\r\nx-github-event: ping\r\nx-padding: {}\r\n\r\n",
+        l.webhook,
+        "a".repeat(100)
+    );
+    let conn = TcpStream::connect(l.webhook).await.expect("connect");
+    // One byte every 20 ms: the head would take about 3.5 s, the limit is 0.3 s.
+    let mut sent = 0;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let closed = loop {
+        tokio::select! {
+            read = read_some(&conn, &mut buf) => match read {
+                Ok(0) | Err(_) => break true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            },
+            _ = tick.tick() => {
+                if sent == head.len() {
+                    break false;
+                }
+                if write_all(&conn, &head.as_bytes()[sent..sent + 1]).await.is_err() {
+                    break true;
+                }
+                sent += 1;
+            }
+        }
+    };
+    assert!(closed, "the server waited for the whole slow head");
+    assert!(
+        sent < head.len(),
+        "cut off after {sent} of {} bytes",
+        head.len()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "",
+        "no answer to a slow head"
+    );
+    let m = l.connection_metrics().await;
+    assert_eq!(
+        m[r#"tollgate_http_connection_timeouts_total{listener="webhook",phase="header"}"#],
+        1.0
+    );
+    // The listener still answers a delivery sent at once.
+    assert_eq!(l.deliver(806).await.0, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_and_a_slow_body_answered_408() {
+    let l = listeners(short(Limits::WEBHOOK)).await;
+    let idle = TcpStream::connect(l.webhook).await.expect("connect");
+    assert_eq!(read_until_closed(&idle, Duration::from_secs(10)).await, b"");
+
+    let slow = TcpStream::connect(l.webhook).await.expect("connect");
+    write_all(
+        &slow,
+        b"POST /webhook HTTP/1.1\r\nhost: tollgate\r\nx-github-event: ping\r\ncontent-length: 100\r\n\r\n{\"zen\":",
+    )
+    .await
+    .expect("write");
+    let answer = read_until_closed(&slow, Duration::from_secs(10)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(
+        answer.ends_with("the request body did not arrive in time"),
+        "{answer}"
+    );
+
+    let m = l.connection_metrics().await;
+    assert_eq!(
+        m[r#"tollgate_http_connection_timeouts_total{listener="webhook",phase="idle"}"#],
+        1.0
+    );
+    assert_eq!(
+        m[r#"tollgate_http_connection_timeouts_total{listener="webhook",phase="body"}"#],
+        1.0
+    );
+    assert_eq!(
+        l.h.metrics().await[r#"tollgate_webhooks_total{event="unverified",outcome="timed_out"}"#],
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn at_the_cap_with_every_connection_answering_a_new_one_is_refused_at_once() {
+    let l = listeners(Limits {
+        max_connections: 2,
+        ..Limits::WEBHOOK
+    })
+    .await;
+    // Two requests whose bodies are still coming: both slots are answering.
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let c = TcpStream::connect(l.webhook).await.expect("connect");
+        write_all(
+            &c,
+            b"POST /webhook HTTP/1.1\r\nhost: tollgate\r\ncontent-length: 100\r\n\r\n{",
+        )
+        .await
+        .expect("write");
+        busy.push(c);
+    }
+    // The metrics port sees both being answered before the third arrives.
+    l.until_metric(
+        r#"tollgate_http_requests_in_flight{listener="webhook"}"#,
+        2.0,
+    )
+    .await;
+    let third = TcpStream::connect(l.webhook).await.expect("connect");
+    assert_eq!(
+        read_until_closed(&third, Duration::from_secs(10)).await,
+        b""
+    );
+    let m = l.connection_metrics().await;
+    assert_eq!(
+        m[r#"tollgate_http_connections_refused_total{listener="webhook"}"#],
+        1.0
+    );
+    assert_eq!(
+        m[r#"tollgate_http_connections_evicted_total{listener="webhook"}"#],
+        0.0
+    );
+    drop(busy);
+}
+
+/// Raises this process's soft limit of open files towards `want` (within the
+/// hard limit) and returns the soft limit now in force.
+fn raise_open_files_limit(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < want {
+            let raised = libc::rlimit {
+                rlim_cur: want.min(lim.rlim_max),
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+#[tokio::test]
+async fn five_thousand_idle_connections_leave_the_webhook_answering_and_readyz_200() {
+    const IDLE: usize = 5_000;
+    let cap = Limits::WEBHOOK.max_connections;
+    // Client and server sockets live in this one process.
+    let needed = (IDLE + cap + 256) as u64;
+    let limit = raise_open_files_limit(needed);
+    assert!(
+        limit >= needed,
+        "this test needs {needed} open files; the hard limit allows {limit}"
+    );
+
+    let l = listeners(Limits::WEBHOOK).await;
+    let run = async {
+        // At most 64 connects in flight, so the listen backlog never overflows.
+        let idle: Vec<TcpStream> = futures::stream::iter(0..IDLE)
+            .map(|_| async { TcpStream::connect(l.webhook).await.expect("connect") })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        assert_eq!(idle.len(), IDLE);
+
+        // Accepted after all of them (the backlog is first in, first out): a
+        // signed delivery is answered, and the metrics port is ready.
+        let (status, text) = l.deliver(807).await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+        assert_eq!(
+            text,
+            "created DeploymentGate tollgate/acme-web-production-807"
+        );
+        assert_eq!(
+            l.get(l.metrics, "/readyz").await,
+            (StatusCode::OK, "ready".to_string())
+        );
+        let m = l.connection_metrics().await;
+        // Every connection past the cap took the oldest idle one's slot.
+        assert_eq!(
+            m[r#"tollgate_http_connections_evicted_total{listener="webhook"}"#],
+            (IDLE + 1 - cap) as f64
+        );
+        assert_eq!(
+            m[r#"tollgate_http_connections_refused_total{listener="webhook"}"#],
+            0.0
+        );
+        assert_eq!(stored_gates(&l.h.kube).len(), 1);
+        // The evicted connections' tasks end: exactly the cap stays open.
+        l.until_metric(
+            r#"tollgate_http_connections{listener="webhook"}"#,
+            cap as f64,
+        )
+        .await;
+        drop(idle);
+    };
+    // Under the webhook's idle timeout (90 s), so none is cut for idleness.
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("bounded: the whole load takes under a minute");
+}
+
+#[tokio::test]
+async fn the_webhook_port_serves_nothing_but_post_webhook() {
+    let l = listeners(Limits::WEBHOOK).await;
+    for path in ["/metrics", "/readyz", "/livez", "/"] {
+        assert_eq!(
+            l.get(l.webhook, path).await.0,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        l.get(l.webhook, "/webhook").await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        l.get(l.metrics, "/readyz").await,
+        (StatusCode::OK, "ready".to_string())
+    );
+    assert_eq!(l.get(l.metrics, "/livez").await.0, StatusCode::OK);
+    assert_eq!(l.get(l.metrics, "/webhook").await.0, StatusCode::NOT_FOUND);
 }

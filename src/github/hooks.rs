@@ -30,7 +30,11 @@ impl HookDelivery {
     }
 }
 
-fn next_cursor(link: Option<&http::HeaderValue>) -> Option<String> {
+/// The `cursor` of the `rel="next"` link in a `Link` header, if any. GitHub's
+/// cursors are URL-safe tokens; anything else (empty, or with characters that
+/// would change the next request's URL) ends the listing instead of being
+/// sent back.
+pub fn next_cursor(link: Option<&http::HeaderValue>) -> Option<String> {
     let link = link?.to_str().ok()?;
     link.split(',')
         .find(|p| p.contains("rel=\"next\""))
@@ -43,6 +47,11 @@ fn next_cursor(link: Option<&http::HeaderValue>) -> Option<String> {
                 .trim_end_matches('>');
             url.split(['?', '&'])
                 .find_map(|kv| kv.strip_prefix("cursor=").map(str::to_string))
+        })
+        .filter(|c| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~%+=".contains(&b))
         })
 }
 
@@ -153,5 +162,18 @@ mod tests {
             r#"<https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_123>; rel="next""#.parse().expect("header");
         assert_eq!(next_cursor(Some(&h)).as_deref(), Some("v1_123"));
         assert_eq!(next_cursor(None), None);
+    }
+
+    #[test]
+    fn a_cursor_that_would_change_the_next_url_ends_the_listing() {
+        for link in [
+            r#"<https://api.github.com/app/hook/deliveries?cursor=>; rel="next""#,
+            r#"<https://api.github.com/app/hook/deliveries?cursor=a b>; rel="next""#,
+            r#"<https://api.github.com/app/hook/deliveries?cursor=a#x>; rel="next""#,
+            r#"<https://api.github.com/app/hook/deliveries?cursor=a/../../x>; rel="next""#,
+        ] {
+            let h: http::HeaderValue = link.parse().expect("header");
+            assert_eq!(next_cursor(Some(&h)), None, "{link}");
+        }
     }
 }

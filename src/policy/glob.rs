@@ -12,12 +12,13 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        // A `*` in the pattern is always the wildcard, even against a `*` in the text.
+        if pi < p.len() && p[pi] == '*' {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some((sp, st)) = star {
             pi = sp + 1;
             ti = st + 1;
@@ -49,5 +50,7 @@ mod tests {
         assert!(!glob_match("acme/?", "acme/web"));
         assert!(glob_match("", ""));
         assert!(!glob_match("", "x"));
+        assert!(glob_match("*", "* "));
+        assert!(glob_match("a*", "a*b"));
     }
 }

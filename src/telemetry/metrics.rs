@@ -65,6 +65,19 @@ pub struct Metrics {
     pub approval_to_ready: Histogram,
     /// ReleasePauses created or updated from failed workflow runs.
     pub auto_pauses: Counter,
+    /// Signed webhook deliveries answered as duplicates of an earlier one.
+    pub duplicate_deliveries: Counter,
+    /// Open HTTP connections, by listener.
+    pub http_connections: Family<Labels, Gauge>,
+    /// HTTP requests being answered, by listener.
+    pub http_requests_in_flight: Family<Labels, Gauge>,
+    /// HTTP connections refused at the connection cap, by listener.
+    pub http_connections_refused: Family<Labels, Counter>,
+    /// Idle HTTP connections closed to make room for a new one, by listener.
+    pub http_connections_evicted: Family<Labels, Counter>,
+    /// HTTP connections cut for a read timeout, by listener and phase
+    /// (`idle`, `header`, `body`).
+    pub http_connection_timeouts: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -197,6 +210,42 @@ impl Metrics {
             "ReleasePauses created or updated from failed workflow runs",
             auto_pauses.clone(),
         );
+        let duplicate_deliveries = Counter::default();
+        r.register(
+            "webhook_duplicate_deliveries",
+            "Signed webhook deliveries answered as duplicates of an earlier one (same X-GitHub-Delivery)",
+            duplicate_deliveries.clone(),
+        );
+        let http_connections = Family::<Labels, Gauge>::default();
+        r.register(
+            "http_connections",
+            "Open HTTP connections, by listener",
+            http_connections.clone(),
+        );
+        let http_requests_in_flight = Family::<Labels, Gauge>::default();
+        r.register(
+            "http_requests_in_flight",
+            "HTTP requests being answered (head received, answer not yet given), by listener",
+            http_requests_in_flight.clone(),
+        );
+        let http_connections_refused = Family::<Labels, Counter>::default();
+        r.register(
+            "http_connections_refused",
+            "HTTP connections refused because every connection slot was answering a request, by listener",
+            http_connections_refused.clone(),
+        );
+        let http_connections_evicted = Family::<Labels, Counter>::default();
+        r.register(
+            "http_connections_evicted",
+            "Idle HTTP connections closed at the connection cap to make room for a new one, by listener",
+            http_connections_evicted.clone(),
+        );
+        let http_connection_timeouts = Family::<Labels, Counter>::default();
+        r.register(
+            "http_connection_timeouts",
+            "HTTP connections cut for a read timeout, by listener and phase (idle, header, body)",
+            http_connection_timeouts.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             webhooks,
@@ -220,6 +269,12 @@ impl Metrics {
             deployments,
             approval_to_ready,
             auto_pauses,
+            duplicate_deliveries,
+            http_connections,
+            http_requests_in_flight,
+            http_connections_refused,
+            http_connections_evicted,
+            http_connection_timeouts,
         }
     }
 

@@ -1,4 +1,5 @@
-//! Health and metrics endpoints, served on the operator's one HTTP port.
+//! Health and metrics endpoints, served on the metrics listener
+//! (`--metrics-listen`), never on the Internet-facing webhook one.
 
 use axum::Router;
 use axum::extract::State;

@@ -4,13 +4,17 @@
 //! deployments through `deployment_status` (see `deployment.rs`). It only writes
 //! resources, never evaluates, and answers within GitHub's 10 seconds.
 //!
-//! Order of checks: body size (413), signature over the raw body (401), then
-//! parsing (400 naming the field), the callback URL (400: possible forgery),
-//! and the write (503 when the API server is too slow, so GitHub records a
-//! failed delivery that the sweeper recovers). Nothing is written unless every
-//! check passed; the one write is a single create.
+//! Order of checks: body size (413) and arrival (408, see
+//! `telemetry::listener`), signature over the raw body (401), a redelivery of
+//! a delivery already answered (200, see `dedupe.rs`), then parsing (400
+//! naming the field), the callback URL (400: possible forgery), and the write
+//! (503 when the API server is too slow, so GitHub records a failed delivery
+//! that the sweeper recovers). Nothing is written unless every check passed;
+//! the one write is a single create. Log lines about unverified requests are
+//! rate-limited (one a minute, with a count), since anyone can send them.
 
 mod autopause;
+mod dedupe;
 mod deployment;
 mod mapping;
 mod payload;
@@ -33,7 +37,8 @@ use kube::{Api, Client};
 use crate::api::{DeploymentGate, LABEL_MADE_BY, MADE_BY_INTAKE};
 use crate::config::OperatorConfig;
 use crate::github::GitHub;
-use crate::telemetry::{Metrics, labels};
+use crate::telemetry::{Metrics, Throttle, is_body_timeout, labels};
+use dedupe::{Deliveries, DeliveryKey};
 
 pub use autopause::{REASON as AUTO_PAUSE_REASON, build_pause, matching_rules};
 pub use deployment::{
@@ -96,12 +101,40 @@ impl Intake {
     }
 }
 
-/// `POST /webhook`, with the 1 MiB body limit.
+/// `POST /webhook`, with the 1 MiB body limit; nothing else is routed.
 pub fn routes(intake: Intake) -> Router {
     Router::new()
         .route("/webhook", post(receive))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(intake)
+        .with_state(Receiver {
+            intake,
+            memory: Arc::new(Memory::default()),
+        })
+}
+
+/// The receiver's state: the intake, and what it remembers between deliveries.
+#[derive(Clone)]
+struct Receiver {
+    intake: Intake,
+    memory: Arc<Memory>,
+}
+
+/// What the receiver remembers between deliveries: those recently answered,
+/// and when it last logged a request it could not trust.
+struct Memory {
+    deliveries: Deliveries,
+    bad_signatures: Throttle,
+    bad_bodies: Throttle,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory {
+            deliveries: Deliveries::default(),
+            bad_signatures: Throttle::per_minute(),
+            bad_bodies: Throttle::per_minute(),
+        }
+    }
 }
 
 /// The answer to one delivery, and how it is counted.
@@ -129,11 +162,12 @@ impl Reply {
 }
 
 async fn receive(
-    State(intake): State<Intake>,
+    State(receiver): State<Receiver>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let reply = intake.handle(&headers, body).await;
+    let intake = &receiver.intake;
+    let reply = intake.handle(&receiver.memory, &headers, body).await;
     intake
         .inner
         .metrics
@@ -151,32 +185,43 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 impl Intake {
-    async fn handle(&self, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Reply {
+    async fn handle(
+        &self,
+        memory: &Memory,
+        headers: &HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Reply {
         // Until the signature is checked, nothing in the request is trusted,
         // not even the event name used as a metric label.
         let body = match body {
             Ok(b) => b,
             Err(rejection) => {
-                let status = rejection.status();
-                let outcome = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "too_large"
+                let (status, outcome, text) = if is_body_timeout(&rejection) {
+                    (
+                        StatusCode::REQUEST_TIMEOUT,
+                        "timed_out",
+                        "the request body did not arrive in time".to_string(),
+                    )
+                } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    (rejection.status(), "too_large", rejection.body_text())
                 } else {
-                    "unreadable"
+                    (rejection.status(), "unreadable", rejection.body_text())
                 };
-                tracing::warn!(status = status.as_u16(), error = %rejection.body_text(), "webhook body refused");
-                return Reply::new(status, "unverified", outcome, rejection.body_text());
+                if let Some(suppressed) = memory.bad_bodies.admit() {
+                    tracing::warn!(status = status.as_u16(), error = %text, suppressed, "webhook body refused (one line a minute; `suppressed` is the count left out)");
+                }
+                return Reply::new(status, "unverified", outcome, text);
             }
         };
         let delivery = header(headers, "x-github-delivery")
             .unwrap_or("-")
             .to_string();
-        if let Err(e) = signature::verify(
-            &self.inner.secret,
-            &body,
-            header(headers, "x-hub-signature-256"),
-        ) {
+        let signature = header(headers, "x-hub-signature-256");
+        if let Err(e) = signature::verify(&self.inner.secret, &body, signature) {
             self.inner.metrics.signature_failures.inc();
-            tracing::warn!(delivery = %delivery, error = %e, "webhook refused: bad signature");
+            if let Some(suppressed) = memory.bad_signatures.admit() {
+                tracing::warn!(delivery = %delivery, error = %e, suppressed, "webhook refused: bad signature (one line a minute; `suppressed` is the count left out)");
+            }
             return Reply::new(
                 StatusCode::UNAUTHORIZED,
                 "unverified",
@@ -192,11 +237,39 @@ impl Intake {
                 "the X-GitHub-Event header is missing",
             );
         };
+        // Only the events whose handling writes objects are deduplicated: a
+        // replayed deployment_status is already absorbed without a write, and
+        // its answer says why.
+        let key = matches!(event, "deployment_protection_rule" | "workflow_run")
+            .then(|| DeliveryKey::new(header(headers, "x-github-delivery"), signature))
+            .flatten();
+        if let Some(key) = &key
+            && memory.deliveries.seen(key, tokio::time::Instant::now())
+        {
+            self.inner.metrics.duplicate_deliveries.inc();
+            tracing::info!(delivery = %delivery, event = %event, "redelivery of a delivery already answered; nothing written");
+            return Reply::new(
+                StatusCode::OK,
+                event,
+                "duplicate_delivery",
+                format!("delivery {delivery} was already handled"),
+            );
+        }
+        let reply = self.dispatch(event, &body, &delivery).await;
+        if let Some(key) = key
+            && reply.status.is_success()
+        {
+            memory.deliveries.record(key, tokio::time::Instant::now());
+        }
+        reply
+    }
+
+    async fn dispatch(&self, event: &str, body: &Bytes, delivery: &str) -> Reply {
         match event {
             "ping" => Reply::new(StatusCode::OK, event, "pong", "pong"),
-            "deployment_protection_rule" => self.protection_rule(&body, &delivery).await,
-            "workflow_run" => self.workflow_run(&body, &delivery).await,
-            "deployment_status" => self.deployment_status(&body, &delivery).await,
+            "deployment_protection_rule" => self.protection_rule(body, delivery).await,
+            "workflow_run" => self.workflow_run(body, delivery).await,
+            "deployment_status" => self.deployment_status(body, delivery).await,
             other => {
                 tracing::info!(delivery = %delivery, event = %other, "ignoring a webhook event Tollgate does not handle");
                 let label: String = other.chars().take(64).collect();
