@@ -1654,6 +1654,7 @@ async fn a_resume_dropped_at_once_is_still_recorded_and_the_restated_pause_does_
         );
 
         let name = format!("after-{round}");
+        gh.set_run_head(600 + round, &sha);
         api.create(
             &PostParams::default(),
             &gate(&name, 600 + round, json!({"sha": sha})),

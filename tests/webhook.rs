@@ -405,7 +405,7 @@ async fn decided_gate_is_left_untouched_by_a_late_duplicate() {
     let mut first = h.protection_rule("acme/web", "production", 556);
     first["deployment"] = Value::Null;
     assert_eq!(
-        h.deliver("deployment_protection_rule", &first).await.0,
+        h.deliver_rule_as("d-556", &first).await.0,
         StatusCode::CREATED
     );
     let mut decided = stored_gates(&h.kube).remove(0);
@@ -417,12 +417,8 @@ async fn decided_gate_is_left_untouched_by_a_late_duplicate() {
         .put(GATES, serde_json::to_value(&decided).expect("gate json"));
     let before = writes(&h.kube);
 
-    let (status, _) = h
-        .deliver(
-            "deployment_protection_rule",
-            &h.protection_rule("acme/web", "production", 556),
-        )
-        .await;
+    // The same request again: a redelivery, with its delivery id.
+    let (status, _) = h.deliver_rule_as("d-556", &first).await;
     assert_eq!(status, StatusCode::OK);
     let after = writes(&h.kube);
     assert_eq!(
