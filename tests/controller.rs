@@ -1301,10 +1301,12 @@ async fn a_gate_github_denies_is_deletable_at_once() {
     .await
     .expect("a denied gate never blocks its deletion")
     .expect("watch");
-    assert_eq!(
-        gh.reviews(770).len(),
-        attempts_before + 1,
-        "one last attempt on the way out"
+    // One last attempt on the way out; a retry the backoff had already
+    // scheduled may land between the count above and the delete.
+    let attempts = gh.reviews(770).len();
+    assert!(
+        (attempts_before + 1..=attempts_before + 2).contains(&attempts),
+        "one last attempt on the way out: {attempts_before} before the delete, {attempts} after"
     );
     assert!(event_reasons(&kube, "denied").contains(&"AnswerAbandoned".to_string()));
     op.kill();
@@ -1452,7 +1454,7 @@ async fn a_reconcile_failing_after_the_deadline_is_retried_about_once_a_second_t
     let past = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60);
     // Held past its deadline, as an operator that was down left it. The
     // failures are queued first: the gate's first write meets them.
-    kube.fail_next_writes(&[500; FAILURES]);
+    kube.fail_next_writes_to("late", &[500; FAILURES]);
     kube.put(
         GATES,
         json!({

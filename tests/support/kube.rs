@@ -6,7 +6,7 @@
 //! of every write. Objects are stored as JSON; any resource path works.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -76,6 +76,8 @@ struct Inner {
     history: VecDeque<WatchEvent>,
     log: Vec<WriteLog>,
     fail_writes: VecDeque<u16>,
+    /// Failures queued for writes to one object, by name.
+    fail_named: HashMap<String, VecDeque<u16>>,
     delay: Duration,
     user: String,
     history_limit: usize,
@@ -424,6 +426,7 @@ impl FakeKube {
             history: VecDeque::new(),
             log: Vec::new(),
             fail_writes: VecDeque::new(),
+            fail_named: HashMap::new(),
             delay: Duration::ZERO,
             user: "test-user".into(),
             history_limit: HISTORY,
@@ -520,6 +523,16 @@ impl FakeKube {
     /// Fails the next writes with these HTTP codes, one per write.
     pub fn fail_next_writes(&self, codes: &[u16]) {
         self.lock().fail_writes.extend(codes.iter().copied());
+    }
+
+    /// Fails the next writes to the object called `name` (any collection)
+    /// with these status codes; writes to other objects go through.
+    pub fn fail_next_writes_to(&self, name: &str, codes: &[u16]) {
+        self.lock()
+            .fail_named
+            .entry(name.to_string())
+            .or_default()
+            .extend(codes.iter().copied());
     }
 
     /// Delays every response (a slow API server).
@@ -638,7 +651,13 @@ async fn handle(State(fake): State<FakeKube>, req: Request) -> Response {
     // Bound first: a guard in the `if let` condition would live through the
     // block below (edition 2024) and `fake.log` would deadlock on the mutex.
     let injected = if method != Method::GET {
-        fake.lock().fail_writes.pop_front()
+        let mut inner = fake.lock();
+        let named = t
+            .name
+            .as_ref()
+            .and_then(|n| inner.fail_named.get_mut(n))
+            .and_then(|q| q.pop_front());
+        named.or_else(|| inner.fail_writes.pop_front())
     } else {
         None
     };
