@@ -4,6 +4,13 @@
 //!
 //! `cargo bench --bench load -- [--gates N] [--held N] [--deadlines N] [--spread-secs S] [--writes-per-minute N] [--concurrency N] [--operator-process]`
 //!
+//! `cargo bench --bench load -- --paced N [--paced-held M]` runs only the paced
+//! phase instead: N gates decidable at once, then M held gates that want
+//! status reports, at GitHub's real pace (default 80 writes a minute). It
+//! reports when the first decision, the last answer and the last report went
+//! out, against the target of N/80 minutes + 5 %. At N = 10,000 that phase
+//! takes over two hours of wall-clock time.
+//!
 //! With `--operator-process` the operator is the real `tollgate run` binary in
 //! a process of its own, against the same fakes over loopback, and its own
 //! peak RSS is reported beside the rest.
@@ -48,6 +55,12 @@ struct Opts {
     writes_per_minute: u32,
     concurrency: u16,
     operator_process: bool,
+    /// Gates of the paced phase (0: run the load phases instead).
+    paced: usize,
+    /// Held gates of the paced phase, created after the decidable ones.
+    paced_held: Option<usize>,
+    /// Whether `--writes-per-minute` was given.
+    writes_per_minute_given: bool,
 }
 
 fn opts() -> Opts {
@@ -59,6 +72,9 @@ fn opts() -> Opts {
         writes_per_minute: 60_000,
         concurrency: tollgate::controller::DEFAULT_CONCURRENCY,
         operator_process: false,
+        paced: 0,
+        paced_held: None,
+        writes_per_minute_given: false,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -74,7 +90,12 @@ fn opts() -> Opts {
             ("--held", Some(v)) => o.held = v as usize,
             ("--deadlines", Some(v)) => o.deadlines = v as usize,
             ("--spread-secs", Some(v)) => o.spread_secs = v,
-            ("--writes-per-minute", Some(v)) => o.writes_per_minute = v as u32,
+            ("--writes-per-minute", Some(v)) => {
+                o.writes_per_minute = v.clamp(1, u32::MAX as u64) as u32;
+                o.writes_per_minute_given = true;
+            }
+            ("--paced", Some(v)) => o.paced = v as usize,
+            ("--paced-held", Some(v)) => o.paced_held = Some(v as usize),
             ("--concurrency", Some(v)) => o.concurrency = v.clamp(1, u16::MAX as u64) as u16,
             _ => {
                 i += 1;
@@ -82,6 +103,10 @@ fn opts() -> Opts {
             }
         }
         i += 2;
+    }
+    if o.paced > 0 && !o.writes_per_minute_given {
+        // GitHub's documented secondary limit, the operator's default.
+        o.writes_per_minute = 80;
     }
     o
 }
@@ -483,6 +508,11 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         None
     };
     let pid = process.as_ref().map(|p| p.child.id());
+    if o.paced > 0 {
+        let report = paced(&o, &kube, &gh).await;
+        drop(process);
+        return report;
+    }
     let client = kube.client();
     let gates: Api<DeploymentGate> = Api::namespaced(client.clone(), "load");
     let pauses: Api<ReleasePause> = Api::namespaced(client.clone(), "load");
@@ -730,5 +760,134 @@ async fn run(o: Opts, kube: FakeKube, gh: FakeGitHub, operator: tokio::runtime::
         } else {
             "one process: the controllers, the fake API server and the fake GitHub share the CPU and peak_rss_mib; operator_peak_heap_mib counts only what the operator's threads allocated and still held"
         }
+    })
+}
+
+/// The run id of a request to `/repos/o/r/actions/runs/{id}/deployment_protection_rule`.
+fn run_of(path: &str) -> Option<i64> {
+    let rest = path.split("/actions/runs/").nth(1)?;
+    rest.split('/').next()?.parse().ok()
+}
+
+/// The paced phase: `--paced` gates decidable at once, then `--paced-held`
+/// gates held by a pause, all at the configured write pace. Answers must all
+/// go out within N/pace minutes + 5 % of the first decision, and no status
+/// report may go out before the answer of any gate older than its own.
+async fn paced(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> Value {
+    const ANSWER_RUNS: i64 = 5_000_000;
+    const HELD_RUNS: i64 = 6_000_000;
+    let n = o.paced;
+    let held = o.paced_held.unwrap_or((n / 10).clamp(1, 1_000));
+    let gates: Api<DeploymentGate> = Api::namespaced(kube.client(), "load");
+    let pauses: Api<ReleasePause> = Api::namespaced(kube.client(), "load");
+    // GitHub's clock and the API server's: one anchor converts between them.
+    let anchor = (tokio::time::Instant::now(), Timestamp::now());
+    let wall = |at: tokio::time::Instant| {
+        anchor.1 + SignedDuration::try_from(at.duration_since(anchor.0)).unwrap_or_default()
+    };
+    let long = |mut g: DeploymentGate| {
+        // Longer than the slowest answer's wait, so no deadline decides a gate.
+        g.spec.timeout = Some("12h".into());
+        g
+    };
+    let answers: Vec<_> = (0..n)
+        .map(|i| long(gate(&format!("p-{i}"), ANSWER_RUNS + i as i64, "paced", None)))
+        .collect();
+    create_all(&gates, answers).await;
+    pauses
+        .create(&PostParams::default(), &pause("paced-hold", "paced-held"))
+        .await
+        .expect("pause");
+    let reports: Vec<_> = (0..held)
+        .map(|i| long(gate(&format!("q-{i}"), HELD_RUNS + i as i64, "paced-held", None)))
+        .collect();
+    let held_created = create_all(&gates, reports).await;
+    // Bounded by the pace itself: every answer and report, plus 20 %.
+    let writes = (n + held) as f64;
+    let limit = Duration::from_secs_f64(writes / o.writes_per_minute as f64 * 60.0 * 1.2 + 60.0);
+    let start = Instant::now();
+    let mut told = Instant::now();
+    loop {
+        let requests = gh.requests();
+        let answered = requests
+            .iter()
+            .filter(|r| r.method == "POST" && r.body.get("state").is_some() && r.status < 300)
+            .filter(|r| run_of(&r.path).is_some_and(|id| id < HELD_RUNS))
+            .count();
+        let reported = (0..held)
+            .filter(|i| gh.comments(HELD_RUNS + *i as i64, "paced-held") > 0)
+            .count();
+        if answered >= n && reported >= held {
+            break;
+        }
+        if start.elapsed() > limit {
+            eprintln!("load: gave up on the paced phase: {answered}/{n} answers, {reported}/{held} reports");
+            break;
+        }
+        if told.elapsed() > Duration::from_secs(60) {
+            eprintln!("load: paced: {answered}/{n} answers, {reported}/{held} reports");
+            told = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    let first_decision = kube
+        .decisions_stored()
+        .iter()
+        .filter(|((_, name), _)| name.starts_with("p-"))
+        .map(|(_, at)| *at)
+        .min();
+    let requests = gh.requests();
+    let answer_times: Vec<(i64, Timestamp)> = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.body.get("state").is_some() && r.status < 300)
+        .filter_map(|r| Some((run_of(&r.path)?, wall(r.at))))
+        .filter(|(id, _)| *id < HELD_RUNS)
+        .collect();
+    let report_times: Vec<(i64, Timestamp)> = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.body.get("state").is_none() && r.status < 300)
+        .filter_map(|r| Some((run_of(&r.path)?, wall(r.at))))
+        .collect();
+    let last_answer = answer_times.iter().map(|(_, t)| *t).max();
+    let last_report = report_times.iter().map(|(_, t)| *t).max();
+    // Every answering gate is older than every held one, so no report may
+    // precede the last answer.
+    let reports_before_last_answer = report_times
+        .iter()
+        .filter(|(_, t)| last_answer.is_some_and(|a| *t < a))
+        .count();
+    let answers_not_exactly_once = (0..n)
+        .filter(|i| gh.accepted(ANSWER_RUNS + *i as i64, "paced") != 1)
+        .count();
+    let minutes = |from: Option<Timestamp>, to: Option<Timestamp>| match (from, to) {
+        (Some(f), Some(t)) => json!(round(t.duration_since(f).as_secs_f64() / 60.0)),
+        _ => Value::Null,
+    };
+    let target_minutes = n as f64 / o.writes_per_minute as f64 * 1.05;
+    let answers_minutes = minutes(first_decision, last_answer);
+    let held_first = held_created.values().min().copied();
+    let met = json!({
+        "every_answer_within_target": answers_minutes.as_f64().is_some_and(|m| m <= target_minutes)
+            && answers_not_exactly_once == 0,
+        "no_report_before_an_older_gates_answer": reports_before_last_answer == 0,
+    });
+    json!({
+        "phase": "paced",
+        "decidable_at_once": n,
+        "held_wanting_reports": held,
+        "writes_per_minute": o.writes_per_minute,
+        "minutes_from_first_decision_to_last_answer": answers_minutes,
+        "minutes_from_first_decision_to_last_report": minutes(first_decision, last_report),
+        "minutes_from_held_gates_created_to_last_report": minutes(held_first, last_report),
+        "answers_accepted": answer_times.len(),
+        "answers_not_exactly_once": answers_not_exactly_once,
+        "reports_posted": report_times.len(),
+        "reports_before_last_answer": reports_before_last_answer,
+        "targets": {
+            "minutes_from_first_decision_to_last_answer": round(target_minutes),
+            "reports_before_last_answer": 0
+        },
+        "met": met,
     })
 }

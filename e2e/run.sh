@@ -250,12 +250,15 @@ check_failing_rejects() {
 }
 
 PAUSE_SHA=$(sha_of red-main)
+# The pause of the resume scenarios; each extra round (E2E_RESUME_ROUNDS) has
+# its own pause, failed commit, gates and runs.
+RP=red-main HELD=held AFTER=after-resume RUN_HELD=1003 RUN_AFTER=1004
 pause_yaml() {
   cat <<YAML
 apiVersion: tollgate.dev/v1alpha1
 kind: ReleasePause
 metadata:
-  name: red-main
+  name: $RP
 spec:
   scope:
     repositories: ["acme/paused"]
@@ -269,22 +272,22 @@ pause_holds_then_resume_releases() {
   local sha resumed decided
   sha=$(sha_of paused)
   pause_yaml | k apply -f -
-  until_true 30 eval '[[ "$(jp rp/red-main "{.status.state}")" == Active ]]'
-  gate held acme/paused 1003 "$sha" "timeout: 2h" | k apply -f -
-  until_true 30 phase_is held Waiting
-  k wait --for=condition=Blocked dg/held --timeout=10s
+  until_true 30 eval '[[ "$(jp rp/$RP "{.status.state}")" == Active ]]'
+  gate "$HELD" acme/paused "$RUN_HELD" "$sha" "timeout: 2h" | k apply -f -
+  until_true 30 phase_is "$HELD" Waiting
+  k wait --for=condition=Blocked "dg/$HELD" --timeout=10s
   sleep 3 # the hold must last: nothing decided, nothing answered
-  expect_eq "phase while paused" "$(jp dg/held '{.status.phase}')" Waiting
-  expect_eq "GitHub reviews while paused" "$(reviews 1003)" ""
-  k get dg held
-  k get rp red-main
+  expect_eq "phase while paused" "$(jp "dg/$HELD" '{.status.phase}')" Waiting
+  expect_eq "GitHub reviews while paused" "$(reviews "$RUN_HELD")" ""
+  k get dg "$HELD"
+  k get rp "$RP"
   resumed=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
-  k patch rp red-main --type=merge \
+  k patch rp "$RP" --type=merge \
     -p "{\"spec\":{\"resume\":{\"sha\":\"$PAUSE_SHA\",\"reason\":\"ci-failed\"}}}"
-  k wait --for=condition=Delivered dg/held --timeout=30s
-  expect_eq phase "$(jp dg/held '{.status.phase}')" Approved
-  expect_eq "GitHub reviews for run 1003" "$(reviews 1003)" "approved 204 production"
-  decided=$(jp dg/held '{.status.decision.decidedAt}')
+  k wait --for=condition=Delivered "dg/$HELD" --timeout=30s
+  expect_eq phase "$(jp "dg/$HELD" '{.status.phase}')" Approved
+  expect_eq "GitHub reviews for run $RUN_HELD" "$(reviews "$RUN_HELD")" "approved 204 production"
+  decided=$(jp "dg/$HELD" '{.status.decision.decidedAt}')
   python3 - "$resumed" "$decided" <<'PY' | tee "$WORK/resume.measure"
 import sys, datetime
 def t(s):
@@ -303,15 +306,15 @@ PY
 restated_pause_does_not_hold() {
   local sha; sha=$(sha_of restated)
   # Another writer restates the same failure, dropping spec.resume.
-  k patch rp red-main --type=json -p '[{"op":"remove","path":"/spec/resume"},{"op":"replace","path":"/spec/message","value":"main is red (restated)"}]'
+  k patch rp "$RP" --type=json -p '[{"op":"remove","path":"/spec/resume"},{"op":"replace","path":"/spec/message","value":"main is red (restated)"}]'
   pause_yaml | k apply -f -
-  until_true 30 eval '[[ "$(jp rp/red-main "{.status.observedGeneration}")" == "$(jp rp/red-main "{.metadata.generation}")" ]]'
-  expect_eq "pause state after restating" "$(jp rp/red-main '{.status.state}')" Resumed
-  gate after-resume acme/paused 1004 "$sha" "timeout: 2h" | k apply -f -
-  k wait --for=condition=Delivered dg/after-resume --timeout=30s
-  expect_eq phase "$(jp dg/after-resume '{.status.phase}')" Approved
-  expect_eq "GitHub reviews for run 1004" "$(reviews 1004)" "approved 204 production"
-  k get rp red-main
+  until_true 30 eval '[[ "$(jp rp/$RP "{.status.observedGeneration}")" == "$(jp rp/$RP "{.metadata.generation}")" ]]'
+  expect_eq "pause state after restating" "$(jp rp/$RP '{.status.state}')" Resumed
+  gate "$AFTER" acme/paused "$RUN_AFTER" "$sha" "timeout: 2h" | k apply -f -
+  k wait --for=condition=Delivered "dg/$AFTER" --timeout=30s
+  expect_eq phase "$(jp "dg/$AFTER" '{.status.phase}')" Approved
+  expect_eq "GitHub reviews for run $RUN_AFTER" "$(reviews "$RUN_AFTER")" "approved 204 production"
+  k get rp "$RP"
 }
 
 deadline_applies_on_deadline() {
@@ -672,6 +675,16 @@ scenario "a forbidden gate deleted sends nothing to GitHub" forbidden_gate_delet
 scenario "a pause in another team's namespace holds nothing of ours; one in the operator's namespace holds both" pauses_keep_to_their_namespace
 scenario "kubectl get dg,rp and get tollgate show the documented columns" columns
 scenario "the chart's objects pass a server-side dry run" chart_dry_run
+
+# E2E_RESUME_ROUNDS=N runs the resume and restated-pause scenarios N times in
+# all (the first round above), each with its own pause, failed commit and runs.
+for ((round = 2; round <= ${E2E_RESUME_ROUNDS:-1}; round++)); do
+  RP="red-main-$round" HELD="held-$round" AFTER="after-resume-$round"
+  RUN_HELD=$((70000 + 2 * round)) RUN_AFTER=$((70001 + 2 * round))
+  PAUSE_SHA=$(sha_of "red-main-$round")
+  scenario "round $round: a pause holds a gate; the resume releases it at once" pause_holds_then_resume_releases
+  scenario "round $round: the same pause restated after the resume does not hold again" restated_pause_does_not_hold
+done
 
 if ((FAILED > 0)); then
   echo "e2e: operator log (last 40 lines):"
