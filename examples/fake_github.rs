@@ -6,7 +6,8 @@
 //! the fake:
 //!
 //! - `GET /_log`: every request so far, as a JSON array of
-//!   `{method, path, body, status}` (status 599: the fake never answered).
+//!   `{method, path, body, status, at}` (status 599: the fake never answered;
+//!   `at`: when it arrived, in seconds since the Unix epoch).
 //! - `POST /_check?sha=..&name=..&conclusion=..`: a completed check run on a
 //!   sha (no `conclusion`: an in-progress one).
 //! - `POST /_hang?route=review`: the next request on that route takes effect
@@ -33,6 +34,7 @@ use serde_json::{Value, json};
 #[tokio::main]
 async fn main() {
     let fake = FakeGitHub::start().await;
+    unix_seconds(tokio::time::Instant::now());
     let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
         Ok(l) => l,
         Err(e) => {
@@ -66,11 +68,28 @@ async fn main() {
     }
 }
 
+/// The fake records monotonic times; one reading of both clocks converts them.
+static CLOCKS: std::sync::OnceLock<(tokio::time::Instant, std::time::SystemTime)> =
+    std::sync::OnceLock::new();
+
+fn unix_seconds(at: tokio::time::Instant) -> f64 {
+    let (mono, wall) = *CLOCKS.get_or_init(|| (tokio::time::Instant::now(), std::time::SystemTime::now()));
+    let wall_at = if at >= mono {
+        wall + at.duration_since(mono)
+    } else {
+        wall - mono.duration_since(at)
+    };
+    wall_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 async fn log(State(fake): State<FakeGitHub>) -> Response {
     let log: Vec<Value> = fake
         .requests()
         .into_iter()
-        .map(|r| json!({"method": r.method, "path": r.path, "body": r.body, "status": r.status}))
+        .map(|r| json!({"method": r.method, "path": r.path, "body": r.body, "status": r.status, "at": unix_seconds(r.at)}))
         .collect();
     axum::Json(log).into_response()
 }

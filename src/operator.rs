@@ -90,8 +90,10 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// Log filter (tracing EnvFilter syntax).
-    #[arg(long, default_value = "info")]
+    /// Log filter (tracing EnvFilter syntax). The default leaves out the
+    /// Kubernetes client's own line per failed request: Tollgate logs each
+    /// failure itself, with the object's name, and summarises repeats.
+    #[arg(long, default_value = "info,kube_client::client::builder=off")]
     pub log_filter: String,
     /// This instance's name in Events and the Lease (the pod name in a cluster).
     #[arg(long, env = "POD_NAME")]

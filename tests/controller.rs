@@ -1673,3 +1673,80 @@ async fn a_resume_dropped_at_once_is_still_recorded_and_the_restated_pause_does_
     }
     op.kill();
 }
+
+// Six gates held on staging each want to tell their run why, at one write a
+// second: one or two reports go out, the rest wait. The pause is resumed, the
+// gates are answered, and each answer drops its gate's waiting report. Every
+// held gate's report is either posted or counted as dropped, and the gauges say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_an_answer_overtakes_are_dropped_and_counted() {
+    const HELD: i64 = 6;
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let settings = Settings {
+        instance: Some("test".into()),
+        ..Settings::default()
+    };
+    let op = Operator::start_with(&kube, &gh, "", settings, 60).await;
+    let client = kube.client();
+    create_pause(
+        &client,
+        &pause(
+            "red-staging",
+            SHA,
+            json!({"scope": {"repositories": ["acme/*"], "environments": ["staging"]}}),
+        ),
+    )
+    .await;
+    let api = gates(&client, "default");
+    for run in 1..=HELD {
+        let g = gate(
+            &format!("held-{run}"),
+            400 + run,
+            json!({"environment": "staging"}),
+        );
+        api.create(&PostParams::default(), &g)
+            .await
+            .expect("create");
+    }
+    for run in 1..=HELD {
+        until(&api, &format!("held-{run}"), "waiting", |g| {
+            phase(g) == Some(Phase::Waiting)
+        })
+        .await;
+    }
+    let resume = json!({"spec": {"resume": {"sha": SHA, "reason": "ci-failed"}}});
+    pauses(&client, "default")
+        .patch("red-staging", &PatchParams::default(), &Patch::Merge(&resume))
+        .await
+        .expect("resume");
+    for run in 1..=HELD {
+        until(&api, &format!("held-{run}"), "delivered", delivered).await;
+    }
+    let posted: u32 = (1..=HELD).map(|run| gh.comments(400 + run, "staging")).sum();
+    assert!(
+        (posted as i64) < HELD,
+        "every report went out before the answers: nothing was overtaken"
+    );
+    let want_dropped = format!("tollgate_status_reports_dropped_total {}", HELD as u32 - posted);
+    // The gauges are read every 5 s.
+    let guard = tokio::time::Instant::now() + GUARD;
+    loop {
+        let text = op.metrics.render();
+        if text.contains(&want_dropped) && text.contains("tollgate_status_reports_waiting 0") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < guard,
+            "want `{want_dropped}` and no report waiting; metrics:\n{}",
+            text.lines()
+                .filter(|l| l.contains("status_reports"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for run in 1..=HELD {
+        assert_eq!(gh.accepted(400 + run, "staging"), 1);
+    }
+    op.kill();
+}

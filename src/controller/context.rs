@@ -16,7 +16,7 @@ use crate::api::{Decision, DeploymentGate, DeploymentGateStatus, Phase, ReleaseP
 use crate::config::OperatorConfig;
 use crate::github::GitHub;
 use crate::policy::{CheckResults, Tenancy};
-use crate::telemetry::{Metrics, labels};
+use crate::telemetry::{Metrics, Throttle, labels};
 
 /// Gate reconciles that run at once unless configured otherwise.
 pub const DEFAULT_CONCURRENCY: u16 = 512;
@@ -95,7 +95,14 @@ pub struct Context {
     /// gate's status: the next status write records them, so a report costs no
     /// write of its own. Lost on a restart, which at worst posts one again.
     unrecorded_reports: Mutex<HashMap<String, Reports>>,
+    /// One throttle per (controller, error kind): when the API server is down
+    /// every gate fails at once, and one line per kind every few seconds says
+    /// as much as thousands would. Keys are a fixed, small set.
+    failure_logs: Mutex<HashMap<(&'static str, &'static str), Throttle>>,
 }
+
+/// At most one "reconcile failed" line per controller and error kind this often.
+const FAILURE_LOG_PERIOD: Duration = Duration::from_secs(10);
 
 impl Context {
     #[allow(clippy::too_many_arguments)]
@@ -128,6 +135,7 @@ impl Context {
             checks: Mutex::default(),
             run_facts: Mutex::default(),
             unrecorded_reports: Mutex::default(),
+            failure_logs: Mutex::default(),
         }
     }
 
@@ -335,10 +343,20 @@ impl Context {
             Duration::from_millis(left.max(0) as u64)
         });
         let delay = self.backoff.failed(&key, deadline_in);
+        let retry_in_ms = delay.as_millis() as u64;
         if matches!(err, Error::Conflict { .. }) {
-            tracing::debug!(object = %key, controller, error = %err, retry_in_ms = delay.as_millis() as u64, "reconcile conflicted");
+            tracing::debug!(object = %key, controller, error = %err, retry_in_ms, "reconcile conflicted");
+        } else if let Some(left_out) = lock(&self.failure_logs)
+            .entry((controller, err.kind()))
+            .or_insert_with(|| Throttle::new(FAILURE_LOG_PERIOD))
+            .admit()
+        {
+            // `similar_left_out`: failures of the same kind since the last
+            // line (every one is counted in tollgate_reconcile_errors_total
+            // and logged at debug).
+            tracing::warn!(object = %key, controller, error = %err, retry_in_ms, similar_left_out = left_out, "reconcile failed");
         } else {
-            tracing::warn!(object = %key, controller, error = %err, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
+            tracing::debug!(object = %key, controller, error = %err, retry_in_ms, "reconcile failed");
         }
         Action::requeue(delay)
     }
@@ -348,6 +366,14 @@ impl Context {
         self.metrics
             .github_writes_queued
             .set(self.github.writes_queued() as i64);
+        self.metrics
+            .status_reports_waiting
+            .set(self.github.reports_queued() as i64);
+        let dropped = self.github.reports_dropped();
+        let counted = self.metrics.status_reports_dropped.get();
+        if dropped > counted {
+            self.metrics.status_reports_dropped.inc_by(dropped - counted);
+        }
         let pauses = self.github.rate_limit_pauses();
         let counted = self.metrics.rate_limit_waits.get();
         if pauses > counted {

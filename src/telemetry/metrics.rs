@@ -45,6 +45,10 @@ pub struct Metrics {
     pub rate_limit_waits: Counter,
     /// GitHub writes holding a pacing slot, waiting for it to come.
     pub github_writes_queued: Gauge,
+    /// Status reports waiting for a write slot no answer wants.
+    pub status_reports_waiting: Gauge,
+    /// Status reports given up (an answer came first, or nobody came back).
+    pub status_reports_dropped: Counter,
     /// Gates by phase, as seen in the cache.
     pub gates_by_phase: Family<Labels, Gauge>,
     /// Pauses by state, as seen in the cache.
@@ -157,6 +161,18 @@ impl Metrics {
             "GitHub writes (answers, status reports) holding a pacing slot that has not come yet",
             github_writes_queued.clone(),
         );
+        let status_reports_waiting = Gauge::default();
+        r.register(
+            "status_reports_waiting",
+            "Status reports waiting for a GitHub write slot that no answer wants",
+            status_reports_waiting.clone(),
+        );
+        let status_reports_dropped = Counter::default();
+        r.register(
+            "status_reports_dropped",
+            "Status reports given up: the gate's answer came first, or its reconcile never came back",
+            status_reports_dropped.clone(),
+        );
         let gates_by_phase = Family::<Labels, Gauge>::default();
         r.register("gates", "DeploymentGates by phase", gates_by_phase.clone());
         let pauses_by_state = Family::<Labels, Gauge>::default();
@@ -259,6 +275,8 @@ impl Metrics {
             github_requests,
             rate_limit_waits,
             github_writes_queued,
+            status_reports_waiting,
+            status_reports_dropped,
             gates_by_phase,
             pauses_by_state,
             reconcile_duration,
