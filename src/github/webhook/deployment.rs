@@ -1,9 +1,11 @@
 //! `deployment_status`: after a gate approved a deployment, GitHub reports how
 //! it goes. The receiver finds the gate (by `deployment.id` == `spec.deploymentId`,
 //! else by repository, environment and sha for gates that carry no deployment
-//! id), merges the report into `status.deployment` through the engine's
-//! forward-only rule, and writes only that field: a status merge patch with the
-//! resourceVersion precondition, so `decision` and `delivery` are never touched.
+//! id) through the gate index and a read by name — never a LIST — merges the
+//! report into `status.deployment` through the engine's forward-only rule, and
+//! writes only that field (and `finishedAt` when the outcome finishes the
+//! gate): a status merge patch with the resourceVersion precondition, so
+//! `decision` and `delivery` are never touched.
 //!
 //! A Failed deployment under a policy with `pauseOnFailure` also creates or
 //! updates the ReleasePause `deploy-failed-<repo>-<env>` in the gate's
