@@ -550,8 +550,7 @@ fn a_namespaced_install_needs_no_cluster_rbac_and_refuses_a_config_namespace_it_
             "config.autoPause[0].namespace team-b is not watched",
         ),
     ] {
-        let e = try_render(&["--set", "watch.namespaces={team-a}", "--set", set])
-            .expect_err(set);
+        let e = try_render(&["--set", "watch.namespaces={team-a}", "--set", set]).expect_err(set);
         assert!(e.contains(field), "{set}: {e}");
     }
 }

@@ -1,21 +1,25 @@
-//! The gate index: where the gates of a (repository, environment, commit) and
-//! of a GitHub deployment are, kept in memory from the gate watch so that
-//! intake finds a `deployment_status`'s gate without listing anything.
+//! The gate index: where the gates of a (repository, environment, commit)
+//! are, kept in memory from the gate watch so that intake finds a
+//! `deployment_status`'s gate without listing anything. (A deployment's gate,
+//! matched by `spec.deploymentId`, has the deployment's commit and
+//! environment, which GitHub sends with every status, so one key serves both
+//! of `find_gate`'s matches.)
 //!
 //! It holds names, not objects: a lookup gives candidates, and the caller
 //! reads each (a GET) and checks it, so a stale or colliding entry costs one
 //! read and never a wrong answer. Keys are hashed with this process's own
-//! random keys, so nobody can choose names that collide on purpose.
+//! random keys, so nobody can choose names that collide on purpose. An entry
+//! is a key and a name, about a hundred bytes a gate.
 //!
 //! Fed by the watches of the gate controller's shards, or, on a standby
 //! replica (which runs no controllers), by watches of its own (see
 //! [`follow`]). Each shard (a watched namespace, or the whole cluster) is
-//! one partition, rebuilt whole at every relist, so an entry lives exactly
-//! as long as its gate: a delete removes it, and a relist drops whatever the
-//! API server no longer has.
+//! one partition, rebuilt whole at every relist. An entry lives exactly as
+//! long as its gate: the key is made of immutable spec fields, a delete
+//! removes it, and a relist drops whatever the API server no longer has.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -66,55 +70,86 @@ struct Partition {
     relist: Option<Entries>,
 }
 
+/// Commit key → the gates under it, as `namespace/name`.
 #[derive(Default)]
 struct Entries {
-    /// Each gate's keys, so a change or a delete removes exactly what it added.
-    gates: HashMap<Arc<GateRef>, Keys>,
-    by_commit: HashMap<u64, Vec<Arc<GateRef>>>,
-    by_deployment: HashMap<u64, Vec<Arc<GateRef>>>,
+    by_commit: HashMap<u64, Names>,
+    len: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Keys {
-    commit: u64,
-    deployment: Option<u64>,
+/// Usually one gate per key; a few when a commit is deployed to one
+/// environment by several runs.
+enum Names {
+    One(Box<str>),
+    Many(Vec<Box<str>>),
+}
+
+impl Names {
+    fn contains(&self, at: &str) -> bool {
+        match self {
+            Names::One(one) => **one == *at,
+            Names::Many(many) => many.iter().any(|n| **n == *at),
+        }
+    }
+
+    fn push(&mut self, at: Box<str>) {
+        *self = match std::mem::replace(self, Names::Many(Vec::new())) {
+            Names::One(one) => Names::Many(vec![one, at]),
+            Names::Many(mut many) => {
+                many.push(at);
+                Names::Many(many)
+            }
+        };
+    }
 }
 
 impl Entries {
-    fn insert(&mut self, at: Arc<GateRef>, keys: Keys) {
-        if let Some(old) = self.gates.get(&at).copied() {
-            if old == keys {
-                return;
+    fn insert(&mut self, key: u64, at: Box<str>) {
+        match self.by_commit.get_mut(&key) {
+            None => {
+                self.by_commit.insert(key, Names::One(at));
             }
-            self.remove(&at);
+            Some(names) if names.contains(&at) => return,
+            Some(names) => names.push(at),
         }
-        self.by_commit
-            .entry(keys.commit)
-            .or_default()
-            .push(at.clone());
-        if let Some(d) = keys.deployment {
-            self.by_deployment.entry(d).or_default().push(at.clone());
-        }
-        self.gates.insert(at, keys);
+        self.len += 1;
     }
 
-    fn remove(&mut self, at: &GateRef) {
-        let Some(keys) = self.gates.remove(at) else {
+    fn remove(&mut self, key: u64, at: &str) {
+        let Some(names) = self.by_commit.get_mut(&key) else {
             return;
         };
-        unlink(&mut self.by_commit, keys.commit, at);
-        if let Some(d) = keys.deployment {
-            unlink(&mut self.by_deployment, d, at);
+        match names {
+            Names::One(one) if **one == *at => {
+                self.by_commit.remove(&key);
+                self.len -= 1;
+            }
+            Names::One(_) => {}
+            Names::Many(many) => {
+                let before = many.len();
+                many.retain(|n| **n != *at);
+                self.len -= before - many.len();
+                if many.is_empty() {
+                    self.by_commit.remove(&key);
+                }
+            }
         }
     }
-}
 
-fn unlink(map: &mut HashMap<u64, Vec<Arc<GateRef>>>, key: u64, at: &GateRef) {
-    if let Some(list) = map.get_mut(&key) {
-        list.retain(|r| **r != *at);
-        if list.is_empty() {
-            map.remove(&key);
-        }
+    fn get(&self, key: u64) -> Vec<GateRef> {
+        let names: Vec<&str> = match self.by_commit.get(&key) {
+            None => Vec::new(),
+            Some(Names::One(one)) => vec![one],
+            Some(Names::Many(many)) => many.iter().map(|n| &**n).collect(),
+        };
+        names
+            .into_iter()
+            .filter_map(|n| n.split_once('/'))
+            .map(|(namespace, name)| GateRef {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            })
+            .collect()
     }
 }
 
@@ -146,10 +181,10 @@ impl GateIndex {
         match event {
             watcher::Event::Init => p.relist = Some(Entries::default()),
             watcher::Event::InitApply(g) => {
-                let (at, keys) = self.entry_of(g);
+                let (key, at) = self.entry_of(g);
                 p.relist
                     .get_or_insert_with(Entries::default)
-                    .insert(at, keys);
+                    .insert(key, at);
             }
             watcher::Event::InitDone => {
                 p.live = p.relist.take().unwrap_or_default();
@@ -157,36 +192,34 @@ impl GateIndex {
                 self.update_ready(&state);
             }
             watcher::Event::Apply(g) => {
-                let (at, keys) = self.entry_of(g);
-                p.live.insert(at, keys);
+                let (key, at) = self.entry_of(g);
+                p.live.insert(key, at);
             }
             watcher::Event::Delete(g) => {
-                let (at, _) = self.entry_of(g);
-                p.live.remove(&at);
+                let (key, at) = self.entry_of(g);
+                p.live.remove(key, &at);
             }
         }
     }
 
     /// The gates of `repository`'s commit `sha` in `environment` (names
-    /// compare case-insensitively, as at GitHub).
+    /// compare case-insensitively, as at GitHub), sorted.
     pub fn by_commit(&self, repository: &str, environment: &str, sha: &str) -> Vec<GateRef> {
         let key = self.commit_key(repository, environment, sha);
-        self.lookup(|e| e.by_commit.get(&key))
-    }
-
-    /// The gates whose `spec.deploymentId` is `deployment_id` in `repository`.
-    pub fn by_deployment(&self, repository: &str, deployment_id: i64) -> Vec<GateRef> {
-        let key = self.deployment_key(repository, deployment_id);
-        self.lookup(|e| e.by_deployment.get(&key))
+        let state = self.read();
+        let mut out: Vec<GateRef> = state
+            .partitions
+            .values()
+            .flat_map(|p| p.live.get(key))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Gates indexed, over every partition.
     pub fn len(&self) -> usize {
-        self.read()
-            .partitions
-            .values()
-            .map(|p| p.live.gates.len())
-            .sum()
+        self.read().partitions.values().map(|p| p.live.len).sum()
     }
 
     /// True when no gate is indexed.
@@ -208,48 +241,28 @@ impl GateIndex {
         )
     }
 
-    fn lookup<'a>(&'a self, pick: impl Fn(&Entries) -> Option<&Vec<Arc<GateRef>>>) -> Vec<GateRef> {
-        let state = self.read();
-        let mut out: Vec<GateRef> = state
-            .partitions
-            .values()
-            .filter_map(|p| pick(&p.live))
-            .flatten()
-            .map(|r| (**r).clone())
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+    fn entry_of(&self, g: &DeploymentGate) -> (u64, Box<str>) {
+        let key = self.commit_key(&g.spec.repository, &g.spec.environment, &g.spec.sha);
+        let at = format!("{}/{}", g.namespace().unwrap_or_default(), g.name_any());
+        (key, at.into_boxed_str())
     }
 
-    fn entry_of(&self, g: &DeploymentGate) -> (Arc<GateRef>, Keys) {
-        let at = Arc::new(GateRef {
-            namespace: g.namespace().unwrap_or_default(),
-            name: g.name_any(),
-        });
-        let keys = Keys {
-            commit: self.commit_key(&g.spec.repository, &g.spec.environment, &g.spec.sha),
-            deployment: g
-                .spec
-                .deployment_id
-                .map(|d| self.deployment_key(&g.spec.repository, d)),
-        };
-        (at, keys)
-    }
-
+    /// The key of (repository, environment, sha), lowercased as GitHub
+    /// compares them, hashed without a copy.
     fn commit_key(&self, repository: &str, environment: &str, sha: &str) -> u64 {
-        self.inner.hasher.hash_one((
-            'c',
-            repository.to_ascii_lowercase(),
-            environment.to_lowercase(),
-            sha.to_ascii_lowercase(),
-        ))
-    }
-
-    fn deployment_key(&self, repository: &str, deployment_id: i64) -> u64 {
-        self.inner
-            .hasher
-            .hash_one(('d', repository.to_ascii_lowercase(), deployment_id))
+        let mut h = self.inner.hasher.build_hasher();
+        for b in repository.bytes() {
+            h.write_u8(b.to_ascii_lowercase());
+        }
+        h.write_u8(0);
+        for c in environment.chars().flat_map(char::to_lowercase) {
+            h.write_u32(c as u32);
+        }
+        h.write_u8(0);
+        for b in sha.bytes() {
+            h.write_u8(b.to_ascii_lowercase());
+        }
+        h.finish()
     }
 
     fn update_ready(&self, state: &State) {
@@ -307,13 +320,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn gate(
-        ns: &str,
-        name: &str,
-        repo: &str,
-        env: &str,
-        deployment: Option<i64>,
-    ) -> DeploymentGate {
+    fn gate(ns: &str, name: &str, repo: &str, env: &str) -> DeploymentGate {
         serde_json::from_value(json!({
             "apiVersion": "tollgate.dev/v1alpha1",
             "kind": "DeploymentGate",
@@ -323,7 +330,6 @@ mod tests {
                 "environment": env,
                 "sha": "9fceb02d0ae598e95dc970b74767f19372d61af8",
                 "runId": 1,
-                "deploymentId": deployment,
             },
         }))
         .expect("gate")
@@ -339,7 +345,7 @@ mod tests {
     const SHA: &str = "9FCEB02D0AE598E95DC970B74767F19372D61AF8";
 
     #[test]
-    fn a_gate_is_found_by_commit_and_by_deployment_until_it_is_deleted() {
+    fn a_gate_is_found_by_its_commit_case_insensitively_until_it_is_deleted() {
         let index = GateIndex::new();
         let all = None;
         index.expect(std::slice::from_ref(&all));
@@ -347,56 +353,45 @@ mod tests {
         index.observe(&all, &watcher::Event::Init);
         index.observe(
             &all,
-            &watcher::Event::InitApply(gate("web", "a", "acme/web", "production", Some(7))),
+            &watcher::Event::InitApply(gate("web", "a", "acme/web", "production")),
         );
         index.observe(&all, &watcher::Event::InitDone);
         assert!(index.is_ready());
-        index.observe(
-            &all,
-            &watcher::Event::Apply(gate("web", "b", "acme/web", "staging", None)),
-        );
+        for (name, env) in [("b", "staging"), ("c", "Production")] {
+            index.observe(
+                &all,
+                &watcher::Event::Apply(gate("web", name, "acme/web", env)),
+            );
+        }
         assert_eq!(
             index.by_commit("Acme/Web", "PRODUCTION", SHA),
-            vec![at("web", "a")]
+            vec![at("web", "a"), at("web", "c")]
         );
         assert_eq!(
             index.by_commit("acme/web", "staging", SHA),
             vec![at("web", "b")]
         );
-        assert_eq!(index.by_deployment("acme/web", 7), vec![at("web", "a")]);
-        assert!(index.by_deployment("acme/other", 7).is_empty());
+        assert!(index.by_commit("acme/other", "staging", SHA).is_empty());
+        // A change of the same gate is not a second entry.
         index.observe(
             &all,
-            &watcher::Event::Delete(gate("web", "a", "acme/web", "production", Some(7))),
+            &watcher::Event::Apply(gate("web", "b", "acme/web", "staging")),
         );
-        assert!(index.by_commit("acme/web", "production", SHA).is_empty());
-        assert!(index.by_deployment("acme/web", 7).is_empty());
-        assert_eq!(index.len(), 1);
-    }
-
-    #[test]
-    fn a_changed_deployment_id_moves_the_entry_and_leaves_nothing_behind() {
-        let index = GateIndex::new();
-        let all = None;
+        assert_eq!(index.len(), 3);
         index.observe(
             &all,
-            &watcher::Event::Apply(gate("web", "a", "acme/web", "production", None)),
+            &watcher::Event::Delete(gate("web", "a", "acme/web", "production")),
         );
         index.observe(
             &all,
-            &watcher::Event::Apply(gate("web", "a", "acme/web", "production", Some(9))),
+            &watcher::Event::Delete(gate("web", "b", "acme/web", "staging")),
         );
-        assert_eq!(index.by_deployment("acme/web", 9), vec![at("web", "a")]);
-        index.observe(
-            &all,
-            &watcher::Event::Apply(gate("web", "a", "acme/web", "production", Some(10))),
-        );
-        assert!(index.by_deployment("acme/web", 9).is_empty());
         assert_eq!(
             index.by_commit("acme/web", "production", SHA),
-            vec![at("web", "a")],
-            "one entry, not one per change"
+            vec![at("web", "c")]
         );
+        assert!(index.by_commit("acme/web", "staging", SHA).is_empty());
+        assert_eq!(index.len(), 1);
     }
 
     #[test]
@@ -405,8 +400,8 @@ mod tests {
         let (web, pay) = (Some("web".to_string()), Some("payments".to_string()));
         index.expect(&[web.clone(), pay.clone()]);
         for (p, g) in [
-            (&web, gate("web", "a", "acme/web", "production", None)),
-            (&pay, gate("payments", "p", "acme/pay", "production", None)),
+            (&web, gate("web", "a", "acme/web", "production")),
+            (&pay, gate("payments", "p", "acme/pay", "production")),
         ] {
             index.observe(p, &watcher::Event::Init);
             index.observe(p, &watcher::Event::InitApply(g));
@@ -428,5 +423,7 @@ mod tests {
         assert!(index.by_commit("acme/web", "production", SHA).is_empty());
         assert_eq!(index.len(), 1);
         assert!(index.is_ready(), "a relist does not make the index unready");
+        index.expect(std::slice::from_ref(&web));
+        assert_eq!(index.len(), 0, "an unwatched partition's entries go");
     }
 }

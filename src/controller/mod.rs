@@ -418,3 +418,29 @@ fn gate_error_policy(gate: Arc<DeploymentGate>, err: &Error, ctx: Arc<Context>) 
 fn pause_error_policy(pause: Arc<ReleasePause>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.error_action(&*pause, err, "pause", None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespaced_scope_watches_the_operators_namespace_too_and_each_once() {
+        assert_eq!(Scope::default().partitions("tollgate"), vec![None]);
+        let scope = Scope {
+            namespaces: vec!["team-a".into(), "team-b".into(), "team-a".into()],
+            label_selector: None,
+        };
+        assert_eq!(
+            scope.partitions("tollgate"),
+            vec![
+                Some("team-a".to_string()),
+                Some("team-b".to_string()),
+                Some("tollgate".to_string())
+            ]
+        );
+        assert_eq!(
+            scope.partitions("team-b"),
+            vec![Some("team-a".to_string()), Some("team-b".to_string())]
+        );
+    }
+}

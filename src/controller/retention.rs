@@ -15,6 +15,7 @@
 //! Lifetime: the task holds no per-object memory; what it decided is gone
 //! when the pass ends.
 
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,7 +140,8 @@ pub async fn run(ctx: Arc<Context>, client: Client, nudge: Arc<Notify>, shard: S
             continue;
         }
         backoff = FIRST_BACKOFF;
-        let truncated = gates.delete.len() + pauses.delete.len() > MAX_PER_PASS;
+        let truncated =
+            gates.more || pauses.more || gates.delete.len() + pauses.delete.len() > MAX_PER_PASS;
         if !truncated {
             let next = match (gates.next_look, pauses.next_look) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -199,12 +201,15 @@ impl Outcome {
 
 struct DuePlan<K> {
     delete: Vec<Due<K>>,
+    /// More is due than one pass deletes.
+    more: bool,
     next_look: Option<Timestamp>,
 }
 
 fn due_gates(ctx: &Context, rules: &Rules, now: Timestamp) -> DuePlan<DeploymentGate> {
     let mut objects = Vec::new();
     let mut finished = Vec::new();
+    let hasher = RandomState::new();
     for g in ctx.gates.state() {
         let created = g.metadata.creation_timestamp.as_ref().map(|t| t.0);
         let Some(since) = retention::finished_since(g.status.as_ref(), created, rules, now) else {
@@ -215,11 +220,7 @@ fn due_gates(ctx: &Context, rules: &Rules, now: Timestamp) -> DuePlan<Deployment
             continue;
         }
         finished.push(Finished {
-            group: Some((
-                g.namespace().unwrap_or_default(),
-                g.spec.repository.to_ascii_lowercase(),
-                g.spec.environment.to_lowercase(),
-            )),
+            group: Some(group_of(&hasher, &g)),
             since,
             pinned: pinned(&*g),
         });
@@ -227,16 +228,37 @@ fn due_gates(ctx: &Context, rules: &Rules, now: Timestamp) -> DuePlan<Deployment
     }
     let plan = retention::plan(&finished, rules, now);
     DuePlan {
+        // Only what this pass can delete is held on to.
         delete: plan
             .delete
             .iter()
+            .take(MAX_PER_PASS)
             .map(|&i| Due {
                 obj: objects[i].clone(),
                 since: finished[i].since,
             })
             .collect(),
+        more: plan.delete.len() > MAX_PER_PASS,
         next_look: plan.next_look,
     }
+}
+
+/// The group of a gate — (namespace, repository, environment), compared as
+/// GitHub compares names — as a hash, so a pass over a hundred thousand
+/// finished gates copies no strings. (Two groups colliding would only share
+/// their newest places, never delete anything before its TTL.)
+fn group_of(hasher: &RandomState, g: &DeploymentGate) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write(g.metadata.namespace.as_deref().unwrap_or("").as_bytes());
+    h.write_u8(0);
+    for b in g.spec.repository.bytes() {
+        h.write_u8(b.to_ascii_lowercase());
+    }
+    h.write_u8(0);
+    for c in g.spec.environment.chars().flat_map(char::to_lowercase) {
+        h.write_u32(c as u32);
+    }
+    h.finish()
 }
 
 fn due_pauses(ctx: &Context, rules: &Rules, now: Timestamp) -> DuePlan<ReleasePause> {
@@ -258,14 +280,17 @@ fn due_pauses(ctx: &Context, rules: &Rules, now: Timestamp) -> DuePlan<ReleasePa
     }
     let plan = retention::plan(&finished, rules, now);
     DuePlan {
+        // Only what this pass can delete is held on to.
         delete: plan
             .delete
             .iter()
+            .take(MAX_PER_PASS)
             .map(|&i| Due {
                 obj: objects[i].clone(),
                 since: finished[i].since,
             })
             .collect(),
+        more: plan.delete.len() > MAX_PER_PASS,
         next_look: plan.next_look,
     }
 }

@@ -322,20 +322,19 @@ impl Intake {
     }
 
     /// The gate that follows the deployment, found through the gate index
-    /// (by repository, environment and commit, and by deployment id) and read
-    /// by name: never a LIST. Gates in a namespace that may not gate the
-    /// repository are never candidates.
+    /// (by repository, environment and commit: a deployment's gate has the
+    /// deployment's) and read by name: never a LIST. Gates in a namespace that
+    /// may not gate the repository are never candidates.
     async fn find(
         &self,
         ev: &DeploymentStatusEvent,
     ) -> Result<Option<DeploymentGate>, kube::Error> {
         let repository = &ev.repository.full_name;
-        let mut refs = self.index.by_deployment(repository, ev.deployment.id);
-        if let (Some(sha), Some(env)) = (&ev.deployment.sha, &ev.deployment.environment) {
-            refs.extend(self.index.by_commit(repository, env, sha));
-        }
-        refs.sort();
-        refs.dedup();
+        // GitHub sends both with every deployment; without them nothing is found.
+        let (Some(sha), Some(env)) = (&ev.deployment.sha, &ev.deployment.environment) else {
+            return Ok(None);
+        };
+        let mut refs = self.index.by_commit(repository, env, sha);
         refs.retain(|r| self.inner.tenancy.check(&r.namespace, repository).is_ok());
         if refs.len() > MAX_CANDIDATES {
             tracing::warn!(repository = %repository, deployment_id = ev.deployment.id, candidates = refs.len(), "more gates for one commit and environment than are read per deployment_status; reading the first {MAX_CANDIDATES}");
