@@ -536,6 +536,23 @@ fn a_namespaced_install_needs_no_cluster_rbac_and_refuses_a_config_namespace_it_
         "team-a and the release namespace (gates by default, cluster-wide pauses)"
     );
     assert!(args(&docs).contains(&"--namespace=team-a".to_string()));
+    // A workload a policy requires in a namespace not watched: read-only there.
+    let docs = render(&[
+        "--set",
+        "watch.namespaces={team-a}",
+        "--set",
+        "config.policies[0].namespace=team-a,config.policies[0].requireHealthy[0].kind=Deployment,config.policies[0].requireHealthy[0].name=api,config.policies[0].requireHealthy[0].namespace=staging",
+    ]);
+    let readers: Vec<&Value> = of_kind(&docs, "Role")
+        .into_iter()
+        .filter(|r| r["metadata"]["name"] == "tg-tollgate-workloads")
+        .collect();
+    assert_eq!(readers.len(), 1);
+    assert_eq!(readers[0]["metadata"]["namespace"], "staging");
+    assert_eq!(
+        readers[0]["rules"],
+        yaml("[{apiGroups: [apps], resources: [deployments, statefulsets, daemonsets], verbs: [get, list, watch]}]")
+    );
     for (set, field) in [
         (
             "config.policies[0].namespace=team-b",
