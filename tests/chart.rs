@@ -551,7 +551,9 @@ fn a_namespaced_install_needs_no_cluster_rbac_and_refuses_a_config_namespace_it_
     assert_eq!(readers[0]["metadata"]["namespace"], "staging");
     assert_eq!(
         readers[0]["rules"],
-        yaml("[{apiGroups: [apps], resources: [deployments, statefulsets, daemonsets], verbs: [get, list, watch]}]")
+        yaml(
+            "[{apiGroups: [apps], resources: [deployments, statefulsets, daemonsets], verbs: [get, list, watch]}]"
+        )
     );
     for (set, field) in [
         (
