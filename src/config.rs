@@ -48,6 +48,68 @@ pub struct OperatorConfig {
     /// The webhook receiver and the lost-webhook sweeper.
     #[serde(default)]
     pub intake: IntakeSettings,
+    /// When finished gates and automatic pauses are deleted.
+    #[serde(default)]
+    pub retention: RetentionSettings,
+}
+
+/// When finished gates and automatic pauses are deleted (see `policy::retention`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Delete anything at all. Off: every gate and pause stays until someone deletes it.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How long a finished gate (and a resumed or expired automatic pause)
+    /// stays after it finished.
+    #[serde(
+        rename = "finishedTTL",
+        default = "default_finished_ttl",
+        with = "go_duration"
+    )]
+    pub finished_ttl: Duration,
+    /// Finished gates kept per (namespace, repository, environment) however
+    /// old, until newer ones finish.
+    #[serde(default = "default_keep_per_environment")]
+    pub keep_per_environment: u32,
+    /// Deletions per second at most, on a budget of their own: retention
+    /// never takes API requests from gate work.
+    #[serde(default = "default_deletions_per_second")]
+    pub deletions_per_second: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            enabled: true,
+            finished_ttl: default_finished_ttl(),
+            keep_per_environment: default_keep_per_environment(),
+            deletions_per_second: default_deletions_per_second(),
+        }
+    }
+}
+
+impl RetentionSettings {
+    /// The rules of the pure retention engine.
+    pub fn rules(&self) -> crate::policy::retention::Rules {
+        crate::policy::retention::Rules {
+            finished_ttl: self.finished_ttl,
+            keep_per_environment: self.keep_per_environment,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_finished_ttl() -> Duration {
+    Duration::from_secs(168 * 3600)
+}
+fn default_keep_per_environment() -> u32 {
+    10
+}
+fn default_deletions_per_second() -> u32 {
+    10
 }
 
 /// Settings of the webhook receiver and the lost-webhook sweeper.
@@ -393,6 +455,48 @@ impl OperatorConfig {
         Ok(())
     }
 
+    /// With the operator watching only `watched` namespaces (`--namespace`;
+    /// empty: all), refuses a configuration whose intake writes gates or
+    /// pauses anywhere else: nothing would ever reconcile them.
+    pub fn check_watched(&self, watched: &[String]) -> Result<(), ConfigError> {
+        if watched.is_empty() {
+            return Ok(());
+        }
+        let unwatched = |field: String, ns: &str, what: &str| ConfigError::Invalid {
+            field,
+            why: format!(
+                "intake writes {what} to namespace {ns}, which this operator does not watch (--namespace {}); add {ns} to --namespace (chart: watch.namespaces) or choose a watched namespace",
+                watched.join(", --namespace ")
+            ),
+        };
+        let is_watched = |ns: &str| watched.iter().any(|w| w == ns);
+        for (i, p) in self.policies.iter().enumerate() {
+            if let Some(ns) = &p.namespace
+                && !is_watched(ns)
+            {
+                return Err(unwatched(format!("policies[{i}].namespace"), ns, "gates"));
+            }
+        }
+        let defaults_used = self.defaults_reachable()
+            || self.policies.iter().any(|p| p.namespace.is_none())
+            || self.auto_pause.iter().any(|r| r.namespace.is_none());
+        if defaults_used && !is_watched(&self.defaults.namespace) {
+            return Err(unwatched(
+                "defaults.namespace".into(),
+                &self.defaults.namespace,
+                "gates and pauses",
+            ));
+        }
+        for (i, r) in self.auto_pause.iter().enumerate() {
+            if let Some(ns) = &r.namespace
+                && !is_watched(ns)
+            {
+                return Err(unwatched(format!("autoPause[{i}].namespace"), ns, "pauses"));
+            }
+        }
+        Ok(())
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         let invalid = |field: String, why: &str| ConfigError::Invalid {
             field,
@@ -468,6 +572,24 @@ impl OperatorConfig {
                     "must be a Kubernetes namespace name",
                 ));
             }
+        }
+        if self.retention.finished_ttl < Duration::from_secs(1) {
+            return Err(invalid(
+                "retention.finishedTTL".into(),
+                "must be at least 1s (turn retention off with `retention.enabled: false`)",
+            ));
+        }
+        if self.retention.keep_per_environment > 10_000 {
+            return Err(invalid(
+                "retention.keepPerEnvironment".into(),
+                "must be at most 10000: every kept gate stays in the operator's cache",
+            ));
+        }
+        if !(1..=1000).contains(&self.retention.deletions_per_second) {
+            return Err(invalid(
+                "retention.deletionsPerSecond".into(),
+                "must be between 1 and 1000",
+            ));
         }
         if self.intake.sweep_period < Duration::from_secs(1) {
             return Err(invalid("intake.sweepPeriod".into(), "must be at least 1s"));
@@ -595,6 +717,74 @@ mod tests {
         let d = c.bound_for("other/web", "production");
         assert_eq!(d.origin, "defaults");
         assert_eq!(d.max_timeout, api::MAX_GATE_LIFETIME);
+    }
+
+    #[test]
+    fn retention_defaults_to_a_week_and_ten_per_environment_and_checks_its_fields() {
+        let c = OperatorConfig::parse("").expect("empty config is fine");
+        assert_eq!(
+            c.retention,
+            RetentionSettings {
+                enabled: true,
+                finished_ttl: Duration::from_secs(168 * 3600),
+                keep_per_environment: 10,
+                deletions_per_second: 10,
+            }
+        );
+        let c = OperatorConfig::parse(
+            "retention:\n  finishedTTL: 24h\n  keepPerEnvironment: 0\n  deletionsPerSecond: 50\n",
+        )
+        .expect("valid retention");
+        assert_eq!(c.retention.finished_ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(c.retention.keep_per_environment, 0);
+        assert_eq!(c.retention.deletions_per_second, 50);
+        for (yaml, field) in [
+            ("retention:\n  finishedTTL: 0s\n", "retention.finishedTTL"),
+            (
+                "retention:\n  finishedTTL: 7d\n",
+                "retention: invalid duration \"7d\"",
+            ),
+            (
+                "retention:\n  deletionsPerSecond: 0\n",
+                "retention.deletionsPerSecond",
+            ),
+            (
+                "retention:\n  keepPerEnvironment: 20000\n",
+                "retention.keepPerEnvironment",
+            ),
+            ("retention:\n  finishedTtl: 1h\n", "finishedTtl"),
+        ] {
+            let e = OperatorConfig::parse(yaml).expect_err(yaml);
+            assert!(e.to_string().contains(field), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn intake_writing_to_a_namespace_the_operator_does_not_watch_is_refused_naming_the_field() {
+        let c = OperatorConfig::parse(
+            "defaults:\n  namespace: tollgate\npolicies:\n- repositories: ['acme/*']\n  namespace: web\n- repositories: ['other/*']\n  namespace: other\n",
+        )
+        .expect("parses");
+        c.check_watched(&[]).expect("watching everything");
+        let e = c
+            .check_watched(&["web".into(), "tollgate".into()])
+            .expect_err("other is not watched");
+        assert!(e.to_string().contains("policies[1].namespace"), "{e}");
+        assert!(e.to_string().contains("namespace other"), "{e}");
+        let e = c
+            .check_watched(&["web".into(), "other".into()])
+            .expect_err("the defaults' namespace is not watched");
+        assert!(e.to_string().contains("defaults.namespace"), "{e}");
+        c.check_watched(&["web".into(), "other".into(), "tollgate".into()])
+            .expect("every namespace intake writes to is watched");
+        let pauses = OperatorConfig::parse(
+            "autoPause:\n- repository: acme/web\n  branch: main\n  namespace: web\n",
+        )
+        .expect("parses");
+        let e = pauses
+            .check_watched(&["tollgate".into()])
+            .expect_err("the pause namespace is not watched");
+        assert!(e.to_string().contains("autoPause[0].namespace"), "{e}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{ConfigError, OperatorConfig};
-use crate::controller::{self, Runtime, Scope, Settings};
+use crate::controller::{self, Runtime, Scope, Settings, Wiring};
 use crate::github::webhook::{self, Intake};
 use crate::github::{Auth, GitHub, GitHubConfig};
 use crate::telemetry::{self, Limits, LogFormat, Metrics};
@@ -60,7 +60,9 @@ pub struct RunArgs {
     /// Timeout of one GitHub request.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub github_timeout: Duration,
-    /// Only reconcile gates and pauses in this namespace (repeatable). Default: all.
+    /// Only watch gates and pauses in this namespace (repeatable; the
+    /// operator's own namespace is always added). Namespaced RBAC (a Role
+    /// per namespace) then suffices. Default: the whole cluster.
     #[arg(long = "namespace")]
     pub namespaces: Vec<String>,
     /// Only reconcile objects matching this label selector (for sharding).
@@ -193,6 +195,17 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         .clone()
         .unwrap_or_else(|| config.defaults.namespace.clone());
     config.check_tenancy(&operator_namespace)?;
+    // With --namespace, intake must write only where the operator watches.
+    let scope = Scope {
+        namespaces: args.namespaces.clone(),
+        label_selector: args.label_selector.clone(),
+    };
+    let partitions = scope.partitions(&operator_namespace);
+    let watched: Vec<String> = partitions.iter().flatten().cloned().collect();
+    config.check_watched(&watched)?;
+    if !watched.is_empty() {
+        tracing::info!(namespaces = ?watched, "watching only these namespaces (the operator's own included): namespaced RBAC suffices");
+    }
     if config.tenancy.is_empty() {
         tracing::info!(operator_namespace = %operator_namespace, "no tenancy rules configured: each namespace may gate only what intake writes there");
     }
@@ -267,10 +280,13 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
             operator_namespace: args.operator_namespace.clone(),
         },
         metrics,
-        scope: Scope {
-            namespaces: args.namespaces.clone(),
-            label_selector: args.label_selector.clone(),
-        },
+        scope: scope.clone(),
+    };
+    // Intake finds gates in the index the controllers keep; one index serves
+    // both, so the leader watches its gates once.
+    let wiring = Wiring {
+        gate_index: intake.as_ref().map(|i| i.gate_index()).unwrap_or_default(),
+        ..Wiring::default()
     };
     if args.dry_run {
         tracing::warn!("dry run: every gate is evaluated and recorded, and GitHub is told approve");
@@ -279,6 +295,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     // The sweeper runs only where the controllers run (the leader), so several
     // replicas never ask GitHub to redeliver the same webhook twice.
     let sweep_period = rt.config.intake.sweep_period;
+    let has_intake = intake.is_some();
     let start_sweeper = move || {
         intake
             .filter(|_| github_is_app)
@@ -286,7 +303,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     };
     if !args.leader_elect {
         let sweeper = start_sweeper();
-        controller::run(rt, ready_tx, shutdown_signal()).await;
+        controller::run_wired(rt, wiring, ready_tx, shutdown_signal()).await;
         if let Some(s) = sweeper {
             s.abort();
         }
@@ -296,6 +313,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         .pod_name
         .clone()
         .unwrap_or_else(|| format!("tollgate-{}", std::process::id()));
+    let client_for_index = client.clone();
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &args.lease_name)
         .with_namespace(&args.lease_namespace)
         .with_identity(&identity)
@@ -308,6 +326,16 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     // for the Lease. Were it not, rollouts and drains of a multi-replica
     // install would wait forever for a standby to become Ready.
     let _ = ready_tx.send(true);
+    // A standby runs no controllers but answers webhooks: it keeps the gate
+    // index current with watches of its own until it leads.
+    let standby_index = has_intake.then(|| {
+        tokio::spawn(controller::index::follow(
+            client_for_index.clone(),
+            partitions.clone(),
+            args.label_selector.clone(),
+            wiring.gate_index.clone(),
+        ))
+    });
     let (mut leader, lease_task) = manager.watch().await;
     tracing::info!(lease = %args.lease_name, identity = %identity, "waiting to become the leader");
     while !*leader.borrow_and_update() {
@@ -317,6 +345,10 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         }
     }
     tracing::info!(identity = %identity, "became the leader; starting the controllers");
+    if let Some(follower) = standby_index {
+        // The controllers' own watches feed the index from here on.
+        follower.abort();
+    }
     let sweeper = start_sweeper();
     let mut lost = leader.clone();
     let lost_lease = async move {
@@ -329,7 +361,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
             _ = shutdown_signal() => { let _ = lost_tx.send(false); }
         }
     };
-    controller::run(rt, ready_tx, stop).await;
+    controller::run_wired(rt, wiring, ready_tx, stop).await;
     if let Some(s) = sweeper {
         s.abort();
     }

@@ -253,7 +253,7 @@ fn webhook_limits_become_flags() {
 fn rbac_has_no_wildcards_no_secrets_and_exactly_the_operators_verbs() {
     let expected_operator_rules = yaml(
         r#"
-- {apiGroups: [tollgate.dev], resources: [deploymentgates, releasepauses], verbs: [get, list, watch, create, patch]}
+- {apiGroups: [tollgate.dev], resources: [deploymentgates, releasepauses], verbs: [get, list, watch, create, patch, delete]}
 - {apiGroups: [tollgate.dev], resources: [deploymentgates/status, releasepauses/status], verbs: [get, patch, update]}
 - {apiGroups: [tollgate.dev], resources: [deploymentgates/finalizers, releasepauses/finalizers], verbs: [update]}
 - {apiGroups: [events.k8s.io], resources: [events], verbs: [create, patch]}
@@ -296,7 +296,8 @@ fn rbac_has_no_wildcards_no_secrets_and_exactly_the_operators_verbs() {
             "[{{kind: ServiceAccount, name: tg-tollgate, namespace: {NAMESPACE}}}]"
         ))
     );
-    // All features watch two namespaces: a Role per namespace, no ClusterRole.
+    // All features watch two namespaces: a Role per namespace (and the
+    // release namespace, whose pauses are cluster-wide), no ClusterRole.
     let docs = all_features();
     assert!(of_kind(&docs, "ClusterRole").is_empty());
     let per_namespace: Vec<&Value> = of_kind(&docs, "Role")
@@ -307,7 +308,7 @@ fn rbac_has_no_wildcards_no_secrets_and_exactly_the_operators_verbs() {
         .iter()
         .map(|r| r["metadata"]["namespace"].as_str().expect("namespaced"))
         .collect();
-    assert_eq!(namespaces, ["web", "payments"]);
+    assert_eq!(namespaces, ["web", "payments", NAMESPACE]);
     for role in per_namespace {
         assert_eq!(role["rules"], expected_operator_rules);
     }
@@ -513,6 +514,99 @@ fn config_map_holds_a_file_the_operator_accepts() {
     assert_eq!(all.auto_pause[0].repository, "acme/web");
     let args = args(&all_features());
     assert!(args.contains(&"--config=/etc/tollgate/config/config.yaml".to_string()));
+}
+
+#[test]
+fn a_namespaced_install_needs_no_cluster_rbac_and_refuses_a_config_namespace_it_does_not_watch() {
+    let docs = render(&["--set", "watch.namespaces={team-a}"]);
+    assert!(of_kind(&docs, "ClusterRole").is_empty());
+    assert!(of_kind(&docs, "ClusterRoleBinding").is_empty());
+    let bound: Vec<(&str, &str)> = of_kind(&docs, "RoleBinding")
+        .into_iter()
+        .map(|b| {
+            (
+                b["metadata"]["namespace"].as_str().expect("namespaced"),
+                b["roleRef"]["name"].as_str().expect("role"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        bound,
+        [("team-a", "tg-tollgate"), (NAMESPACE, "tg-tollgate")],
+        "team-a and the release namespace (gates by default, cluster-wide pauses)"
+    );
+    assert!(args(&docs).contains(&"--namespace=team-a".to_string()));
+    // A workload a policy requires in a namespace not watched: read-only there.
+    let docs = render(&[
+        "--set",
+        "watch.namespaces={team-a}",
+        "--set",
+        "config.policies[0].namespace=team-a,config.policies[0].requireHealthy[0].kind=Deployment,config.policies[0].requireHealthy[0].name=api,config.policies[0].requireHealthy[0].namespace=staging",
+    ]);
+    let readers: Vec<&Value> = of_kind(&docs, "Role")
+        .into_iter()
+        .filter(|r| r["metadata"]["name"] == "tg-tollgate-workloads")
+        .collect();
+    assert_eq!(readers.len(), 1);
+    assert_eq!(readers[0]["metadata"]["namespace"], "staging");
+    assert_eq!(
+        readers[0]["rules"],
+        yaml(
+            "[{apiGroups: [apps], resources: [deployments, statefulsets, daemonsets], verbs: [get, list, watch]}]"
+        )
+    );
+    for (set, field) in [
+        (
+            "config.policies[0].namespace=team-b",
+            "config.policies[0].namespace team-b is not watched",
+        ),
+        (
+            "config.defaults.namespace=team-b",
+            "config.defaults.namespace team-b is not watched",
+        ),
+        (
+            "config.autoPause[0].repository=acme/web,config.autoPause[0].branch=main,config.autoPause[0].namespace=team-b",
+            "config.autoPause[0].namespace team-b is not watched",
+        ),
+    ] {
+        let e = try_render(&["--set", "watch.namespaces={team-a}", "--set", set]).expect_err(set);
+        assert!(e.contains(field), "{set}: {e}");
+    }
+}
+
+#[test]
+fn retention_values_reach_the_operator_and_bad_ones_are_refused() {
+    let config_of = |docs: &[Value]| {
+        OperatorConfig::parse(
+            one(docs, "ConfigMap")["data"]["config.yaml"]
+                .as_str()
+                .expect("config.yaml"),
+        )
+        .expect("the operator accepts the rendered config")
+    };
+    let defaults = config_of(&render(&[])).retention;
+    assert!(defaults.enabled);
+    assert_eq!(
+        defaults.finished_ttl,
+        std::time::Duration::from_secs(168 * 3600)
+    );
+    assert_eq!(defaults.keep_per_environment, 10);
+    let set = config_of(&render(&[
+        "--set",
+        "config.retention.finishedTTL=24h,config.retention.keepPerEnvironment=3",
+    ]))
+    .retention;
+    assert_eq!(set.finished_ttl, std::time::Duration::from_secs(24 * 3600));
+    assert_eq!(set.keep_per_environment, 3);
+    for bad in [
+        "config.retention.finishedTTL=7d",
+        "config.retention.keepPerEnvironment=-1",
+        "config.retention.deletionsPerSecond=0",
+        "config.retention.ttl=1h",
+    ] {
+        let e = try_render(&["--set", bad]).expect_err(bad);
+        assert!(e.contains("retention"), "{bad}: {e}");
+    }
 }
 
 #[test]

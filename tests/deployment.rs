@@ -18,7 +18,7 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use tollgate::api::{DeploymentGate, DeploymentState, PauseState, ReleasePause};
 use tollgate::config::OperatorConfig;
-use tollgate::controller::{self, Runtime, Scope, Settings};
+use tollgate::controller::{self, GateIndex, Runtime, Scope, Settings, Wiring};
 use tollgate::github::webhook::{self, Intake};
 use tollgate::github::{Auth, GitHub, GitHubConfig};
 use tollgate::telemetry::Metrics;
@@ -39,6 +39,7 @@ const CONFIG: &str =
 
 struct Harness {
     kube: FakeKube,
+    index: GateIndex,
     _hub: FakeGitHub,
     url: String,
     http: hyper_util::client::legacy::Client<
@@ -77,6 +78,7 @@ async fn harness(config: &str) -> Harness {
         metrics.clone(),
     );
     let (_ready_tx, ready_rx) = tokio::sync::watch::channel(true);
+    let index = intake.gate_index();
     let app = webhook::routes(intake).merge(tollgate::telemetry::routes(ready_rx, metrics.clone()));
     let addr = serve(app).await;
 
@@ -94,7 +96,12 @@ async fn harness(config: &str) -> Harness {
     };
     let (ready_tx, mut ready) = tokio::sync::watch::channel(false);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(controller::run(rt, ready_tx, async move {
+    // Intake finds gates in the index the controllers keep, as in `tollgate run`.
+    let wiring = Wiring {
+        gate_index: index.clone(),
+        ..Wiring::default()
+    };
+    tokio::spawn(controller::run_wired(rt, wiring, ready_tx, async move {
         let _ = stopped.await;
     }));
     tokio::time::timeout(GUARD, ready.wait_for(|r| *r))
@@ -103,6 +110,7 @@ async fn harness(config: &str) -> Harness {
         .expect("ready");
     Harness {
         kube,
+        index,
         _hub: hub,
         url: format!("http://{addr}"),
         http: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -145,8 +153,24 @@ impl Harness {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
+    /// Waits until the gate index holds every stored gate: GitHub reports
+    /// on a deployment only after its gate approved it, long after the
+    /// operator's watch saw the gate; a test that stores a gate and reports
+    /// at once must wait for the watch too.
+    async fn until_indexed(&self) {
+        let deadline = tokio::time::Instant::now() + GUARD;
+        while self.index.len() != self.kube.objects(GATES).len() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the gate index never caught up"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Posts a `deployment_status` delivery as GitHub would: signed.
     async fn deliver(&self, body: &Value) -> (StatusCode, String) {
+        self.until_indexed().await;
         let bytes = serde_json::to_vec(body).expect("payload serialises");
         let sig = webhook::sign(SECRET.as_bytes(), &bytes);
         self.request(
@@ -717,4 +741,64 @@ async fn silent_deployment_becomes_unknown_after_the_report_window() {
         outcome(g) == Some(DeploymentState::Ready)
     })
     .await;
+}
+
+#[tokio::test]
+async fn deployment_status_finds_its_gate_through_the_index_and_lists_nothing() {
+    let h = harness(CONFIG).await;
+    h.approved_gate("gate-1", 1, SHA, Some(101), &recent());
+    h.approved_gate("other-commit", 2, SHA2, Some(102), &recent());
+    h.until_indexed().await;
+    h.kube.record_requests();
+    let (status, body) = h.deliver(&deployment_status(101, SHA, "success")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Taken when the answer came: the test's own watches below are not the receiver's.
+    let requests = h.kube.requests();
+    h.until_gate("gate-1", "Ready", |g| {
+        outcome(g) == Some(DeploymentState::Ready)
+    })
+    .await;
+    let lists: Vec<_> = requests.iter().filter(|r| r.is_list()).collect();
+    assert!(lists.is_empty(), "no LIST of anything: {lists:?}");
+    let gate_reads: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.collection == GATES)
+        .filter_map(|r| r.name.as_deref())
+        .collect();
+    assert!(
+        !gate_reads.is_empty() && gate_reads.iter().all(|n| *n == "gate-1"),
+        "only the deployment's own gate is read, by name: {gate_reads:?}"
+    );
+    assert_eq!(
+        outcome(&serde_json::from_value(h.stored("other-commit")).expect("gate")),
+        None,
+        "the other commit's gate is untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_gate_in_a_namespace_that_may_not_gate_the_repository_never_takes_its_outcome() {
+    // Tenancy: only the operator's namespace may gate acme/*. A gate elsewhere
+    // that claims the same deployment id is never a candidate.
+    let config = format!("{CONFIG}tenancy:\n- namespace: {NS}\n  repositories: ['acme/*']\n");
+    let h = harness(&config).await;
+    h.approved_gate("gate-1", 1, SHA, Some(101), &recent());
+    let mut squatter = h.stored("gate-1");
+    squatter["metadata"] = json!({"name": "squatter", "namespace": "intruder"});
+    h.kube.put(GATES, squatter);
+    let (status, body) = h.deliver(&deployment_status(101, SHA, "success")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    h.until_gate("gate-1", "Ready", |g| {
+        outcome(g) == Some(DeploymentState::Ready)
+    })
+    .await;
+    let squatter = h
+        .kube
+        .get(GATES, "intruder", "squatter")
+        .expect("the squatter is stored");
+    assert!(
+        squatter["status"]["deployment"].is_null(),
+        "the intruder's gate took nothing: {}",
+        squatter["status"]
+    );
 }

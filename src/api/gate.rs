@@ -250,6 +250,13 @@ pub struct DeploymentGateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<DeploymentOutcome>,
 
+    /// When the gate finished (RFC 3339): its answer delivered or settled and
+    /// the deployment it let through at a final outcome, or the gate Unknown or
+    /// Forbidden. Retention deletes finished gates `retention.finishedTTL`
+    /// after this (keeping the newest few per repository and environment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

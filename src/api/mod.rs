@@ -29,6 +29,9 @@ pub const FINALIZER: &str = "tollgate.dev/answer";
 pub const LABEL_MADE_BY: &str = "tollgate.dev/made-by";
 /// The value of [`LABEL_MADE_BY`] on intake's gates.
 pub const MADE_BY_INTAKE: &str = "intake";
+/// Label that keeps a finished gate (or an automatic pause) from retention:
+/// `tollgate.dev/keep=true` is never deleted by the operator.
+pub const LABEL_KEEP: &str = "tollgate.dev/keep";
 /// Annotation holding the `X-GitHub-Delivery` id that created an intake gate.
 pub const ANNOTATION_DELIVERY: &str = "tollgate.dev/delivery";
 

@@ -78,6 +78,8 @@ pub struct Context {
     pub pauses_synced: tokio::sync::watch::Receiver<bool>,
     pub events: super::record::Events,
     pub backoff: Backoff,
+    /// The one clock of the reconcilers (a hand-driven one in tests).
+    pub clock: super::Clock,
     // Per-object memory below is keyed by UID, never by name: a gate deleted
     // and recreated under the same name is another gate and inherits nothing.
     /// resourceVersion of our last write per object: a cached copy with another
@@ -130,6 +132,7 @@ impl Context {
             cluster_pauses: None,
             pauses_synced,
             backoff: Backoff::default(),
+            clock: super::Clock::system(),
             written: Mutex::default(),
             decided: Mutex::default(),
             checks: Mutex::default(),
@@ -141,7 +144,7 @@ impl Context {
 
     /// The current time. The only clock read of the reconcilers.
     pub fn now(&self) -> Timestamp {
-        Timestamp::now()
+        self.clock.now()
     }
 
     /// The namespace whose ReleasePauses are cluster-wide.

@@ -604,6 +604,8 @@ async fn commit(
     if new != old {
         // Written anyway: it also records reports posted since the last write.
         ctx.with_unrecorded_reports(&gate, &mut new);
+        // Retention counts from the write that finished the gate.
+        policy::retention::stamp(&mut new, ctx.now());
     }
     if let Guard::Refuse { why } = policy::transition::guard_status(&old, &new) {
         ctx.metrics.guard_refusals.inc();

@@ -3,19 +3,24 @@
 
 pub mod api_limit;
 mod backoff;
+mod clock;
 mod context;
 mod error;
 mod gate;
 mod health;
+pub mod index;
 mod pause;
 pub mod record;
+pub mod retention;
 mod status;
 mod triggers;
 
 pub use backoff::Backoff;
+pub use clock::Clock;
 pub use context::{Context, DEFAULT_CONCURRENCY, Settings};
 pub use error::Error;
 pub use gate::{gate_reconcile, gates_for_pause};
+pub use index::{GateIndex, GateRef};
 pub use pause::pause_reconcile;
 pub use status::merge_diff;
 use triggers::SpecChanges;
@@ -42,6 +47,42 @@ pub struct Scope {
     pub label_selector: Option<String>,
 }
 
+impl Scope {
+    /// The shards to run: each namespace of the scope, plus the operator's
+    /// own (its pauses hold every team's gates, so they are reconciled, and
+    /// intake writes there by default); `[None]`, the whole cluster, when the
+    /// scope names no namespace.
+    pub fn partitions(&self, operator_namespace: &str) -> Vec<Option<String>> {
+        if self.namespaces.is_empty() {
+            return vec![None];
+        }
+        let mut namespaces = self.namespaces.clone();
+        if !namespaces.iter().any(|n| n == operator_namespace) {
+            namespaces.push(operator_namespace.to_string());
+        }
+        let mut seen = std::collections::HashSet::new();
+        namespaces.retain(|n| seen.insert(n.clone()));
+        namespaces.into_iter().map(Some).collect()
+    }
+}
+
+/// What the controllers share with the rest of the process.
+#[derive(Clone, Default)]
+pub struct Wiring {
+    /// Where gates are, for intake (fed from the controllers' gate watches).
+    pub gate_index: GateIndex,
+    /// The clock of the reconcilers and of retention.
+    pub clock: Clock,
+}
+
+/// The namespace whose ReleasePauses are cluster-wide, for `config` and `settings`.
+pub fn operator_namespace<'a>(config: &'a OperatorConfig, settings: &'a Settings) -> &'a str {
+    settings
+        .operator_namespace
+        .as_deref()
+        .unwrap_or(&config.defaults.namespace)
+}
+
 /// Everything `run` needs.
 pub struct Runtime {
     pub client: Client,
@@ -65,19 +106,31 @@ pub async fn run(
     ready: tokio::sync::watch::Sender<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    run_wired(rt, Wiring::default(), ready, shutdown).await
+}
+
+/// [`run`], sharing the gate index and the clock with the rest of the process.
+pub async fn run_wired(
+    rt: Runtime,
+    wiring: Wiring,
+    ready: tokio::sync::watch::Sender<bool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     let shutdown: ShutdownSignal = futures::future::FutureExt::shared(
         Box::pin(shutdown) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
     );
-    let namespaces: Vec<Option<String>> = if rt.scope.namespaces.is_empty() {
-        vec![None]
-    } else {
-        rt.scope.namespaces.iter().cloned().map(Some).collect()
-    };
+    let namespaces = rt
+        .scope
+        .partitions(operator_namespace(&rt.config, &rt.settings));
+    wiring.gate_index.expect(&namespaces);
     // A JoinSet aborts its tasks when dropped: aborting `run` (a crash, a lost
     // lease) stops every shard, never leaving a headless controller behind.
     let mut tasks = tokio::task::JoinSet::new();
     let mut readies = Vec::new();
     let client = api_limit::limited(rt.client.clone(), api_limit::DEFAULT_MAX_IN_FLIGHT);
+    // Retention's deletes have a cap of their own: they never take a place
+    // gate work needs.
+    let retention_client = api_limit::limited(rt.client.clone(), retention::MAX_IN_FLIGHT);
     for ns in namespaces {
         let (tx, rx) = tokio::sync::watch::channel(false);
         readies.push(rx);
@@ -89,6 +142,10 @@ pub async fn run(
             rt.settings.clone(),
             rt.metrics.clone(),
             rt.scope.label_selector.clone(),
+            Shared {
+                wiring: wiring.clone(),
+                retention_client: retention_client.clone(),
+            },
             tx,
             shutdown.clone(),
         ));
@@ -106,7 +163,13 @@ pub async fn run(
     }
 }
 
-fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+/// What every shard shares besides clients and configuration.
+struct Shared {
+    wiring: Wiring,
+    retention_client: Client,
+}
+
+pub(crate) fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
 where
     K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
 {
@@ -125,9 +188,13 @@ async fn run_shard(
     settings: Settings,
     metrics: Metrics,
     labels: Option<String>,
+    shared: Shared,
     ready: tokio::sync::watch::Sender<bool>,
     shutdown: ShutdownSignal,
 ) {
+    let index = shared.wiring.gate_index.clone();
+    let nudge = Arc::new(tokio::sync::Notify::new());
+    let shard = ns.clone().unwrap_or_else(|| "*".to_string());
     let mut wc = watcher::Config::default().any_semantic();
     if let Some(l) = &labels {
         wc = wc.labels(l);
@@ -144,13 +211,26 @@ async fn run_shard(
     let (pauses_synced_tx, pauses_synced) = tokio::sync::watch::channel(false);
     // managedFields are never read here and can be the larger part of an
     // object the API server sends: the caches keep the rest.
+    // The index and retention look at every event: the index keeps where
+    // each gate is, retention wakes when a gate finished.
+    let (partition, gate_nudge) = (ns.clone(), nudge.clone());
     let gate_stream = watcher(gate_api, wc)
         .default_backoff()
         .modify(|g: &mut DeploymentGate| g.metadata.managed_fields = None)
         .reflect(gate_writer)
         .inspect(move |e| {
-            if matches!(e, Ok(watcher::Event::InitDone)) {
-                let _ = gates_synced_tx.send(true);
+            if let Ok(event) = e {
+                index.observe(&partition, event);
+                match event {
+                    watcher::Event::InitDone => {
+                        let _ = gates_synced_tx.send(true);
+                        gate_nudge.notify_one();
+                    }
+                    watcher::Event::Apply(g) if retention::concerns_gate(g) => {
+                        gate_nudge.notify_one();
+                    }
+                    _ => {}
+                }
             }
         })
         .applied_objects();
@@ -159,6 +239,7 @@ async fn run_shard(
     let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel::<ReleasePause>();
     let mut spec_changes = SpecChanges::default();
     let cluster_wake_tx = wake_tx.clone();
+    let pause_nudge = nudge.clone();
     let pause_stream = watcher(pause_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|p: &mut ReleasePause| p.metadata.managed_fields = None)
@@ -168,6 +249,11 @@ async fn run_shard(
                 let _ = pauses_synced_tx.send(true);
             }
             Ok(event) => {
+                if let watcher::Event::Apply(p) = event
+                    && retention::automatic(p)
+                {
+                    pause_nudge.notify_one();
+                }
                 if let Some(p) = spec_changes.changed(event) {
                     // The receiver lives as long as the gate controller.
                     let _ = wake_tx.send(p);
@@ -179,10 +265,7 @@ async fn run_shard(
     // A shard of another namespace still sees the operator namespace's pauses,
     // which hold every team's gates (read-only here: the shard that owns that
     // namespace reconciles them).
-    let operator_ns = settings
-        .operator_namespace
-        .clone()
-        .unwrap_or_else(|| config.defaults.namespace.clone());
+    let operator_ns = operator_namespace(&config, &settings).to_string();
     let (cluster_pauses, cluster_stream) = match &ns {
         Some(n) if *n != operator_ns => {
             let (store, writer) = reflector::store::<ReleasePause>();
@@ -234,6 +317,7 @@ async fn run_shard(
         events,
     );
     ctx.cluster_pauses = cluster_pauses.map(|(store, _)| store);
+    ctx.clock = shared.wiring.clock.clone();
     let ctx = Arc::new(ctx);
     {
         let (mut g, mut p) = (gates_synced, pauses_synced);
@@ -278,10 +362,12 @@ async fn run_shard(
             None => futures::future::pending().await,
         }
     };
+    let retention = retention::run(ctx.clone(), shared.retention_client, nudge, shard);
     tokio::select! {
         _ = futures::future::join(gate_run, pause_run) => {}
         _ = cluster_watch => {}
         _ = gauges_loop(ctx.clone()) => {}
+        _ = retention => {}
         _ = &mut publishing => {}
     }
     // A graceful stop: Events already queued are still written, briefly.
@@ -331,4 +417,30 @@ fn gate_error_policy(gate: Arc<DeploymentGate>, err: &Error, ctx: Arc<Context>) 
 
 fn pause_error_policy(pause: Arc<ReleasePause>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.error_action(&*pause, err, "pause", None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespaced_scope_watches_the_operators_namespace_too_and_each_once() {
+        assert_eq!(Scope::default().partitions("tollgate"), vec![None]);
+        let scope = Scope {
+            namespaces: vec!["team-a".into(), "team-b".into(), "team-a".into()],
+            label_selector: None,
+        };
+        assert_eq!(
+            scope.partitions("tollgate"),
+            vec![
+                Some("team-a".to_string()),
+                Some("team-b".to_string()),
+                Some("tollgate".to_string())
+            ]
+        );
+        assert_eq!(
+            scope.partitions("team-b"),
+            vec![Some("team-a".to_string()), Some("team-b".to_string())]
+        );
+    }
 }

@@ -10,6 +10,7 @@ mod evaluate;
 mod glob;
 pub mod recovery;
 pub mod report;
+pub mod retention;
 pub mod scope;
 pub mod tenancy;
 pub mod transition;

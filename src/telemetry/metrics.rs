@@ -82,6 +82,10 @@ pub struct Metrics {
     /// HTTP connections cut for a read timeout, by listener and phase
     /// (`idle`, `header`, `body`).
     pub http_connection_timeouts: Family<Labels, Counter>,
+    /// Retention's deletes, by kind and outcome (`deleted`, `changed`, `gone`, `error`).
+    pub retention_deletions: Family<Labels, Counter>,
+    /// The (clock) time of each shard's last retention pass, Unix seconds.
+    pub retention_last_pass: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -262,6 +266,18 @@ impl Metrics {
             "HTTP connections cut for a read timeout, by listener and phase (idle, header, body)",
             http_connection_timeouts.clone(),
         );
+        let retention_deletions = Family::<Labels, Counter>::default();
+        r.register(
+            "retention_deletions",
+            "Deletes of finished DeploymentGates and automatic ReleasePauses by retention, by kind and outcome (deleted; changed: a precondition failed, nothing deleted; gone; error)",
+            retention_deletions.clone(),
+        );
+        let retention_last_pass = Family::<Labels, Gauge>::default();
+        r.register(
+            "retention_last_pass_timestamp_seconds",
+            "When each shard's retention last looked at its cache (Unix seconds); alert when it falls far behind",
+            retention_last_pass.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             webhooks,
@@ -293,6 +309,8 @@ impl Metrics {
             http_connections_refused,
             http_connections_evicted,
             http_connection_timeouts,
+            retention_deletions,
+            retention_last_pass,
         }
     }
 

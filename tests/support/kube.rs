@@ -2,8 +2,10 @@
 //! benchmark: list and watch (resourceVersion, bookmarks, 410 on expired
 //! versions), get, create, replace, merge/JSON/apply patches, the status
 //! subresource of `tollgate.dev` resources, `generation` bumped only by spec
-//! changes, deletion with finalizers, 409 on stale resourceVersions, and a log
-//! of every write. Objects are stored as JSON; any resource path works.
+//! changes, deletion with finalizers and preconditions, 409 on stale
+//! resourceVersions, a log of every write (and, when asked, of every
+//! request), and optionally namespaced RBAC (403 outside the allowed
+//! namespaces). Objects are stored as JSON; any resource path works.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -37,7 +39,34 @@ pub struct WriteLog {
     pub code: u16,
     /// True when the write changed the stored object.
     pub changed: bool,
+    /// When the server answered it.
+    pub at: jiff::Timestamp,
 }
+
+/// One request the server saw (recorded after [`FakeKube::record_requests`]).
+#[derive(Clone, Debug)]
+pub struct RequestLog {
+    pub method: String,
+    pub collection: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    /// A watch (`?watch=true`), not a list.
+    pub watch: bool,
+    pub label_selector: Option<String>,
+    /// Refused for namespaced RBAC (see [`FakeKube::allow_only_namespaces`]).
+    pub forbidden: bool,
+}
+
+impl RequestLog {
+    /// A LIST: a GET of a collection that is not a watch.
+    pub fn is_list(&self) -> bool {
+        self.method == "GET" && self.name.is_none() && !self.watch
+    }
+}
+
+/// Changes an object the moment a DELETE for it arrives, before its
+/// preconditions are checked: another writer winning the race.
+type BeforeDelete = Box<dyn FnOnce(&mut Value) + Send>;
 
 #[derive(Clone, Debug)]
 struct WatchEvent {
@@ -84,6 +113,11 @@ struct Inner {
     keep_events: bool,
     /// When each object's `status.decision` was first stored, by (namespace, name).
     decision_stored: BTreeMap<(String, String), jiff::Timestamp>,
+    /// Every request, once `record_requests` turned recording on.
+    requests: Option<Vec<RequestLog>>,
+    /// Namespaced RBAC: requests for namespaced resources outside these get 403.
+    allowed_namespaces: Option<Vec<String>>,
+    before_delete: HashMap<String, BeforeDelete>,
 }
 
 /// The fake API server.
@@ -432,6 +466,9 @@ impl FakeKube {
             history_limit: HISTORY,
             decision_stored: BTreeMap::new(),
             keep_events: true,
+            requests: None,
+            allowed_namespaces: None,
+            before_delete: HashMap::new(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -535,6 +572,32 @@ impl FakeKube {
             .extend(codes.iter().copied());
     }
 
+    /// Records every request from now on (see [`FakeKube::requests`]).
+    pub fn record_requests(&self) {
+        self.lock().requests.get_or_insert_with(Vec::new);
+    }
+
+    /// The requests recorded so far.
+    pub fn requests(&self) -> Vec<RequestLog> {
+        self.lock().requests.clone().unwrap_or_default()
+    }
+
+    /// Namespaced RBAC, as a Role per namespace grants it: a request for a
+    /// namespaced resource outside `namespaces`, or across all namespaces,
+    /// is refused with 403.
+    pub fn allow_only_namespaces(&self, namespaces: &[&str]) {
+        self.lock().allowed_namespaces = Some(namespaces.iter().map(|n| n.to_string()).collect());
+    }
+
+    /// When the next DELETE of the object called `name` arrives, `change`
+    /// is applied to it first (a new resourceVersion, a watch event), as if
+    /// another writer had just won the race.
+    pub fn before_delete_of(&self, name: &str, change: impl FnOnce(&mut Value) + Send + 'static) {
+        self.lock()
+            .before_delete
+            .insert(name.to_string(), Box::new(change));
+    }
+
     /// Delays every response (a slow API server).
     pub fn set_delay(&self, d: Duration) {
         self.lock().delay = d;
@@ -635,6 +698,42 @@ async fn handle(State(fake): State<FakeKube>, req: Request) -> Response {
         );
     };
     let q = query_map(uri.query());
+    let forbidden = {
+        let mut inner = fake.lock();
+        let forbidden = inner.allowed_namespaces.as_ref().is_some_and(|allowed| {
+            namespaced(&t) && t.namespace.as_ref().is_none_or(|ns| !allowed.contains(ns))
+        });
+        if let Some(log) = inner.requests.as_mut() {
+            log.push(RequestLog {
+                method: method.to_string(),
+                collection: t.collection.clone(),
+                namespace: t.namespace.clone(),
+                name: t.name.clone(),
+                watch: q.get("watch").is_some_and(|w| w == "true" || w == "1"),
+                label_selector: q.get("labelSelector").cloned(),
+                forbidden,
+            });
+        }
+        forbidden
+    };
+    if forbidden {
+        let scope = match &t.namespace {
+            Some(ns) => format!("in the namespace \"{ns}\""),
+            None => "at the cluster scope".to_string(),
+        };
+        return status(
+            403,
+            "Forbidden",
+            &format!(
+                "{}.{} is forbidden: User \"system:serviceaccount:tollgate:tollgate\" cannot {} resource \"{}\" in API group \"{}\" {scope}",
+                t.plural,
+                t.group,
+                method.as_str().to_lowercase(),
+                t.plural,
+                t.group
+            ),
+        );
+    }
     if t.group == "authentication.k8s.io"
         && t.plural == "selfsubjectreviews"
         && method == Method::POST
@@ -685,9 +784,17 @@ async fn handle(State(fake): State<FakeKube>, req: Request) -> Response {
         (Method::POST, false) => create(&fake, &t, &body, &headers),
         (Method::PUT, true) => update(&fake, &t, &body, &headers, &method),
         (Method::PATCH, true) => update(&fake, &t, &body, &headers, &method),
-        (Method::DELETE, true) => delete(&fake, &t, &headers),
+        (Method::DELETE, true) => delete(&fake, &t, &body, &headers),
         _ => status(405, "MethodNotAllowed", "method not allowed"),
     }
+}
+
+/// Whether the resource lives in namespaces (everything but a few cluster-wide kinds).
+fn namespaced(t: &Target) -> bool {
+    !matches!(
+        t.plural.as_str(),
+        "namespaces" | "customresourcedefinitions" | "selfsubjectreviews" | "nodes"
+    )
 }
 
 fn not_found(t: &Target) -> Response {
@@ -729,6 +836,7 @@ impl FakeKube {
             },
             code,
             changed,
+            at: jiff::Timestamp::now(),
         });
     }
 }
@@ -1235,13 +1343,13 @@ fn update(
     ok(200, &new)
 }
 
-fn delete(fake: &FakeKube, t: &Target, headers: &HeaderMap) -> Response {
+fn delete(fake: &FakeKube, t: &Target, body: &Bytes, headers: &HeaderMap) -> Response {
     let mut inner = fake.lock();
     let key = (
         t.namespace.clone().unwrap_or_default(),
         t.name.clone().unwrap_or_default(),
     );
-    let Some(old) = inner
+    let Some(mut old) = inner
         .objects
         .get(&t.collection)
         .and_then(|m| m.get(&key))
@@ -1251,6 +1359,54 @@ fn delete(fake: &FakeKube, t: &Target, headers: &HeaderMap) -> Response {
         fake.log(t, &Method::DELETE, headers, 404, false);
         return not_found(t);
     };
+    // Another writer got there first: its change lands before this delete.
+    if let Some(change) = inner.before_delete.remove(&key.1) {
+        change(&mut old);
+        inner.rv += 1;
+        let rv = inner.rv;
+        old["metadata"]["resourceVersion"] = json!(rv.to_string());
+        inner
+            .objects
+            .entry(t.collection.clone())
+            .or_default()
+            .insert(key.clone(), old.clone());
+        fake.emit(
+            &mut inner,
+            WatchEvent {
+                rv,
+                collection: t.collection.clone(),
+                namespace: key.0.clone(),
+                kind: "MODIFIED",
+                object: Snapshot::of(&old),
+            },
+        );
+    }
+    // DeleteOptions.preconditions: refused unless the object is still the one named.
+    let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    for (field, pointer) in [
+        ("uid", "/metadata/uid"),
+        ("resourceVersion", "/metadata/resourceVersion"),
+    ] {
+        let Some(want) = options
+            .pointer(&format!("/preconditions/{field}"))
+            .and_then(|v| v.as_str())
+        else {
+            continue;
+        };
+        let have = old.pointer(pointer).and_then(|v| v.as_str()).unwrap_or("");
+        if want != have {
+            drop(inner);
+            fake.log(t, &Method::DELETE, headers, 409, false);
+            return status(
+                409,
+                "Conflict",
+                &format!(
+                    "Operation cannot be fulfilled on {}.{} \"{}\": Precondition failed: {field} in precondition: {want}, {field} in object meta: {have}",
+                    t.plural, t.group, key.1
+                ),
+            );
+        }
+    }
     let finalizers = old
         .pointer("/metadata/finalizers")
         .and_then(|f| f.as_array())

@@ -68,6 +68,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- toYaml $config }}
 {{- end }}
 
+{{/*
+The namespaces a namespaced install watches (JSON list): watch.namespaces and
+the release namespace (the operator's own, added by the operator too).
+*/}}
+{{- define "tollgate.watchedNamespaces" -}}
+{{- $ns := concat .Values.watch.namespaces (list .Release.Namespace) | uniq }}
+{{- toJson $ns }}
+{{- end }}
+
 {{/* Refuse value combinations the schema cannot express. */}}
 {{- define "tollgate.validate" -}}
 {{- $gh := .Values.github }}
@@ -83,6 +92,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- if and (eq $gh.auth "token") (not $gh.createSecret.token) }}
 {{- fail "github.createSecret: auth is token, so token is required" }}
+{{- end }}
+{{- end }}
+{{- if .Values.watch.namespaces }}
+{{- $watched := include "tollgate.watchedNamespaces" . | fromJsonArray }}
+{{- $config := .Values.config }}
+{{- $defaults := $config.defaults | default dict }}
+{{- with $defaults.namespace }}
+{{- if not (has . $watched) }}
+{{- fail (printf "config.defaults.namespace %s is not watched: add it to watch.namespaces (the operator refuses to write gates it does not watch)" .) }}
+{{- end }}
+{{- end }}
+{{- range $i, $p := $config.policies }}
+{{- if and $p.namespace (not (has $p.namespace $watched)) }}
+{{- fail (printf "config.policies[%d].namespace %s is not watched: add it to watch.namespaces (the operator refuses to write gates it does not watch)" $i $p.namespace) }}
+{{- end }}
+{{- end }}
+{{- range $i, $r := $config.autoPause }}
+{{- if and $r.namespace (not (has $r.namespace $watched)) }}
+{{- fail (printf "config.autoPause[%d].namespace %s is not watched: add it to watch.namespaces (the operator refuses to write pauses it does not watch)" $i $r.namespace) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if and .Values.admissionPolicy.enabled (semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version) }}

@@ -11,7 +11,7 @@ use kube::{Api, Client};
 
 use super::mapping::{LABEL_REPOSITORY, pause_name, repository_label};
 use super::payload::{FieldError, WorkflowRunEvent};
-use crate::api::{PauseScope, ReleasePause, ReleasePauseSpec};
+use crate::api::{LABEL_MADE_BY, MADE_BY_INTAKE, PauseScope, ReleasePause, ReleasePauseSpec};
 use crate::config::{AutoPauseRule, OperatorConfig};
 use crate::policy::glob_match;
 
@@ -78,10 +78,11 @@ pub fn build_pause(
                     .clone()
                     .unwrap_or_else(|| config.defaults.namespace.clone()),
             ),
-            labels: Some(BTreeMap::from([(
-                LABEL_REPOSITORY.to_string(),
-                repository_label(&repository),
-            )])),
+            labels: Some(BTreeMap::from([
+                (LABEL_REPOSITORY.to_string(), repository_label(&repository)),
+                // Intake's own: retention deletes it once resumed or expired.
+                (LABEL_MADE_BY.to_string(), MADE_BY_INTAKE.to_string()),
+            ])),
             ..ObjectMeta::default()
         },
         spec: ReleasePauseSpec {

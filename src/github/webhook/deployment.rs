@@ -1,9 +1,11 @@
 //! `deployment_status`: after a gate approved a deployment, GitHub reports how
 //! it goes. The receiver finds the gate (by `deployment.id` == `spec.deploymentId`,
 //! else by repository, environment and sha for gates that carry no deployment
-//! id), merges the report into `status.deployment` through the engine's
-//! forward-only rule, and writes only that field: a status merge patch with the
-//! resourceVersion precondition, so `decision` and `delivery` are never touched.
+//! id) through the gate index and a read by name — never a LIST — merges the
+//! report into `status.deployment` through the engine's forward-only rule, and
+//! writes only that field (and `finishedAt` when the outcome finishes the
+//! gate): a status merge patch with the resourceVersion precondition, so
+//! `decision` and `delivery` are never touched.
 //!
 //! A Failed deployment under a policy with `pauseOnFailure` also creates or
 //! updates the ReleasePause `deploy-failed-<repo>-<env>` in the gate's
@@ -14,7 +16,7 @@ use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
 use jiff::Timestamp;
-use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
+use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde::Deserialize;
 
@@ -23,8 +25,8 @@ use super::mapping::{LABEL_REPOSITORY, deploy_pause_name, repository_label};
 use super::payload::{self, Repository};
 use super::{Intake, Reply};
 use crate::api::{
-    DeploymentGate, DeploymentOutcome, DeploymentState, PauseScope, ReleasePause, ReleasePauseSpec,
-    Verdict,
+    DeploymentGate, DeploymentOutcome, DeploymentState, LABEL_MADE_BY, MADE_BY_INTAKE, PauseScope,
+    ReleasePause, ReleasePauseSpec, Verdict,
 };
 use crate::controller::merge_diff;
 use crate::controller::record::{self, Transition};
@@ -36,6 +38,9 @@ const EVENT: &str = "deployment_status";
 pub const PAUSE_REASON: &str = "deploy-failed";
 /// Attempts at the status write when another writer got there first (409).
 const ATTEMPTS: usize = 4;
+/// Gates read per `deployment_status` at most (a commit deployed to one
+/// environment by a handful of runs has a handful of gates).
+const MAX_CANDIDATES: usize = 64;
 
 /// `deployment_status` (action `created`), as documented: `deployment_status`
 /// (`state`, `environment`, `environment_url`, `target_url`, `description`, …),
@@ -151,10 +156,11 @@ pub fn build_pause(gate: &DeploymentGate, url: Option<&str>, deployment_id: i64)
         metadata: ObjectMeta {
             name: Some(deploy_pause_name(&repository, &environment)),
             namespace: gate.metadata.namespace.clone(),
-            labels: Some(BTreeMap::from([(
-                LABEL_REPOSITORY.to_string(),
-                repository_label(&repository),
-            )])),
+            labels: Some(BTreeMap::from([
+                (LABEL_REPOSITORY.to_string(), repository_label(&repository)),
+                // Intake's own: retention deletes it once resumed or expired.
+                (LABEL_MADE_BY.to_string(), MADE_BY_INTAKE.to_string()),
+            ])),
             ..ObjectMeta::default()
         },
         spec: ReleasePauseSpec {
@@ -223,6 +229,17 @@ impl Intake {
         report: &StatusReport,
         delivery: &str,
     ) -> Result<Reply, kube::Error> {
+        // The index is filled by the first list of the gates; until then a
+        // gate could be missed, so GitHub is asked to try again.
+        if !self.index.wait_ready(self.inner.write_timeout / 2).await {
+            tracing::warn!(delivery = %delivery, deployment_id = ev.deployment.id, "the gate index is still loading; answering 503 so the delivery can be redelivered");
+            return Ok(Reply::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                EVENT,
+                "not_ready",
+                "the operator is still loading its gates; redeliver this delivery in a moment",
+            ));
+        }
         let Some(mut gate) = self.find(ev).await? else {
             tracing::info!(delivery = %delivery, repository = %ev.repository.full_name, deployment_id = ev.deployment.id, "no DeploymentGate follows this deployment");
             return Ok(Reply::new(
@@ -275,7 +292,7 @@ impl Intake {
                 paused = true;
             }
             match self
-                .write_outcome(&api, &gate, current.as_ref(), &next)
+                .write_outcome(&api, &gate, current.as_ref(), &next, now)
                 .await
             {
                 Ok(written) => {
@@ -304,26 +321,33 @@ impl Intake {
         ))
     }
 
-    /// Lists the gates labelled for the repository; falls back to a scan of
-    /// unlabelled gates (created with kubectl) when none of them matches.
+    /// The gate that follows the deployment, found through the gate index
+    /// (by repository, environment and commit: a deployment's gate has the
+    /// deployment's) and read by name: never a LIST. Gates in a namespace that
+    /// may not gate the repository are never candidates.
     async fn find(
         &self,
         ev: &DeploymentStatusEvent,
     ) -> Result<Option<DeploymentGate>, kube::Error> {
-        let api: Api<DeploymentGate> = Api::all(self.inner.client.clone());
-        let selector = format!(
-            "{LABEL_REPOSITORY}={}",
-            repository_label(&ev.repository.full_name)
-        );
-        let labelled = api.list(&ListParams::default().labels(&selector)).await?;
-        if let Some(g) = find_gate(&labelled.items, ev) {
-            return Ok(Some(g.clone()));
+        let repository = &ev.repository.full_name;
+        // GitHub sends both with every deployment; without them nothing is found.
+        let (Some(sha), Some(env)) = (&ev.deployment.sha, &ev.deployment.environment) else {
+            return Ok(None);
+        };
+        let mut refs = self.index.by_commit(repository, env, sha);
+        refs.retain(|r| self.inner.tenancy.check(&r.namespace, repository).is_ok());
+        if refs.len() > MAX_CANDIDATES {
+            tracing::warn!(repository = %repository, deployment_id = ev.deployment.id, candidates = refs.len(), "more gates for one commit and environment than are read per deployment_status; reading the first {MAX_CANDIDATES}");
+            refs.truncate(MAX_CANDIDATES);
         }
-        let unlabelled: Vec<DeploymentGate> = api
-            .list(&ListParams::default().labels(&format!("!{LABEL_REPOSITORY}")))
-            .await?
-            .items;
-        Ok(find_gate(&unlabelled, ev).cloned())
+        let mut gates = Vec::with_capacity(refs.len());
+        for r in refs {
+            let api: Api<DeploymentGate> = Api::namespaced(self.inner.client.clone(), &r.namespace);
+            if let Some(g) = api.get_opt(&r.name).await? {
+                gates.push(g);
+            }
+        }
+        Ok(find_gate(&gates, ev).cloned())
     }
 
     fn pauses_on_failure(&self, gate: &DeploymentGate) -> bool {
@@ -333,22 +357,33 @@ impl Intake {
             .is_some_and(|(_, p)| p.pause_on_failure)
     }
 
-    /// Writes only `status.deployment`, precondition: the gate's resourceVersion.
+    /// Writes only `status.deployment` (and `status.finishedAt` when the
+    /// outcome finishes the gate, or a new deployment starts over),
+    /// precondition: the gate's resourceVersion.
     async fn write_outcome(
         &self,
         api: &Api<DeploymentGate>,
         gate: &DeploymentGate,
         current: Option<&DeploymentOutcome>,
         next: &DeploymentOutcome,
+        now: Timestamp,
     ) -> Result<DeploymentGate, kube::Error> {
         let old = current
             .map(|c| serde_json::to_value(c).unwrap_or_default())
             .unwrap_or_else(|| serde_json::json!({}));
         let new = serde_json::to_value(next).unwrap_or_default();
         let diff = merge_diff(&old, &new).unwrap_or(new);
+        let mut status = serde_json::json!({"deployment": diff});
+        let mut after = gate.status.clone().unwrap_or_default();
+        let finished_before = after.finished_at;
+        after.deployment = Some(next.clone());
+        crate::policy::retention::stamp(&mut after, now);
+        if after.finished_at != finished_before {
+            status["finishedAt"] = serde_json::to_value(after.finished_at).unwrap_or_default();
+        }
         let patch = serde_json::json!({
             "metadata": {"resourceVersion": gate.resource_version()},
-            "status": {"deployment": diff},
+            "status": status,
         });
         let params = PatchParams {
             field_manager: Some("tollgate".into()),

@@ -36,6 +36,7 @@ use kube::{Api, Client};
 
 use crate::api::{DeploymentGate, LABEL_MADE_BY, MADE_BY_INTAKE};
 use crate::config::OperatorConfig;
+use crate::controller::GateIndex;
 use crate::github::GitHub;
 use crate::telemetry::{Metrics, Throttle, is_body_timeout, labels};
 use dedupe::{Deliveries, DeliveryKey};
@@ -63,12 +64,17 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct Intake {
     inner: Arc<Inner>,
+    /// Where gates are: `deployment_status` finds its gate here, never by a LIST.
+    index: GateIndex,
 }
 
 struct Inner {
     client: Client,
     github: GitHub,
     config: Arc<OperatorConfig>,
+    /// Which namespaces may gate which repositories: a gate elsewhere never
+    /// takes a deployment's outcome.
+    tenancy: crate::policy::Tenancy,
     secret: Vec<u8>,
     metrics: Metrics,
     write_timeout: Duration,
@@ -88,16 +94,27 @@ impl Intake {
     ) -> Intake {
         let write_timeout = config.intake.write_timeout;
         Intake {
+            index: GateIndex::new(),
             inner: Arc::new(Inner {
                 recorder: crate::controller::record::Events::new(client.clone(), None),
                 client,
                 github,
+                tenancy: config.tenancy(),
                 config,
                 secret: webhook_secret.into_bytes(),
                 metrics,
                 write_timeout,
             }),
         }
+    }
+}
+
+impl Intake {
+    /// The index `deployment_status` finds gates in. Whoever watches the
+    /// gates feeds it: the controllers (`controller::run_wired`), or on a
+    /// standby replica `controller::index::follow`.
+    pub fn gate_index(&self) -> GateIndex {
+        self.index.clone()
     }
 }
 
