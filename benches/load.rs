@@ -14,11 +14,17 @@
 //! With `--operator-process` the operator is the real `tollgate run` binary in
 //! a process of its own, against the same fakes over loopback, and its own
 //! peak RSS is reported beside the rest.
+//!
+//! `cargo bench --bench load -- --kubeconfig PATH [--deadlines N] [--spread-secs S]`
+//! runs only the deadline phase, against the real API server PATH names (see
+//! `load/real_server.rs`).
 
 #[path = "../tests/support/github.rs"]
 mod github;
 #[path = "../tests/support/kube.rs"]
 mod kube_fake;
+#[path = "load/real_server.rs"]
+mod real_server;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -61,6 +67,8 @@ struct Opts {
     paced_held: Option<usize>,
     /// Whether `--writes-per-minute` was given.
     writes_per_minute_given: bool,
+    /// Run the deadline phase against the real API server this kubeconfig names.
+    kubeconfig: Option<std::path::PathBuf>,
 }
 
 fn opts() -> Opts {
@@ -75,6 +83,7 @@ fn opts() -> Opts {
         paced: 0,
         paced_held: None,
         writes_per_minute_given: false,
+        kubeconfig: None,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -82,6 +91,13 @@ fn opts() -> Opts {
         if args[i] == "--operator-process" {
             o.operator_process = true;
             i += 1;
+            continue;
+        }
+        if args[i] == "--kubeconfig"
+            && let Some(path) = args.get(i + 1)
+        {
+            o.kubeconfig = Some(path.into());
+            i += 2;
             continue;
         }
         let v = args.get(i + 1).and_then(|v| v.parse::<u64>().ok());
@@ -354,6 +370,17 @@ static ALLOCATOR: Attributing = Attributing;
 
 fn main() {
     let o = opts();
+    if let Some(path) = o.kubeconfig.clone() {
+        // Only the deadline phase, against a real API server: the operator is
+        // a process of its own, the fake GitHub runs here.
+        let driver = runtime("driver", false);
+        let report = driver.block_on(async {
+            let gh = FakeGitHub::start().await;
+            real_server::run(&o, &path, &gh).await
+        });
+        println!("{report}");
+        return;
+    }
     // Three runtimes: the fakes, the operator (whose threads are tagged), and
     // this driver. Two worker threads each, as on the 2-core reference machine.
     let fakes_rt = runtime("fakes", false);
@@ -407,29 +434,51 @@ async fn start_operator_process(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> O
         ),
     )
     .expect("kubeconfig");
+    spawn_operator(o, gh, &kubeconfig, files, BENCH_CONFIG, &[])
+        .await
+        .0
+}
+
+/// Starts `tollgate run` against `kubeconfig` and the fake GitHub, with
+/// `config` as its configuration file and `extra` arguments; waits until it is
+/// ready. Returns it and the port of its metrics listener.
+async fn spawn_operator(
+    o: &Opts,
+    gh: &FakeGitHub,
+    kubeconfig: &std::path::Path,
+    files: std::path::PathBuf,
+    config: &str,
+    extra: &[String],
+) -> (OperatorProcess, u16) {
     let token = files.join("token");
     std::fs::write(&token, "bench").expect("token file");
-    let config = files.join("config.yaml");
-    std::fs::write(&config, BENCH_CONFIG).expect("config file");
-    // A free loopback port for its health endpoint (the metrics listener).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let config_file = files.join("config.yaml");
+    std::fs::write(&config_file, config).expect("config file");
+    // Free loopback ports for its listeners (the webhook receiver, and the
+    // metrics listener that also answers /readyz).
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port()
+    };
+    let port = free_port();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .args(["run", "--metrics-listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--github-api-url", gh.url()])
         .arg("--github-token-file")
         .arg(&token)
         .arg("--config")
-        .arg(&config)
+        .arg(&config_file)
         .args([
             "--github-writes-per-minute",
             &o.writes_per_minute.to_string(),
         ])
         .args(["--max-concurrent-reconciles", &o.concurrency.to_string()])
         .args(["--log-format", "json"])
-        .env("KUBECONFIG", &kubeconfig)
+        .args(extra)
+        .env("KUBECONFIG", kubeconfig)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .spawn()
@@ -443,23 +492,25 @@ async fn start_operator_process(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> O
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    operator
+    (operator, port)
 }
 
-/// True when the operator answers 200 on /readyz (loopback: blocking is brief).
+/// True when the operator answers 200 on /readyz.
 fn ready(port: u16) -> bool {
+    get_local(port, "/readyz").is_some_and(|a| a.starts_with("HTTP/1.1 200"))
+}
+
+/// The whole answer (head and body) to `GET path` on a loopback port, read
+/// with a short timeout (loopback: blocking is brief).
+fn get_local(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
-    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
-    let request = "GET /readyz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n";
-    if conn.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).ok()?;
     let mut answer = String::new();
     let _ = conn.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
+    Some(answer)
 }
 
 /// The operator on its own runtime in this process (its threads are tagged).
@@ -791,7 +842,14 @@ async fn paced(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> Value {
         g
     };
     let answers: Vec<_> = (0..n)
-        .map(|i| long(gate(&format!("p-{i}"), ANSWER_RUNS + i as i64, "paced", None)))
+        .map(|i| {
+            long(gate(
+                &format!("p-{i}"),
+                ANSWER_RUNS + i as i64,
+                "paced",
+                None,
+            ))
+        })
         .collect();
     create_all(&gates, answers).await;
     pauses
@@ -799,7 +857,14 @@ async fn paced(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> Value {
         .await
         .expect("pause");
     let reports: Vec<_> = (0..held)
-        .map(|i| long(gate(&format!("q-{i}"), HELD_RUNS + i as i64, "paced-held", None)))
+        .map(|i| {
+            long(gate(
+                &format!("q-{i}"),
+                HELD_RUNS + i as i64,
+                "paced-held",
+                None,
+            ))
+        })
         .collect();
     let held_created = create_all(&gates, reports).await;
     // Bounded by the pace itself: every answer and report, plus 20 %.
@@ -821,7 +886,9 @@ async fn paced(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> Value {
             break;
         }
         if start.elapsed() > limit {
-            eprintln!("load: gave up on the paced phase: {answered}/{n} answers, {reported}/{held} reports");
+            eprintln!(
+                "load: gave up on the paced phase: {answered}/{n} answers, {reported}/{held} reports"
+            );
             break;
         }
         if told.elapsed() > Duration::from_secs(60) {

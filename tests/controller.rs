@@ -1716,18 +1716,27 @@ async fn reports_an_answer_overtakes_are_dropped_and_counted() {
     }
     let resume = json!({"spec": {"resume": {"sha": SHA, "reason": "ci-failed"}}});
     pauses(&client, "default")
-        .patch("red-staging", &PatchParams::default(), &Patch::Merge(&resume))
+        .patch(
+            "red-staging",
+            &PatchParams::default(),
+            &Patch::Merge(&resume),
+        )
         .await
         .expect("resume");
     for run in 1..=HELD {
         until(&api, &format!("held-{run}"), "delivered", delivered).await;
     }
-    let posted: u32 = (1..=HELD).map(|run| gh.comments(400 + run, "staging")).sum();
+    let posted: u32 = (1..=HELD)
+        .map(|run| gh.comments(400 + run, "staging"))
+        .sum();
     assert!(
         (posted as i64) < HELD,
         "every report went out before the answers: nothing was overtaken"
     );
-    let want_dropped = format!("tollgate_status_reports_dropped_total {}", HELD as u32 - posted);
+    let want_dropped = format!(
+        "tollgate_status_reports_dropped_total {}",
+        HELD as u32 - posted
+    );
     // The gauges are read every 5 s.
     let guard = tokio::time::Instant::now() + GUARD;
     loop {
@@ -1748,5 +1757,62 @@ async fn reports_an_answer_overtakes_are_dropped_and_counted() {
     for run in 1..=HELD {
         assert_eq!(gh.accepted(400 + run, "staging"), 1);
     }
+    op.kill();
+}
+
+/// Adversary: a watch cache that lags behind our own writes (a busy API
+/// server). Each event of an intermediate write of ours reaches the operator
+/// after the gate was already delivered; reconciling it must not cost a read:
+/// our own last write is the freshest copy, and every write carries its
+/// resourceVersion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_behind_only_our_own_writes_costs_no_read() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    kube.set_watch_lag(Duration::from_millis(300));
+    let op = Operator::start(&kube, &gh, "", false).await;
+    kube.record_requests();
+    let api = gates(&kube.client(), "default");
+    api.create(&PostParams::default(), &gate("g1", 101, json!({})))
+        .await
+        .expect("create");
+    until(&api, "g1", "delivered", delivered).await;
+    assert_eq!(gh.accepted(101, "production"), 1);
+    // The finalizer, the decision and the delivery are three writes; their
+    // events arrive one by one, each a reconcile of a cache behind ours.
+    let reconciles = || {
+        op.metrics
+            .render()
+            .lines()
+            .find(|l| {
+                l.starts_with("tollgate_reconcile_duration_seconds_count{controller=\"gate\"}")
+            })
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, n)| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let waited = tokio::time::Instant::now();
+    while reconciles() < 4 && waited.elapsed() < GUARD {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reconciles() >= 4, "every write's event was reconciled");
+    let reads: Vec<_> = kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.collection == GATES && r.name.as_deref() == Some("g1"))
+        .collect();
+    assert!(
+        reads.is_empty(),
+        "the operator read the gate it had just written: {reads:?}"
+    );
+    let text = op.metrics.render();
+    assert!(
+        text.contains("tollgate_kube_requests_total{client=\"work\",verb=\"patch\",resource=\"deploymentgates/status\"} 2"),
+        "the decision and the delivery, counted by verb and resource: {text}"
+    );
+    assert!(
+        !text.contains("tollgate_kube_requests_total{client=\"work\",verb=\"get\",resource=\"deploymentgates\"}"),
+        "{text}"
+    );
+    assert_eq!(gh.accepted(101, "production"), 1, "answered once");
     op.kill();
 }

@@ -82,9 +82,12 @@ pub struct Context {
     pub clock: super::Clock,
     // Per-object memory below is keyed by UID, never by name: a gate deleted
     // and recreated under the same name is another gate and inherits nothing.
-    /// resourceVersion of our last write per object: a cached copy with another
-    /// version may be stale, so it is re-read before anything is sent to GitHub.
-    written: Mutex<HashMap<String, String>>,
+    /// Our writes per object since the cache last showed the newest of them:
+    /// a cached copy at one of the earlier versions is known to be older than
+    /// ours, so ours is used (no read); a copy at a version we did not write
+    /// is re-read before anything is sent to GitHub. Ends when the cache
+    /// catches up, or with the object.
+    written: Mutex<HashMap<String, Written>>,
     /// The last status this process wrote for each decided gate: a foreign
     /// writer that overwrites it without a resourceVersion (which the API
     /// server cannot refuse) is repaired from here.
@@ -155,11 +158,22 @@ impl Context {
             .unwrap_or(&self.config.defaults.namespace)
     }
 
-    /// Remembers the resourceVersion we just wrote.
-    pub fn wrote<K: Resource>(&self, obj: &K) {
-        if let Some(rv) = obj.meta().resource_version.clone() {
-            lock(&self.written).insert(uid_of(obj), rv);
+    /// Remembers the object we just wrote, as the API server returned it.
+    pub fn wrote<K: Resource + Clone + Send + Sync + 'static>(&self, obj: &K) {
+        let Some(rv) = obj.meta().resource_version.clone() else {
+            return;
+        };
+        let mut written = lock(&self.written);
+        let entry = written.entry(uid_of(obj)).or_insert_with(|| Written {
+            rv: String::new(),
+            earlier: Vec::new(),
+            obj: Arc::new(()),
+        });
+        let before = std::mem::replace(&mut entry.rv, rv);
+        if !before.is_empty() && entry.earlier.len() < MAX_EARLIER_WRITES {
+            entry.earlier.push(before);
         }
+        entry.obj = Arc::new(obj.clone());
     }
 
     /// Forgets an object that is gone.
@@ -256,17 +270,26 @@ impl Context {
         }
     }
 
-    /// True when the cached copy may predate our own last write.
-    pub fn maybe_stale<K: Resource>(&self, obj: &K) -> bool {
-        let key = uid_of(obj);
+    /// How `cached` stands against our own writes of it.
+    pub fn freshness<K: Resource + Clone + Send + Sync + 'static>(
+        &self,
+        cached: &K,
+    ) -> Freshness<K> {
+        let key = uid_of(cached);
         let mut written = lock(&self.written);
-        match (written.get(&key), obj.meta().resource_version.as_ref()) {
-            (Some(ours), Some(cached)) if ours == cached => {
+        let Some(ours) = written.get(&key) else {
+            return Freshness::Cached;
+        };
+        match cached.meta().resource_version.as_ref() {
+            Some(rv) if *rv == ours.rv => {
                 written.remove(&key);
-                false
+                Freshness::Cached
             }
-            (Some(_), _) => true,
-            (None, _) => false,
+            Some(rv) if ours.earlier.contains(rv) => match ours.obj.downcast_ref::<K>() {
+                Some(obj) => Freshness::Ours(obj.clone()),
+                None => Freshness::Unknown,
+            },
+            _ => Freshness::Unknown,
         }
     }
 
@@ -348,6 +371,11 @@ impl Context {
         let delay = self.backoff.failed(&key, deadline_in);
         let retry_in_ms = delay.as_millis() as u64;
         if matches!(err, Error::Conflict { .. }) {
+            // Someone wrote after us: the next attempt reads rather than
+            // trusting our own last write.
+            if let Some(ours) = lock(&self.written).get_mut(&uid_of(obj)) {
+                ours.earlier.clear();
+            }
             tracing::debug!(object = %key, controller, error = %err, retry_in_ms, "reconcile conflicted");
         } else if let Some(left_out) = lock(&self.failure_logs)
             .entry((controller, err.kind()))
@@ -375,7 +403,9 @@ impl Context {
         let dropped = self.github.reports_dropped();
         let counted = self.metrics.status_reports_dropped.get();
         if dropped > counted {
-            self.metrics.status_reports_dropped.inc_by(dropped - counted);
+            self.metrics
+                .status_reports_dropped
+                .inc_by(dropped - counted);
         }
         let pauses = self.github.rate_limit_pauses();
         let counted = self.metrics.rate_limit_waits.get();
@@ -421,6 +451,30 @@ impl Context {
     pub fn name_of<K: Resource>(obj: &K) -> String {
         format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
     }
+}
+
+/// At most this many earlier versions are remembered per object (a gate
+/// writes three or four times in its life); past it, a lagging cache costs a read.
+const MAX_EARLIER_WRITES: usize = 8;
+
+/// Our writes of one object the cache has not shown yet.
+struct Written {
+    /// The version of our latest write.
+    rv: String,
+    /// Versions we wrote before it.
+    earlier: Vec<String>,
+    /// The object of our latest write (a gate or a pause).
+    obj: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+/// How a cached copy stands against our own writes.
+pub enum Freshness<K> {
+    /// The cache shows our latest write, or we wrote nothing it lacks.
+    Cached,
+    /// The cache is behind our own writes: this is our latest.
+    Ours(K),
+    /// The cache shows a version we did not write: read it again.
+    Unknown,
 }
 
 /// What is kept of a decided gate's last written status: thousands of them

@@ -9,7 +9,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 
 use super::backoff;
-use super::context::Context;
+use super::context::{Context, Freshness};
 use super::error::Error;
 use super::health;
 use super::record::{self, Transition};
@@ -69,8 +69,13 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
         Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
     // Anything sent to GitHub is decided on the freshest copy: after our own write
     // the cache may lag behind, and acting on it could deliver twice.
-    let gate = if ctx.maybe_stale(&*cached) {
-        match Box::pin(api.get_opt(&cached.name_any()))
+    // A cache behind only our own writes needs no read: our last write is the
+    // freshest copy, and every write carries its resourceVersion, so a foreign
+    // change since then makes the next write conflict and the retry read.
+    let gate = match ctx.freshness(&*cached) {
+        Freshness::Cached => (*cached).clone(),
+        Freshness::Ours(g) => g,
+        Freshness::Unknown => match Box::pin(api.get_opt(&cached.name_any()))
             .await
             .map_err(|e| Error::kube(key_of(&*cached), e))?
         {
@@ -79,9 +84,7 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
                 ctx.forget(&*cached);
                 return Ok(Action::await_change());
             }
-        }
-    } else {
-        (*cached).clone()
+        },
     };
 
     // Tenancy first, before every other path (deletion, restore, delivery,

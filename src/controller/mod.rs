@@ -127,10 +127,28 @@ pub async fn run_wired(
     // lease) stops every shard, never leaving a headless controller behind.
     let mut tasks = tokio::task::JoinSet::new();
     let mut readies = Vec::new();
-    let client = api_limit::limited(rt.client.clone(), api_limit::DEFAULT_MAX_IN_FLIGHT);
-    // Retention's deletes have a cap of their own: they never take a place
-    // gate work needs.
-    let retention_client = api_limit::limited(rt.client.clone(), retention::MAX_IN_FLIGHT);
+    let counted = |client| api_limit::Counted {
+        requests: rt.metrics.kube_requests.clone(),
+        client,
+    };
+    let client = api_limit::limited(
+        rt.client.clone(),
+        api_limit::DEFAULT_MAX_IN_FLIGHT,
+        counted("work"),
+    );
+    // Retention's deletes and the Events have caps of their own: they never
+    // take a place gate work needs, and when the API server is slow they fall
+    // behind (Events are then dropped), never the decisions.
+    let retention_client = api_limit::limited(
+        rt.client.clone(),
+        retention::MAX_IN_FLIGHT,
+        counted("retention"),
+    );
+    let events_client = api_limit::limited(
+        rt.client.clone(),
+        api_limit::EVENTS_MAX_IN_FLIGHT,
+        counted("events"),
+    );
     for ns in namespaces {
         let (tx, rx) = tokio::sync::watch::channel(false);
         readies.push(rx);
@@ -145,6 +163,7 @@ pub async fn run_wired(
             Shared {
                 wiring: wiring.clone(),
                 retention_client: retention_client.clone(),
+                events_client: events_client.clone(),
             },
             tx,
             shutdown.clone(),
@@ -167,6 +186,7 @@ pub async fn run_wired(
 struct Shared {
     wiring: Wiring,
     retention_client: Client,
+    events_client: Client,
 }
 
 pub(crate) fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -299,7 +319,11 @@ async fn run_shard(
         rx.recv().await.map(|p| (Ok::<_, watcher::Error>(p), rx))
     });
 
-    let (events, publisher) = record::Events::queued(client.clone(), settings.instance.clone());
+    let (events, publisher) = record::Events::queued(
+        shared.events_client.clone(),
+        settings.instance.clone(),
+        metrics.events_dropped.clone(),
+    );
     // Gates are decided only once every pause they may be held by is cached.
     let pauses_synced = match &cluster_pauses {
         Some((_, cluster_synced)) => both_synced(pauses_synced, cluster_synced.clone()),

@@ -6,8 +6,10 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::{Api, Client, Resource, ResourceExt};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::api::DeploymentGate;
+use crate::telemetry::Throttle;
 
 /// A transition worth telling people about.
 pub struct Transition<'a> {
@@ -19,10 +21,17 @@ pub struct Transition<'a> {
     pub warning: bool,
 }
 
-/// Queued Events written at once, one per lane: half the API request cap at
-/// most, so a burst of them never crowds out the status writes that decide gates.
+/// Queued Events written at once, one per lane. The reconcilers give the
+/// publisher a client of its own with a smaller cap than this (see
+/// `EVENTS_MAX_IN_FLIGHT`), so Events never take a place a status write needs.
 const LANES: usize = 16;
-/// Events a lane holds before `publish` waits.
+/// At most one "could not publish" warning this often, process-wide.
+static PUBLISH_FAILURES: std::sync::LazyLock<Throttle> =
+    std::sync::LazyLock::new(|| Throttle::new(std::time::Duration::from_secs(10)));
+
+/// Events a lane holds; when it is full, a new Event is dropped (and counted)
+/// rather than making a reconcile wait: Events are best-effort, the status
+/// write, the log line and the metrics already record the transition.
 const LANE_QUEUE: usize = 256;
 
 /// Writes events.k8s.io/v1 Events. Each transition happens once, so there is
@@ -36,6 +45,8 @@ pub struct Events {
     /// not wait for them (the status write already recorded the transition).
     /// An object's Events always take the same lane, so they keep their order.
     lanes: Option<Arc<[tokio::sync::mpsc::Sender<Event>]>>,
+    /// Counts Events dropped at a full lane.
+    dropped: Option<Counter>,
 }
 
 /// Drains the lanes of a queued [`Events`]; runs as long as the controllers.
@@ -51,17 +62,23 @@ impl Events {
             client,
             instance: instance.unwrap_or_else(|| "tollgate".into()),
             lanes: None,
+            dropped: None,
         }
     }
 
     /// Events are queued and written by the returned [`Publisher`]; `publish`
-    /// waits only when its lane is full.
-    pub fn queued(client: Client, instance: Option<String>) -> (Events, Publisher) {
+    /// never waits: at a full lane the Event is dropped and counted in `dropped`.
+    pub fn queued(
+        client: Client,
+        instance: Option<String>,
+        dropped: Counter,
+    ) -> (Events, Publisher) {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..LANES)
             .map(|_| tokio::sync::mpsc::channel(LANE_QUEUE))
             .unzip();
         let events = Events {
             lanes: Some(senders.into()),
+            dropped: Some(dropped),
             ..Events::new(client.clone(), instance)
         };
         let publisher = Publisher {
@@ -97,7 +114,12 @@ async fn create(client: &Client, event: &Event) {
     let ns = event.metadata.namespace.as_deref().unwrap_or("default");
     let api = Api::<Event>::namespaced(client.clone(), ns);
     if let Err(e) = Box::pin(api.create(&PostParams::default(), event)).await {
-        tracing::warn!(error = %e, reason = event.reason.as_deref().unwrap_or(""), "could not publish a Kubernetes Event");
+        // With the API server down every Event fails: one line per period
+        // says so, the rest go to debug.
+        match PUBLISH_FAILURES.admit() {
+            Some(similar_left_out) => tracing::warn!(error = %e, reason = event.reason.as_deref().unwrap_or(""), similar_left_out, "could not publish a Kubernetes Event"),
+            None => tracing::debug!(error = %e, reason = event.reason.as_deref().unwrap_or(""), "could not publish a Kubernetes Event"),
+        }
     }
 }
 
@@ -139,10 +161,17 @@ pub async fn publish<K: Resource<DynamicType = ()>>(events: &Events, obj: &K, t:
     let event = match &events.lanes {
         Some(lanes) => {
             let lane = &lanes[lane_of(&ns, &obj.name_any(), lanes.len())];
-            match lane.send(event).await {
+            match lane.try_send(event) {
                 Ok(()) => return,
+                Err(tokio::sync::mpsc::error::TrySendError::Full(event)) => {
+                    if let Some(dropped) = &events.dropped {
+                        dropped.inc();
+                    }
+                    tracing::debug!(reason = event.reason.as_deref().unwrap_or(""), object = %obj.name_any(), "Event dropped: the API server is behind on Events");
+                    return;
+                }
                 // The publisher stopped (the controllers are stopping): write it here.
-                Err(tokio::sync::mpsc::error::SendError(event)) => event,
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(event)) => event,
             }
         }
         None => event,
@@ -179,5 +208,45 @@ pub fn log_gate(gate: &DeploymentGate, t: &Transition<'_>, latency_ms: Option<u1
             deployment_id, decision = decision.map(|d| d.verdict.github_state()), source = decision.map(|d| format!("{:?}", d.source)),
             transition = t.reason, reason = %t.note, latency_ms, "gate transition"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Adversary: an API server too slow to take Events. Lifetime: a queued
+    /// Event ends when written or dropped; the queue never grows past its
+    /// bound and a reconcile never waits for it.
+    #[tokio::test]
+    async fn a_full_lane_drops_the_event_and_never_waits() {
+        // Nothing listens there, and nothing is sent: the publisher never runs.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        let dropped = Counter::default();
+        let (events, publisher) = Events::queued(client, None, dropped.clone());
+        let gate: DeploymentGate = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tollgate.dev/v1alpha1", "kind": "DeploymentGate",
+            "metadata": {"name": "g", "namespace": "web", "uid": "u1"},
+            "spec": {"repository": "acme/web", "environment": "production", "sha": "abc", "runId": 1},
+        }))
+        .expect("gate");
+        let t = Transition {
+            reason: "Waiting",
+            note: "held".into(),
+            warning: false,
+        };
+        // One object always takes one lane: it fills after LANE_QUEUE Events.
+        let publishing = async {
+            for _ in 0..LANE_QUEUE + 10 {
+                publish(&events, &gate, &t).await;
+            }
+        };
+        // A guard, not a timing: a waiting publish would hang here forever.
+        tokio::time::timeout(std::time::Duration::from_secs(20), publishing)
+            .await
+            .expect("publish never waits for a full lane");
+        assert_eq!(dropped.get(), 10);
+        drop(publisher);
     }
 }

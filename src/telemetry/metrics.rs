@@ -86,6 +86,12 @@ pub struct Metrics {
     pub retention_deletions: Family<Labels, Counter>,
     /// The (clock) time of each shard's last retention pass, Unix seconds.
     pub retention_last_pass: Family<Labels, Gauge>,
+    /// Kubernetes API requests sent, by client (`work`, `events`,
+    /// `retention`), verb and resource.
+    pub kube_requests: Family<Labels, Counter>,
+    /// Kubernetes Events given up because their queue was full (the status
+    /// write already recorded the transition).
+    pub events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -278,6 +284,18 @@ impl Metrics {
             "When each shard's retention last looked at its cache (Unix seconds); alert when it falls far behind",
             retention_last_pass.clone(),
         );
+        let kube_requests = Family::<Labels, Counter>::default();
+        r.register(
+            "kube_requests",
+            "Kubernetes API requests sent, by client (work: gates and pauses; events; retention), verb and resource",
+            kube_requests.clone(),
+        );
+        let events_dropped = Counter::default();
+        r.register(
+            "events_dropped",
+            "Kubernetes Events given up because the API server was too slow to take them (status, logs and metrics still record each transition)",
+            events_dropped.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             webhooks,
@@ -311,6 +329,8 @@ impl Metrics {
             http_connection_timeouts,
             retention_deletions,
             retention_last_pass,
+            kube_requests,
+            events_dropped,
         }
     }
 

@@ -108,6 +108,8 @@ struct Inner {
     /// Failures queued for writes to one object, by name.
     fail_named: HashMap<String, VecDeque<u16>>,
     delay: Duration,
+    /// Each live watch event reaches watchers this much later (a lagging cache).
+    watch_lag: Duration,
     user: String,
     history_limit: usize,
     keep_events: bool,
@@ -462,6 +464,7 @@ impl FakeKube {
             fail_writes: VecDeque::new(),
             fail_named: HashMap::new(),
             delay: Duration::ZERO,
+            watch_lag: Duration::ZERO,
             user: "test-user".into(),
             history_limit: HISTORY,
             decision_stored: BTreeMap::new(),
@@ -601,6 +604,12 @@ impl FakeKube {
     /// Delays every response (a slow API server).
     pub fn set_delay(&self, d: Duration) {
         self.lock().delay = d;
+    }
+
+    /// Delays every live watch event of watches opened from now on (a
+    /// watch cache that lags behind the writes).
+    pub fn set_watch_lag(&self, d: Duration) {
+        self.lock().watch_lag = d;
     }
 
     /// The user SelfSubjectReview reports.
@@ -889,6 +898,7 @@ fn watch(fake: FakeKube, t: Target, q: BTreeMap<String, String>) -> Response {
         .unwrap_or(300);
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
     let mut rx = fake.events.subscribe();
+    let lag = fake.lock().watch_lag;
     let (initial, current_rv, expired) = {
         let inner = fake.lock();
         let matches = |e: &WatchEvent| {
@@ -978,6 +988,9 @@ fn watch(fake: FakeKube, t: Target, q: BTreeMap<String, String>) -> Response {
                             continue;
                         }
                         last = e.rv;
+                        if !lag.is_zero() {
+                            tokio::time::sleep(lag).await;
+                        }
                         if filter(&e.object.meta) && tx.send(event_line(e.kind, &e.object)).await.is_err() { return; }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
