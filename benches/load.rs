@@ -427,6 +427,11 @@ async fn start_operator_process(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> O
             "--github-writes-per-minute",
             &o.writes_per_minute.to_string(),
         ])
+        // The benchmark paces by the minute only.
+        .args([
+            "--github-writes-per-hour",
+            &o.writes_per_minute.saturating_mul(60).to_string(),
+        ])
         .args(["--max-concurrent-reconciles", &o.concurrency.to_string()])
         .args(["--log-format", "json"])
         .env("KUBECONFIG", &kubeconfig)
@@ -477,6 +482,7 @@ async fn start_operator_in_process(
             auth: Auth::Token("bench".into()),
             request_timeout: Duration::from_secs(5),
             writes_per_minute: o.writes_per_minute,
+            writes_per_hour: o.writes_per_minute.saturating_mul(60),
             max_in_flight: 100,
         })
         .expect("github client");

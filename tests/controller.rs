@@ -59,6 +59,7 @@ impl Operator {
             auth: Auth::Token("test-token".into()),
             request_timeout: Duration::from_millis(500),
             writes_per_minute,
+            writes_per_hour: writes_per_minute.saturating_mul(60),
             max_in_flight: 100,
         })
         .expect("github client");

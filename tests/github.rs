@@ -41,6 +41,7 @@ fn config(fake: &FakeGitHub, auth: Auth) -> GitHubConfig {
         request_timeout: Duration::from_secs(2),
         // Fast enough that pacing never shows unless a test asks for it.
         writes_per_minute: 60_000,
+        writes_per_hour: 10_000_000,
         max_in_flight: 100,
     }
 }
