@@ -652,7 +652,7 @@ async fn oversized_body_is_refused_with_413_before_anything_else() {
         serde_json::to_vec(&h.protection_rule("acme/web", "production", 1)).expect("json");
     body.resize(webhook::MAX_BODY_BYTES + 1, b' ');
     let sig = webhook::sign(SECRET.as_bytes(), &body);
-    let (status, _) = h
+    let (status, text) = h
         .request(
             Method::POST,
             "/webhook",
@@ -664,6 +664,10 @@ async fn oversized_body_is_refused_with_413_before_anything_else() {
         )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        format!("{text:?}").contains("larger than the limit of 1048576 bytes (1 MiB)"),
+        "{text:?}"
+    );
     assert!(stored_gates(&h.kube).is_empty());
     let m = h.metrics().await;
     assert_eq!(

@@ -517,6 +517,28 @@ impl GitHub {
         Ok((v, a.headers))
     }
 
+    /// [`GitHub::get_json`] on a repository's installation, re-looked-up
+    /// once on a 401 or 404 (see [`GitHub::send_repo`]).
+    pub(super) async fn get_json_repo(
+        &self,
+        repo: &str,
+        installation: Option<i64>,
+        path: &str,
+        op: &str,
+    ) -> Result<(serde_json::Value, http::HeaderMap), GitHubError> {
+        let a = self
+            .send_repo(repo, installation, Method::GET, path, None, op)
+            .await?;
+        if a.status != 200 {
+            return Err(status_error(op, &a));
+        }
+        let v = serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
+            op: op.to_string(),
+            why: e.to_string(),
+        })?;
+        Ok((v, a.headers))
+    }
+
     /// Sends one request on the configured base (path relative to it) with the timeout.
     pub(super) async fn send(
         &self,

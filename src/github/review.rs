@@ -28,7 +28,12 @@ pub struct RunTarget {
 impl RunTarget {
     /// The key its writes are paced under: one answer per run and environment.
     fn pacing_key(&self) -> String {
-        format!("{}#{}#{}", self.repository, self.run_id, self.environment)
+        format!(
+            "{}#{}#{}",
+            self.repository.to_ascii_lowercase(),
+            self.run_id,
+            self.environment.to_lowercase()
+        )
     }
 }
 
@@ -306,7 +311,7 @@ impl GitHub {
         Ok(list.iter().any(|p| {
             p.pointer("/environment/name")
                 .and_then(|n| n.as_str())
-                .is_some_and(|n| n.eq_ignore_ascii_case(&target.environment))
+                .is_some_and(|n| same_environment(n, &target.environment))
         }))
     }
 
@@ -393,7 +398,7 @@ impl GitHub {
                             // GitHub's environment names are case-insensitive.
                             e.get("name")
                                 .and_then(|n| n.as_str())
-                                .is_some_and(|n| n.eq_ignore_ascii_case(&target.environment))
+                                .is_some_and(|n| same_environment(n, &target.environment))
                         })
                     }),
             })
@@ -512,6 +517,11 @@ enum Unclear {
     StillWaiting,
     /// GitHub could not be asked.
     CannotTell,
+}
+
+/// GitHub's environment names are case-insensitive, beyond ASCII too.
+pub fn same_environment(a: &str, b: &str) -> bool {
+    a == b || a.to_lowercase() == b.to_lowercase()
 }
 
 /// `text` cut to GitHub's limit for a comment, saying so at the end.
