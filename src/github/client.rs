@@ -280,9 +280,9 @@ impl GitHub {
 
     /// One request on a repository's installation (see [`GitHub::for_repo`]).
     /// In App mode a 401 or 404 may mean the installation changed (an App
-    /// reinstall): its token is dropped, the repository's installation looked
-    /// up again, and the request sent once more if that gave another
-    /// installation or a fresh token — before the caller counts a failure.
+    /// reinstall): the repository's installation is looked up again, and if
+    /// that gives another one the request is sent once more with its token —
+    /// before the caller counts a failure.
     pub(super) async fn send_repo(
         &self,
         repo: &str,
@@ -293,27 +293,30 @@ impl GitHub {
         op: &str,
     ) -> Result<Answer, GitHubError> {
         let crab = self.for_repo(repo, installation, op).await?;
-        let answer = self.send(&crab, method.clone(), path, body, op).await?;
-        if !self.inner.app || !matches!(answer.status, 401 | 404) {
-            return Ok(answer);
+        let first = self.send(&crab, method.clone(), path, body, op).await;
+        // A 401 or 404 answer, or a token octocrab could not mint again after
+        // a 401 (the installation is gone): perhaps a reinstall.
+        let refused = match &first {
+            Ok(a) => matches!(a.status, 401 | 404),
+            Err(e) => installation_refused(e),
+        };
+        if !self.inner.app || !refused {
+            return first;
         }
         let used = self.cached_installation(repo).or(installation);
         let Some(used) = used else {
-            return Ok(answer);
+            return first;
         };
-        if answer.status == 401 {
-            // The token may have been revoked with its installation: mint anew.
-            self.drop_installation_client(used);
-        }
+        // (octocrab itself retries a 401 once with a freshly minted token.)
         let fresh = match self.relookup(repo, used, op).await {
             Ok(id) => id,
             // The repository has no installation any more: the first answer stands.
-            Err(_) => return Ok(answer),
+            Err(_) => return first,
         };
-        if fresh == used && answer.status == 404 {
-            return Ok(answer);
+        if fresh == used {
+            return first;
         }
-        tracing::info!(repository = repo, old = used, new = fresh, status = answer.status, "the App's installation on the repository changed or its token was refused; sending once more");
+        tracing::info!(repository = repo, old = used, new = fresh, "the App's installation on the repository changed; sending once more with the new one");
         let crab = self.for_repo(repo, Some(fresh), op).await?;
         self.send(&crab, method, path, body, op).await
     }
