@@ -372,16 +372,25 @@ async fn redeliveries_and_matrix_jobs_merge_into_one_gate() {
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.ends_with("added the new request's details"), "{text}");
 
-    // Another sibling with its own deployment id: the first one stays.
+    // Another sibling with its own deployment id: the first one stays, and
+    // the gate follows the sibling's deployment too (its deployment_status
+    // events must find it).
     let mut third = h.protection_rule("acme/web", "production", 555);
     third["deployment"]["id"] = json!(7654321);
-    let (status, _) = h.deliver("deployment_protection_rule", &third).await;
+    let (status, text) = h.deliver("deployment_protection_rule", &third).await;
     assert_eq!(status, StatusCode::OK);
+    assert!(text.ends_with("added the new request's details"), "{text}");
+    // Its redelivery is the same request.
+    let (status, text) = h.deliver("deployment_protection_rule", &third).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.ends_with("exists"), "{text}");
 
     let gates = stored_gates(&h.kube);
     assert_eq!(gates.len(), 1);
     let g = gate_named(&gates, "tollgate", "acme-web-production-555");
     assert_eq!(g.spec.deployment_id, Some(1234567));
+    assert_eq!(g.spec.deployment_ids, vec![7654321]);
+    assert!(g.spec.follows_deployment(7654321) && g.spec.follows_deployment(1234567));
 
     let m = h.metrics().await;
     assert_eq!(m["tollgate_gates_created_total"], 1.0);
@@ -395,7 +404,7 @@ async fn redeliveries_and_matrix_jobs_merge_into_one_gate() {
     );
     assert_eq!(
         m[r#"tollgate_webhooks_total{event="deployment_protection_rule",outcome="merged"}"#],
-        1.0
+        2.0
     );
 }
 
@@ -904,6 +913,66 @@ async fn sweeper_redelivers_a_lost_request_and_skips_one_that_has_a_gate() {
     let m = h.metrics().await;
     assert_eq!(m["tollgate_recovered_deliveries_total"], 1.0);
     assert_eq!(m["tollgate_gates_created_total"], 2.0);
+}
+
+#[tokio::test]
+async fn the_sweeper_reads_failures_back_to_72_hours_and_redelivers_only_lost_protection_rule_requests() {
+    let h = harness("").await;
+    let now = jiff::Timestamp::now();
+    let ago = |hours: i64| now - jiff::SignedDuration::from_hours(hours);
+    // 250 failed deliveries of other events within the window (three pages
+    // of 100, newest first), among them the lost requests.
+    let mut id = 1000;
+    for i in 0..250 {
+        id += 1;
+        let at = ago(1) - jiff::SignedDuration::from_secs(i * 60);
+        h.hub
+            .add_delivery_at(id, "workflow_run", 500, at, json!({"action": "completed"}));
+    }
+    let lost = h.protection_rule("acme/web", "production", 700);
+    h.hub
+        .add_delivery_at(1, "deployment_protection_rule", 503, ago(70), lost);
+    // Our receiver refused these as invalid: a redelivery only replays them.
+    let malformed = h.protection_rule("acme/web", "production", 701);
+    h.hub
+        .add_delivery_at(2, "deployment_protection_rule", 400, ago(10), malformed);
+    let oversized = h.protection_rule("acme/web", "production", 702);
+    h.hub
+        .add_delivery_at(3, "deployment_protection_rule", 413, ago(11), oversized);
+    // Delivered fine: not listed with status=failure at all.
+    let fine = h.protection_rule("acme/web", "production", 703);
+    h.hub
+        .add_delivery_at(4, "deployment_protection_rule", 201, ago(2), fine);
+    // Past GitHub's 72 hours (and more pages of them): never redelivered, never read.
+    for i in 0..300 {
+        let old = h.protection_rule("acme/web", "production", 800 + i);
+        h.hub.add_delivery_at(
+            5000 + i,
+            "deployment_protection_rule",
+            502,
+            ago(73) - jiff::SignedDuration::from_secs(i * 60),
+            old,
+        );
+    }
+
+    let report = h.intake.sweep_once().await.expect("sweep");
+
+    assert_eq!(report.redelivered, vec![1]);
+    assert_eq!(report.examined, vec![1]);
+    assert_eq!(h.hub.redelivered(), vec![1]);
+    let lists = h.hub.requests_to("GET", "/app/hook/deliveries");
+    let lists: Vec<_> = lists
+        .iter()
+        .filter(|r| r.path == "/app/hook/deliveries")
+        .collect();
+    // 250 + 3 failures inside the window, then the first past it: 3 pages.
+    assert_eq!(report.pages, 3);
+    assert_eq!(lists.len(), 3, "stopped at the horizon, not at a page count");
+    let payload_reads = h
+        .hub
+        .requests_to("GET", "/app/hook/deliveries/")
+        .len();
+    assert_eq!(payload_reads, 1, "only the lost request's payload is read");
 }
 
 fn workflow_run(conclusion: &str, sha: &str, run_id: i64) -> Value {
