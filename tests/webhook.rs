@@ -1672,3 +1672,122 @@ async fn the_webhook_port_serves_nothing_but_post_webhook() {
     assert_eq!(l.get(l.metrics, "/livez").await.0, StatusCode::OK);
     assert_eq!(l.get(l.metrics, "/webhook").await.0, StatusCode::NOT_FOUND);
 }
+
+// ---- fixtures in GitHub's documented shapes (tests/fixtures/github) ---------------
+
+fn fixture(name: &str, api_base: &str) -> Value {
+    let path = format!("{}/tests/fixtures/github/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // The callback URL names the API the operator talks to: here, the fake's.
+    let text = text.replace("https://api.github.com/repos/", &format!("{api_base}/repos/"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[tokio::test]
+async fn fixture_deployment_protection_rule_with_a_deployment_maps_to_a_gate() {
+    let h = harness("").await;
+    let body = fixture("deployment_protection_rule.requested.json", &h.hub_url);
+    let parsed: webhook::DeploymentProtectionRuleEvent =
+        serde_json::from_value(body.clone()).expect("the documented shape deserialises");
+    assert_eq!(parsed.deployment.as_ref().map(|d| d.id), Some(1863429557));
+
+    let (status, text) = h.deliver("deployment_protection_rule", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let gates = stored_gates(&h.kube);
+    let g = gate_named(&gates, "tollgate", "acme-web-production-11983470512");
+    assert_eq!(g.spec.repository, "acme/web");
+    assert_eq!(g.spec.environment, "production");
+    assert_eq!(g.spec.sha, "7638417db6d59f3c431d3e1f261cc637155684cd");
+    assert_eq!(g.spec.git_ref.as_deref(), Some("refs/heads/main"));
+    assert_eq!(g.spec.run_id, 11983470512);
+    assert_eq!(g.spec.installation_id, Some(51234567));
+    assert_eq!(g.spec.deployment_id, Some(1863429557));
+    assert_eq!(
+        g.spec.requested_at.map(|t| t.to_string()).as_deref(),
+        Some("2026-11-23T10:00:07Z")
+    );
+}
+
+#[tokio::test]
+async fn fixture_deployment_protection_rule_without_a_deployment_maps_to_a_gate() {
+    let h = harness("").await;
+    let body = fixture(
+        "deployment_protection_rule.requested.no_deployment.json",
+        &h.hub_url,
+    );
+    assert!(body["deployment"].is_null());
+    let (status, text) = h.deliver("deployment_protection_rule", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let gates = stored_gates(&h.kube);
+    let g = gate_named(&gates, "tollgate", "acme-web-production-11983470512");
+    assert_eq!(g.spec.sha, "7638417db6d59f3c431d3e1f261cc637155684cd");
+    assert_eq!(g.spec.deployment_id, None);
+    assert_eq!(g.spec.installation_id, Some(51234567));
+    assert_eq!(g.spec.run_id, 11983470512);
+}
+
+#[tokio::test]
+async fn fixture_workflow_runs_completed_pauses_and_requested_is_ignored() {
+    let h = harness("autoPause:\n- repository: acme/web\n  branch: main\n  workflows: [CI]\n  environments: [production]\n  namespace: web\n").await;
+    let requested = fixture("workflow_run.requested.json", &h.hub_url);
+    let parsed: webhook::WorkflowRunEvent =
+        serde_json::from_value(requested.clone()).expect("requested deserialises");
+    assert_eq!(parsed.workflow_run.conclusion, None);
+    let (status, _) = h.deliver("workflow_run", &requested).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(stored_pauses(&h.kube).is_empty());
+
+    let completed = fixture("workflow_run.completed.json", &h.hub_url);
+    let parsed: webhook::WorkflowRunEvent =
+        serde_json::from_value(completed.clone()).expect("completed deserialises");
+    assert_eq!(parsed.workflow_run.conclusion.as_deref(), Some("failure"));
+    assert_eq!(parsed.workflow_run.head_branch.as_deref(), Some("main"));
+    let (status, text) = h.deliver("workflow_run", &completed).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let pauses = stored_pauses(&h.kube);
+    assert_eq!(pauses.len(), 1);
+    let p = &pauses[0];
+    assert_eq!(p.metadata.namespace.as_deref(), Some("web"));
+    assert_eq!(p.spec.reason, "ci-failed");
+    assert_eq!(
+        p.spec.sha.as_deref(),
+        Some("7638417db6d59f3c431d3e1f261cc637155684cd")
+    );
+    assert_eq!(p.spec.scope.repositories, vec!["acme/web".to_string()]);
+    assert_eq!(p.spec.scope.environments, vec!["production".to_string()]);
+}
+
+#[test]
+fn fixture_deployment_statuses_with_and_without_installation_find_their_gate() {
+    let gate: DeploymentGate = serde_json::from_value(json!({
+        "apiVersion": "tollgate.dev/v1alpha1",
+        "kind": "DeploymentGate",
+        "metadata": {"name": "acme-web-production-11983470512", "namespace": "tollgate"},
+        "spec": {
+            "repository": "acme/web", "environment": "production",
+            "sha": "7638417db6d59f3c431d3e1f261cc637155684cd", "runId": 11983470512_i64,
+            "deploymentId": 1863420000, "deploymentIds": [1863429557]
+        },
+        "status": {"phase": "Approved", "decision": {
+            "verdict": "Approve", "source": "Policy", "reason": "ok",
+            "decidedAt": "2026-11-23T10:01:00Z"
+        }}
+    }))
+    .expect("gate");
+    for name in [
+        "deployment_status.created.json",
+        "deployment_status.created.no_installation.json",
+    ] {
+        let body = fixture(name, "https://api.github.com");
+        assert_eq!(body.get("installation").is_some(), !name.contains("no_installation"));
+        let ev: webhook::DeploymentStatusEvent =
+            serde_json::from_value(body).expect("the documented shape deserialises");
+        assert_eq!(ev.deployment_status.state, "success");
+        assert_eq!(ev.deployment.id, 1863429557);
+        assert_eq!(ev.deployment.environment.as_deref(), Some("production"));
+        // A sibling's deployment (in `deploymentIds`) finds the gate.
+        let gates = [gate.clone()];
+        let found = webhook::find_gate(&gates, &ev).expect("the gate follows the deployment");
+        assert_eq!(found.metadata.name, gate.metadata.name);
+    }
+}
