@@ -797,7 +797,14 @@ async fn paced(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> Value {
         g
     };
     let answers: Vec<_> = (0..n)
-        .map(|i| long(gate(&format!("p-{i}"), ANSWER_RUNS + i as i64, "paced", None)))
+        .map(|i| {
+            long(gate(
+                &format!("p-{i}"),
+                ANSWER_RUNS + i as i64,
+                "paced",
+                None,
+            ))
+        })
         .collect();
     create_all(&gates, answers).await;
     pauses
@@ -805,7 +812,14 @@ async fn paced(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> Value {
         .await
         .expect("pause");
     let reports: Vec<_> = (0..held)
-        .map(|i| long(gate(&format!("q-{i}"), HELD_RUNS + i as i64, "paced-held", None)))
+        .map(|i| {
+            long(gate(
+                &format!("q-{i}"),
+                HELD_RUNS + i as i64,
+                "paced-held",
+                None,
+            ))
+        })
         .collect();
     let held_created = create_all(&gates, reports).await;
     // Bounded by the pace itself: every answer and report, plus 20 %.
@@ -827,7 +841,9 @@ async fn paced(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> Value {
             break;
         }
         if start.elapsed() > limit {
-            eprintln!("load: gave up on the paced phase: {answered}/{n} answers, {reported}/{held} reports");
+            eprintln!(
+                "load: gave up on the paced phase: {answered}/{n} answers, {reported}/{held} reports"
+            );
             break;
         }
         if told.elapsed() > Duration::from_secs(60) {

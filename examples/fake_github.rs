@@ -73,7 +73,8 @@ static CLOCKS: std::sync::OnceLock<(tokio::time::Instant, std::time::SystemTime)
     std::sync::OnceLock::new();
 
 fn unix_seconds(at: tokio::time::Instant) -> f64 {
-    let (mono, wall) = *CLOCKS.get_or_init(|| (tokio::time::Instant::now(), std::time::SystemTime::now()));
+    let (mono, wall) =
+        *CLOCKS.get_or_init(|| (tokio::time::Instant::now(), std::time::SystemTime::now()));
     let wall_at = if at >= mono {
         wall + at.duration_since(mono)
     } else {

@@ -1717,18 +1717,27 @@ async fn reports_an_answer_overtakes_are_dropped_and_counted() {
     }
     let resume = json!({"spec": {"resume": {"sha": SHA, "reason": "ci-failed"}}});
     pauses(&client, "default")
-        .patch("red-staging", &PatchParams::default(), &Patch::Merge(&resume))
+        .patch(
+            "red-staging",
+            &PatchParams::default(),
+            &Patch::Merge(&resume),
+        )
         .await
         .expect("resume");
     for run in 1..=HELD {
         until(&api, &format!("held-{run}"), "delivered", delivered).await;
     }
-    let posted: u32 = (1..=HELD).map(|run| gh.comments(400 + run, "staging")).sum();
+    let posted: u32 = (1..=HELD)
+        .map(|run| gh.comments(400 + run, "staging"))
+        .sum();
     assert!(
         (posted as i64) < HELD,
         "every report went out before the answers: nothing was overtaken"
     );
-    let want_dropped = format!("tollgate_status_reports_dropped_total {}", HELD as u32 - posted);
+    let want_dropped = format!(
+        "tollgate_status_reports_dropped_total {}",
+        HELD as u32 - posted
+    );
     // The gauges are read every 5 s.
     let guard = tokio::time::Instant::now() + GUARD;
     loop {
@@ -1756,16 +1765,19 @@ async fn reports_an_answer_overtakes_are_dropped_and_counted() {
 
 /// Status reports (review POSTs without a state) sent for a run, as GitHub got them.
 fn reports_sent(gh: &FakeGitHub, run: i64) -> Vec<(u16, String)> {
-    gh.requests_to("POST", &format!("/actions/runs/{run}/deployment_protection_rule"))
-        .into_iter()
-        .filter(|r| r.body.get("state").is_none())
-        .map(|r| {
-            (
-                r.status,
-                r.body["comment"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
+    gh.requests_to(
+        "POST",
+        &format!("/actions/runs/{run}/deployment_protection_rule"),
+    )
+    .into_iter()
+    .filter(|r| r.body.get("state").is_none())
+    .map(|r| {
+        (
+            r.status,
+            r.body["comment"].as_str().unwrap_or_default().to_string(),
+        )
+    })
+    .collect()
 }
 
 fn reports_count(g: &DeploymentGate) -> u32 {
@@ -1788,7 +1800,9 @@ async fn a_gate_held_by_forty_pauses_and_checks_reports_within_1024_characters_w
         )
         .await;
     }
-    let checks: Vec<String> = (0..20).map(|i| format!("ci/integration-suite-{i:02}")).collect();
+    let checks: Vec<String> = (0..20)
+        .map(|i| format!("ci/integration-suite-{i:02}"))
+        .collect();
     let api = gates(&client, "default");
     api.create(
         &PostParams::default(),
@@ -1817,7 +1831,11 @@ async fn a_gate_held_by_forty_pauses_and_checks_reports_within_1024_characters_w
     assert_eq!(sent.len(), 2, "one report per change, no retries: {sent:?}");
     for (status, text) in &sent {
         assert_eq!(*status, 204, "{text}");
-        assert!(text.chars().count() <= 1024, "{} characters", text.chars().count());
+        assert!(
+            text.chars().count() <= 1024,
+            "{} characters",
+            text.chars().count()
+        );
         assert!(text.contains("… and ") && text.ends_with(" more"), "{text}");
     }
     assert_ne!(sent[0].1, sent[1].1, "the second names what changed");
@@ -1829,7 +1847,10 @@ async fn an_unknown_422_is_recorded_once_on_the_gate_and_not_retried() {
     let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
     gh.script(
         "review",
-        &[Fault::Status(422, "Validation Failed: state is not included in the list")],
+        &[Fault::Status(
+            422,
+            "Validation Failed: state is not included in the list",
+        )],
     );
     let op = Operator::start(&kube, &gh, "", false).await;
     let api = gates(&kube.client(), "default");
@@ -1856,8 +1877,15 @@ async fn an_unknown_422_is_recorded_once_on_the_gate_and_not_retried() {
         .iter()
         .find(|c| c.type_ == "Delivered")
         .expect("Delivered condition");
-    assert_eq!((cond.status.as_str(), cond.reason.as_str()), ("False", "Invalid"));
-    assert!(cond.message.contains("Validation Failed"), "{}", cond.message);
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_str()),
+        ("False", "Invalid")
+    );
+    assert!(
+        cond.message.contains("Validation Failed"),
+        "{}",
+        cond.message
+    );
 
     // Reconciled again: still nothing sent.
     let touch = json!({"metadata": {"annotations": {"test/touch": "1"}}});

@@ -263,7 +263,11 @@ async fn timeout_after_someone_else_answered_is_settled_by_them_without_sending_
         }
     );
     assert_eq!(fake.reviews(13).len(), 1);
-    assert_eq!(fake.requests_to("GET", "/actions/runs/13/pending_deployments").len(), 1);
+    assert_eq!(
+        fake.requests_to("GET", "/actions/runs/13/pending_deployments")
+            .len(),
+        1
+    );
     assert_eq!(fake.accepted(13, ENV), 0);
 }
 
@@ -1260,7 +1264,10 @@ async fn six_hundred_writes_in_a_burst_stay_within_80_a_minute_and_500_an_hour()
     }
     for window in posts.windows(501) {
         let span = window[500].at - window[0].at;
-        assert!(span >= Duration::from_secs(3600), "501 writes within {span:?}");
+        assert!(
+            span >= Duration::from_secs(3600),
+            "501 writes within {span:?}"
+        );
     }
     // As fast as both allow: the 501st an hour after the first, the rest at 80 a minute.
     let total = posts[posts.len() - 1].at - posts[0].at;
@@ -1285,7 +1292,10 @@ async fn a_403_rate_limit_on_a_read_is_honoured_by_every_call() {
     );
     // Until the reset, nothing goes out: neither reads nor writes.
     let read = github.run_state(REPO, None, 50).await;
-    assert!(matches!(read, Err(GitHubError::RateLimited { .. })), "{read:?}");
+    assert!(
+        matches!(read, Err(GitHubError::RateLimited { .. })),
+        "{read:?}"
+    );
     assert_eq!(fake.requests().len(), 1, "{:?}", fake.requests());
     assert_eq!(github.rate_limit_pauses(), 1);
     // A write waits in the pacing queue until the reset, then goes.
@@ -1324,7 +1334,8 @@ async fn an_unknown_422_is_invalid_while_the_run_still_waits_and_settled_when_it
     );
     assert_eq!(fake.reviews(51).len(), 1);
     assert_eq!(
-        fake.requests_to("GET", "/actions/runs/51/pending_deployments").len(),
+        fake.requests_to("GET", "/actions/runs/51/pending_deployments")
+            .len(),
         1
     );
 

@@ -916,7 +916,8 @@ async fn sweeper_redelivers_a_lost_request_and_skips_one_that_has_a_gate() {
 }
 
 #[tokio::test]
-async fn the_sweeper_reads_failures_back_to_72_hours_and_redelivers_only_lost_protection_rule_requests() {
+async fn the_sweeper_reads_failures_back_to_72_hours_and_redelivers_only_lost_protection_rule_requests()
+ {
     let h = harness("").await;
     let now = jiff::Timestamp::now();
     let ago = |hours: i64| now - jiff::SignedDuration::from_hours(hours);
@@ -967,11 +968,12 @@ async fn the_sweeper_reads_failures_back_to_72_hours_and_redelivers_only_lost_pr
         .collect();
     // 250 + 3 failures inside the window, then the first past it: 3 pages.
     assert_eq!(report.pages, 3);
-    assert_eq!(lists.len(), 3, "stopped at the horizon, not at a page count");
-    let payload_reads = h
-        .hub
-        .requests_to("GET", "/app/hook/deliveries/")
-        .len();
+    assert_eq!(
+        lists.len(),
+        3,
+        "stopped at the horizon, not at a page count"
+    );
+    let payload_reads = h.hub.requests_to("GET", "/app/hook/deliveries/").len();
     assert_eq!(payload_reads, 1, "only the lost request's payload is read");
 }
 
@@ -1676,10 +1678,16 @@ async fn the_webhook_port_serves_nothing_but_post_webhook() {
 // ---- fixtures in GitHub's documented shapes (tests/fixtures/github) ---------------
 
 fn fixture(name: &str, api_base: &str) -> Value {
-    let path = format!("{}/tests/fixtures/github/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/github/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     // The callback URL names the API the operator talks to: here, the fake's.
-    let text = text.replace("https://api.github.com/repos/", &format!("{api_base}/repos/"));
+    let text = text.replace(
+        "https://api.github.com/repos/",
+        &format!("{api_base}/repos/"),
+    );
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -1779,7 +1787,10 @@ fn fixture_deployment_statuses_with_and_without_installation_find_their_gate() {
         "deployment_status.created.no_installation.json",
     ] {
         let body = fixture(name, "https://api.github.com");
-        assert_eq!(body.get("installation").is_some(), !name.contains("no_installation"));
+        assert_eq!(
+            body.get("installation").is_some(),
+            !name.contains("no_installation")
+        );
         let ev: webhook::DeploymentStatusEvent =
             serde_json::from_value(body).expect("the documented shape deserialises");
         assert_eq!(ev.deployment_status.state, "success");

@@ -375,7 +375,9 @@ impl Context {
         let dropped = self.github.reports_dropped();
         let counted = self.metrics.status_reports_dropped.get();
         if dropped > counted {
-            self.metrics.status_reports_dropped.inc_by(dropped - counted);
+            self.metrics
+                .status_reports_dropped
+                .inc_by(dropped - counted);
         }
         for (window, left) in self.github.write_budget() {
             self.metrics

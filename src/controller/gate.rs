@@ -1223,7 +1223,11 @@ async fn deliver_with(
             delivery.state = DeliveryState::Failed;
             delivery.last_error = Some(why.clone());
             delivery.next_attempt_at = None;
-            ("invalid", Some(("DeliveryInvalid", why, true)), Action::await_change())
+            (
+                "invalid",
+                Some(("DeliveryInvalid", why, true)),
+                Action::await_change(),
+            )
         }
         ReviewOutcome::Retry { after, error, pace } => {
             let after = backoff::delivery_delay(pace, after, delivery.attempts);
@@ -1273,7 +1277,11 @@ async fn deliver_with(
             &mut s,
             CONDITION_DELIVERED,
             false,
-            if word == "invalid" { "Invalid" } else { "Failed" },
+            if word == "invalid" {
+                "Invalid"
+            } else {
+                "Failed"
+            },
             delivery.last_error.as_deref().unwrap_or("failed"),
             now,
         ),

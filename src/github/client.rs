@@ -316,7 +316,12 @@ impl GitHub {
         if fresh == used {
             return first;
         }
-        tracing::info!(repository = repo, old = used, new = fresh, "the App's installation on the repository changed; sending once more with the new one");
+        tracing::info!(
+            repository = repo,
+            old = used,
+            new = fresh,
+            "the App's installation on the repository changed; sending once more with the new one"
+        );
         let crab = self.for_repo(repo, Some(fresh), op).await?;
         self.send(&crab, method, path, body, op).await
     }
@@ -620,7 +625,12 @@ impl GitHub {
             _ => None,
         };
         if let Some(after) = answer.paused {
-            tracing::warn!(op, status = answer.status, pause_s = after.as_secs(), "GitHub rate limit; every request waits it out");
+            tracing::warn!(
+                op,
+                status = answer.status,
+                pause_s = after.as_secs(),
+                "GitHub rate limit; every request waits it out"
+            );
         }
         Ok(answer)
     }
@@ -629,7 +639,13 @@ impl GitHub {
 /// True when GitHub refused an installation's token (401) or does not know
 /// the installation (404): it may have been removed or reinstalled.
 fn installation_refused(e: &GitHubError) -> bool {
-    matches!(e, GitHubError::Status { status: 401 | 404, .. })
+    matches!(
+        e,
+        GitHubError::Status {
+            status: 401 | 404,
+            ..
+        }
+    )
 }
 
 /// A GET that did not answer 200, as an error: a rate limit is one (and

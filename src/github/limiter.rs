@@ -327,7 +327,8 @@ impl Limiter {
     pub fn budget_remaining(&self) -> [(&'static str, u64); 2] {
         let now = Instant::now();
         let s = self.slots();
-        let used_in = |window: Duration| s.hour.iter().filter(|t| **t + window > now).count() as u64;
+        let used_in =
+            |window: Duration| s.hour.iter().filter(|t| **t + window > now).count() as u64;
         let minute = (self.per_minute as u64).saturating_sub(used_in(Duration::from_secs(60)));
         let hour = (self.per_hour as u64).saturating_sub(used_in(HOUR));
         [("minute", minute), ("hour", hour)]

@@ -31,7 +31,10 @@ pub enum Class {
 impl Class {
     /// True for a rate-limit answer (primary or secondary), on any call.
     pub fn is_limit(&self) -> bool {
-        matches!(self, Class::SecondaryLimit { .. } | Class::RateLimited { .. })
+        matches!(
+            self,
+            Class::SecondaryLimit { .. } | Class::RateLimited { .. }
+        )
     }
 }
 
@@ -198,11 +201,21 @@ mod tests {
             }
         );
         assert!(matches!(
-            classify(400, &HeaderMap::new(), r#"{"message":"Problems parsing JSON"}"#, 0),
+            classify(
+                400,
+                &HeaderMap::new(),
+                r#"{"message":"Problems parsing JSON"}"#,
+                0
+            ),
             Class::Invalid { status: 400, .. }
         ));
         assert!(matches!(
-            classify(401, &HeaderMap::new(), r#"{"message":"Bad credentials"}"#, 0),
+            classify(
+                401,
+                &HeaderMap::new(),
+                r#"{"message":"Bad credentials"}"#,
+                0
+            ),
             Class::Denied { status: 401, .. }
         ));
     }

@@ -443,12 +443,18 @@ impl GitHub {
         match a.class {
             Class::Ok => Ok(CommentOutcome::Posted),
             Class::AlreadySettled | Class::Gone => Ok(CommentOutcome::NotPending),
-            Class::SecondaryLimit { .. } | Class::RateLimited { .. } => Err(GitHubError::RateLimited {
-                op,
-                after: a.paused.unwrap_or(Duration::from_secs(60)),
-            }),
+            Class::SecondaryLimit { .. } | Class::RateLimited { .. } => {
+                Err(GitHubError::RateLimited {
+                    op,
+                    after: a.paused.unwrap_or(Duration::from_secs(60)),
+                })
+            }
             Class::Transient { why } => Err(GitHubError::Transport { op, why }),
-            Class::Invalid { status, message } => Err(GitHubError::Invalid { op, status, message }),
+            Class::Invalid { status, message } => Err(GitHubError::Invalid {
+                op,
+                status,
+                message,
+            }),
             Class::Denied { status, why } => Err(GitHubError::Status {
                 op,
                 status,

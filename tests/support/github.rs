@@ -200,7 +200,9 @@ fn credential(authorization: Option<&str>) -> Credential {
 
 /// The installation an installation token was minted for (`ghs_fake{n}_i{id}`).
 fn token_installation(authorization: Option<&str>) -> Option<i64> {
-    let token = authorization?.strip_prefix("Bearer ").or_else(|| authorization?.strip_prefix("token "))?;
+    let token = authorization?
+        .strip_prefix("Bearer ")
+        .or_else(|| authorization?.strip_prefix("token "))?;
     token.rsplit_once("_i")?.1.parse().ok()
 }
 
@@ -675,7 +677,14 @@ async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
         Some(Effect::Respond(r)) => (r, None),
         Some(Effect::Hang { lands }) => (
             if lands {
-                serve(&fake, &method, &parts, &query, &body, authorization.as_deref())
+                serve(
+                    &fake,
+                    &method,
+                    &parts,
+                    &query,
+                    &body,
+                    authorization.as_deref(),
+                )
             } else {
                 gh(599, "never sent")
             },
@@ -683,14 +692,28 @@ async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
         ),
         Some(Effect::Reset { lands }) => (
             if lands {
-                serve(&fake, &method, &parts, &query, &body, authorization.as_deref())
+                serve(
+                    &fake,
+                    &method,
+                    &parts,
+                    &query,
+                    &body,
+                    authorization.as_deref(),
+                )
             } else {
                 gh(599, "never sent")
             },
             Some(false),
         ),
         None => (
-            serve(&fake, &method, &parts, &query, &body, authorization.as_deref()),
+            serve(
+                &fake,
+                &method,
+                &parts,
+                &query,
+                &body,
+                authorization.as_deref(),
+            ),
             None,
         ),
     };
@@ -805,10 +828,16 @@ fn serve(
             // GitHub's validation: a comment of at most 1024 characters, at
             // most 10 status reports per deployment.
             if comment.chars().count() > 1024 {
-                return gh(422, "Validation Failed: comment is too long (maximum is 1024 characters)");
+                return gh(
+                    422,
+                    "Validation Failed: comment is too long (maximum is 1024 characters)",
+                );
             }
             if state.is_none() && entry.reports.get(&key).copied().unwrap_or(0) >= 10 {
-                return gh(422, "Validation Failed: a deployment can have at most 10 status reports");
+                return gh(
+                    422,
+                    "Validation Failed: a deployment can have at most 10 status reports",
+                );
             }
             let login = match credential {
                 Credential::Installation => s.bot_login(),
@@ -935,7 +964,10 @@ fn serve(
             let page: Vec<Value> = listed.iter().skip(from).take(per_page).cloned().collect();
             let mut r = json_ok(Value::Array(page));
             if from + per_page < listed.len() {
-                let mut next = format!("/app/hook/deliveries?per_page={per_page}&cursor=c{}", from + per_page);
+                let mut next = format!(
+                    "/app/hook/deliveries?per_page={per_page}&cursor=c{}",
+                    from + per_page
+                );
                 if let Some(f) = &filter {
                     next.push_str(&format!("&status={f}"));
                 }
