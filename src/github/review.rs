@@ -293,11 +293,10 @@ impl GitHub {
                 &op,
             )
             .await?;
-        match a.status {
-            200 => {}
-            // The run is gone: nothing waits.
-            404 => return Ok(false),
-            _ => return Err(status_error(&op, &a)),
+        // A 404 is no proof that nothing waits (GitHub also answers 404 for
+        // what the App may not read): only a list is an answer.
+        if a.status != 200 {
+            return Err(status_error(&op, &a));
         }
         let v: serde_json::Value =
             serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
