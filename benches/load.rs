@@ -475,6 +475,11 @@ async fn spawn_operator(
             "--github-writes-per-minute",
             &o.writes_per_minute.to_string(),
         ])
+        // The benchmark paces by the minute only.
+        .args([
+            "--github-writes-per-hour",
+            &o.writes_per_minute.saturating_mul(60).to_string(),
+        ])
         .args(["--max-concurrent-reconciles", &o.concurrency.to_string()])
         .args(["--log-format", "json"])
         .args(extra)
@@ -528,6 +533,7 @@ async fn start_operator_in_process(
             auth: Auth::Token("bench".into()),
             request_timeout: Duration::from_secs(5),
             writes_per_minute: o.writes_per_minute,
+            writes_per_hour: o.writes_per_minute.saturating_mul(60),
             max_in_flight: 100,
         })
         .expect("github client");

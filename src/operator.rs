@@ -55,8 +55,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub webhook_secret_file: Option<PathBuf>,
     /// Content-creating GitHub requests per minute (GitHub's secondary limit is about 80).
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(1..))]
     pub github_writes_per_minute: u32,
+    /// Content-creating GitHub requests per hour (GitHub's secondary limit is about 500).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub github_writes_per_hour: u32,
     /// Timeout of one GitHub request.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub github_timeout: Duration,
@@ -178,6 +181,7 @@ pub fn github_config(args: &RunArgs) -> Result<GitHubConfig, StartError> {
         auth,
         request_timeout: args.github_timeout,
         writes_per_minute: args.github_writes_per_minute,
+        writes_per_hour: args.github_writes_per_hour,
         ..GitHubConfig::default()
     })
 }
@@ -211,8 +215,14 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     }
     let config = Arc::new(config);
     let metrics = Metrics::new();
-    let github =
-        GitHub::new(github_config(&args)?).map_err(|e| StartError::GitHub(e.to_string()))?;
+    let github_config = github_config(&args)?;
+    if github_config.plain_token_on_github_com() {
+        tracing::warn!(
+            api_url = %github_config.api_base,
+            "--github-token-file is used against api.github.com: GitHub accepts reviews of custom deployment protection rules only from the App's own installation token, so every answer will be refused; use --github-app-id-file and --github-private-key-file (the token mode is for GitHub Enterprise Server proxies and tests)"
+        );
+    }
+    let github = GitHub::new(github_config).map_err(|e| StartError::GitHub(e.to_string()))?;
     let webhook_secret = match &args.webhook_secret_file {
         Some(p) => Some(read_secret("the webhook secret", p)?),
         None => None,

@@ -59,6 +59,7 @@ impl Operator {
             auth: Auth::Token("test-token".into()),
             request_timeout: Duration::from_millis(500),
             writes_per_minute,
+            writes_per_hour: writes_per_minute.saturating_mul(60),
             max_in_flight: 100,
         })
         .expect("github client");
@@ -1814,5 +1815,154 @@ async fn a_cache_behind_only_our_own_writes_costs_no_read() {
         "{text}"
     );
     assert_eq!(gh.accepted(101, "production"), 1, "answered once");
+    op.kill();
+}
+
+// ---- GitHub as documented: report limits, invalid answers ---------------------------
+
+/// Status reports (review POSTs without a state) sent for a run, as GitHub got them.
+fn reports_sent(gh: &FakeGitHub, run: i64) -> Vec<(u16, String)> {
+    gh.requests_to(
+        "POST",
+        &format!("/actions/runs/{run}/deployment_protection_rule"),
+    )
+    .into_iter()
+    .filter(|r| r.body.get("state").is_none())
+    .map(|r| {
+        (
+            r.status,
+            r.body["comment"].as_str().unwrap_or_default().to_string(),
+        )
+    })
+    .collect()
+}
+
+fn reports_count(g: &DeploymentGate) -> u32 {
+    g.status
+        .as_ref()
+        .and_then(|s| s.reports.as_ref())
+        .map_or(0, |r| r.count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_held_by_forty_pauses_and_checks_reports_within_1024_characters_without_a_retry_storm()
+ {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let client = kube.client();
+    for i in 0..20 {
+        create_pause(
+            &client,
+            &pause(&format!("red-main-number-{i:02}"), SHA, json!({})),
+        )
+        .await;
+    }
+    let checks: Vec<String> = (0..20)
+        .map(|i| format!("ci/integration-suite-{i:02}"))
+        .collect();
+    let api = gates(&client, "default");
+    api.create(
+        &PostParams::default(),
+        &gate("held40", 940, json!({"requiredChecks": checks})),
+    )
+    .await
+    .expect("create");
+    let g = until(&api, "held40", "reported", |g| reports_count(g) == 1).await;
+    assert_eq!(g.status.as_ref().map(|s| s.blockers.len()), Some(40));
+
+    // Reconciles that change nothing post nothing.
+    for n in 0..3 {
+        let touch = json!({"metadata": {"annotations": {"test/touch": n.to_string()}}});
+        api.patch("held40", &PatchParams::default(), &Patch::Merge(&touch))
+            .await
+            .expect("touch");
+    }
+    // What holds it changes: one more report.
+    pauses(&client, "default")
+        .delete("red-main-number-00", &DeleteParams::default())
+        .await
+        .expect("delete pause");
+    until(&api, "held40", "reported again", |g| reports_count(g) == 2).await;
+
+    let sent = reports_sent(&gh, 940);
+    assert_eq!(sent.len(), 2, "one report per change, no retries: {sent:?}");
+    for (status, text) in &sent {
+        assert_eq!(*status, 204, "{text}");
+        assert!(
+            text.chars().count() <= 1024,
+            "{} characters",
+            text.chars().count()
+        );
+        assert!(text.contains("… and ") && text.ends_with(" more"), "{text}");
+    }
+    assert_ne!(sent[0].1, sent[1].1, "the second names what changed");
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_422_is_recorded_once_on_the_gate_and_not_retried() {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    gh.script(
+        "review",
+        &[Fault::Status(
+            422,
+            "Validation Failed: state is not included in the list",
+        )],
+    );
+    let op = Operator::start(&kube, &gh, "", false).await;
+    let api = gates(&kube.client(), "default");
+    api.create(&PostParams::default(), &gate("invalid", 941, json!({})))
+        .await
+        .expect("create");
+    let g = until(&api, "invalid", "failed", |g| {
+        g.status
+            .as_ref()
+            .and_then(|s| s.delivery.as_ref())
+            .is_some_and(|d| d.state == DeliveryState::Failed)
+    })
+    .await;
+    let status = g.status.clone().expect("status");
+    let delivery = status.delivery.clone().expect("delivery");
+    assert_eq!(delivery.attempts, 1);
+    let error = delivery.last_error.unwrap_or_default();
+    assert!(
+        error.contains("422: Validation Failed: state is not included in the list"),
+        "{error}"
+    );
+    let cond = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Delivered")
+        .expect("Delivered condition");
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_str()),
+        ("False", "Invalid")
+    );
+    assert!(
+        cond.message.contains("Validation Failed"),
+        "{}",
+        cond.message
+    );
+
+    // Reconciled again: still nothing sent.
+    let touch = json!({"metadata": {"annotations": {"test/touch": "1"}}});
+    api.patch("invalid", &PatchParams::default(), &Patch::Merge(&touch))
+        .await
+        .expect("touch");
+    until(&api, "invalid", "touched", |g| {
+        g.metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("test/touch"))
+    })
+    .await;
+    events_eventually(&kube, "invalid", &["Approved", "DeliveryInvalid"]).await;
+    assert_eq!(gh.reviews(941).len(), 1);
+    assert_eq!(gh.accepted(941, "production"), 0);
+    let text = op.metrics.render();
+    assert!(
+        text.contains(r#"tollgate_github_invalid_requests_total{operation="review"} 1"#),
+        "{text}"
+    );
     op.kill();
 }

@@ -63,6 +63,7 @@ async fn harness(config: &str) -> Harness {
         auth: Auth::Token("test-token".into()),
         request_timeout: Duration::from_millis(500),
         writes_per_minute: 60_000,
+        writes_per_hour: 10_000_000,
         max_in_flight: 100,
     })
     .expect("github client");

@@ -41,6 +41,7 @@ fn config(fake: &FakeGitHub, auth: Auth) -> GitHubConfig {
         request_timeout: Duration::from_secs(2),
         // Fast enough that pacing never shows unless a test asks for it.
         writes_per_minute: 60_000,
+        writes_per_hour: 10_000_000,
         max_in_flight: 100,
     }
 }
@@ -245,24 +246,28 @@ async fn timeout_after_the_review_landed_is_delivered_without_a_second_post() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn timeout_after_someone_else_answered_is_sent_again_and_settled_by_them() {
+async fn timeout_after_someone_else_answered_is_settled_by_them_without_sending_again() {
     let fake = FakeGitHub::start().await;
     fake.script("review", &[Fault::Hang { lands: false }]);
     fake.answer_as(13, ENV, "rejected", "release-manager");
     let github = token_client(&fake);
 
     let first = github.review(&target(13), Verdict::Approve, "ok").await;
-    let second = github.review(&target(13), Verdict::Approve, "ok").await;
 
-    // Not our review: the history alone does not settle it; GitHub's 422 does.
-    assert_eq!(retry_pace(&first), Pace::Transient);
+    // Not our review, so not delivered; but the run no longer waits on the
+    // environment (`pending_deployments`): the answer is not needed.
     assert_eq!(
-        second,
+        first,
         ReviewOutcome::AlreadySettled {
             by: Some("release-manager".into())
         }
     );
-    assert_eq!(fake.reviews(13).len(), 2);
+    assert_eq!(fake.reviews(13).len(), 1);
+    assert_eq!(
+        fake.requests_to("GET", "/actions/runs/13/pending_deployments")
+            .len(),
+        1
+    );
     assert_eq!(fake.accepted(13, ENV), 0);
 }
 
@@ -326,24 +331,24 @@ async fn in_app_mode_our_review_is_the_one_by_the_apps_bot_read_once_from_get_ap
 }
 
 #[tokio::test]
-async fn without_our_own_login_an_ambiguous_failure_is_sent_again_and_settled_by_422() {
+async fn without_our_own_login_an_ambiguous_failure_is_settled_by_the_waiting_environments() {
     let fake = FakeGitHub::start().await;
     fake.script("user", &[Fault::Status(502, "Bad Gateway")]);
     fake.script("review", &[Fault::Reset { lands: true }]);
     let github = token_client(&fake);
 
     let first = github.review(&target(21), Verdict::Approve, "ok").await;
-    let second = github.review(&target(21), Verdict::Approve, "ok").await;
 
-    // Who we are could not be read: not a guess that it landed, a retry; the
-    // second POST is told it was answered, and by whom.
-    assert_eq!(retry_pace(&first), Pace::Transient);
+    // Who we are could not be read: not a guess that it landed; but the run
+    // no longer waits on the environment, so nothing is sent again, and the
+    // history says who answered.
     assert_eq!(
-        second,
+        first,
         ReviewOutcome::AlreadySettled {
             by: Some("tollgate[bot]".into())
         }
     );
+    assert_eq!(fake.reviews(21).len(), 1);
     assert_eq!(fake.accepted(21, ENV), 1);
     assert_eq!(gets_of(&fake, "/user"), 2, "a failed read is not kept");
 }
@@ -448,7 +453,7 @@ async fn app_mode_looks_up_the_installation_once_and_reuses_its_token() {
     for run in [20, 21] {
         assert_eq!(
             fake.reviews(run)[0].authorization.as_deref(),
-            Some("Bearer ghs_fake1")
+            Some("Bearer ghs_fake1_i42")
         );
     }
 }
@@ -482,12 +487,12 @@ async fn expired_installation_token_401_is_refreshed_and_retried_once() {
     assert_eq!(reviews[0].status, 401);
     assert_eq!(
         reviews[0].authorization.as_deref(),
-        Some("Bearer ghs_fake1")
+        Some("Bearer ghs_fake1_i42")
     );
     assert_eq!(reviews[1].status, 204);
     assert_eq!(
         reviews[1].authorization.as_deref(),
-        Some("Bearer ghs_fake2")
+        Some("Bearer ghs_fake2_i42")
     );
     assert_eq!(fake.accepted(23, ENV), 1);
 }
@@ -1226,4 +1231,228 @@ async fn unusable_configuration_fails_at_start_up() {
     .expect("GHES base");
     assert_eq!(github.api_base(), "https://ghe.example/api/v3");
     assert!(!github.is_app());
+}
+
+// ---- GitHub as documented: limits, invalid requests, installations ----------------
+
+#[tokio::test(start_paused = true)]
+async fn six_hundred_writes_in_a_burst_stay_within_80_a_minute_and_500_an_hour() {
+    const N: i64 = 600;
+    let fake = FakeGitHub::start().await;
+    let github = GitHub::new(GitHubConfig {
+        writes_per_minute: 80,
+        writes_per_hour: 500,
+        ..config(&fake, Auth::Token(TOKEN.into()))
+    })
+    .expect("client");
+
+    let tasks: Vec<_> = (1..=N)
+        .map(|run| {
+            let github = github.clone();
+            tokio::spawn(async move { github.review(&target(run), Verdict::Approve, "ok").await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.expect("review task"), ReviewOutcome::Delivered);
+    }
+
+    let posts = fake.requests_to("POST", "/deployment_protection_rule");
+    assert_eq!(posts.len(), N as usize);
+    for window in posts.windows(81) {
+        let span = window[80].at - window[0].at;
+        assert!(span >= Duration::from_secs(60), "81 writes within {span:?}");
+    }
+    for window in posts.windows(501) {
+        let span = window[500].at - window[0].at;
+        assert!(
+            span >= Duration::from_secs(3600),
+            "501 writes within {span:?}"
+        );
+    }
+    // As fast as both allow: the 501st an hour after the first, the rest at 80 a minute.
+    let total = posts[posts.len() - 1].at - posts[0].at;
+    assert!(total < Duration::from_secs(3600 + 90), "{total:?}");
+    assert_eq!(
+        github.write_budget(),
+        [("minute", 0), ("hour", 0)],
+        "right after the burst both windows are spent"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_403_rate_limit_on_a_read_is_honoured_by_every_call() {
+    let fake = FakeGitHub::start().await;
+    fake.script("run", &[Fault::PrimaryExhausted { reset_in: 120 }]);
+    let github = token_client(&fake);
+
+    let first = github.run_state(REPO, None, 50).await;
+    assert!(
+        matches!(first, Err(GitHubError::RateLimited { .. })),
+        "{first:?}"
+    );
+    // Until the reset, nothing goes out: neither reads nor writes.
+    let read = github.run_state(REPO, None, 50).await;
+    assert!(
+        matches!(read, Err(GitHubError::RateLimited { .. })),
+        "{read:?}"
+    );
+    assert_eq!(fake.requests().len(), 1, "{:?}", fake.requests());
+    assert_eq!(github.rate_limit_pauses(), 1);
+    // A write waits in the pacing queue until the reset, then goes.
+    let limited_at = fake.requests()[0].at;
+    assert_eq!(
+        github.review(&target(50), Verdict::Approve, "ok").await,
+        ReviewOutcome::Delivered
+    );
+    let waited = review_at(&fake, 50) - limited_at;
+    assert!(waited >= Duration::from_secs(119), "{waited:?}");
+    assert!(matches!(
+        github.run_state(REPO, None, 50).await,
+        Ok(RunState::Waiting { .. })
+    ));
+}
+
+#[tokio::test]
+async fn an_unknown_422_is_invalid_while_the_run_still_waits_and_settled_when_it_does_not() {
+    let fake = FakeGitHub::start().await;
+    let github = token_client(&fake);
+    fake.script(
+        "review",
+        &[
+            Fault::Status(422, "Validation Failed: environment_name is not valid"),
+            Fault::Status(422, "Validation Failed: environment_name is not valid"),
+        ],
+    );
+
+    let outcome = github.review(&target(51), Verdict::Approve, "ok").await;
+    assert_eq!(
+        outcome,
+        ReviewOutcome::Invalid {
+            status: 422,
+            message: "Validation Failed: environment_name is not valid".into()
+        }
+    );
+    assert_eq!(fake.reviews(51).len(), 1);
+    assert_eq!(
+        fake.requests_to("GET", "/actions/runs/51/pending_deployments")
+            .len(),
+        1
+    );
+
+    // Someone answered the run meanwhile: the same 422 means nothing is needed.
+    fake.answer_as(52, ENV, "approved", "octocat");
+    let outcome = github.review(&target(52), Verdict::Approve, "ok").await;
+    assert_eq!(
+        outcome,
+        ReviewOutcome::AlreadySettled {
+            by: Some("octocat".into())
+        }
+    );
+}
+
+#[tokio::test]
+async fn reports_and_answers_longer_than_1024_characters_are_cut_not_refused() {
+    let fake = FakeGitHub::start().await;
+    let github = token_client(&fake);
+    let long = "x".repeat(3000);
+
+    assert_eq!(
+        github.comment(&target(53), &long).await.expect("report"),
+        CommentOutcome::Posted
+    );
+    let sent = fake.requests_to("POST", "/runs/53/deployment_protection_rule");
+    let comment = sent[0].body["comment"].as_str().expect("comment");
+    assert_eq!(comment.chars().count(), 1024);
+    assert!(comment.ends_with(" …"), "{comment}");
+
+    // GitHub refuses an 11th report on a deployment as invalid: an error
+    // the caller must not retry.
+    for _ in 0..9 {
+        github.comment(&target(53), "held").await.expect("report");
+    }
+    let eleventh = github.comment(&target(53), "held").await;
+    assert!(
+        matches!(&eleventh, Err(e) if e.is_invalid()),
+        "{eleventh:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reinstall_with_a_new_installation_id_still_delivers() {
+    let fake = FakeGitHub::start().await;
+    let github = app_client(&fake);
+    assert_eq!(
+        github.review(&target(54), Verdict::Approve, "ok").await,
+        ReviewOutcome::Delivered
+    );
+    // The App is reinstalled: installation 42 is gone (its token answers 401,
+    // a mint 404); the repository now has installation 77.
+    fake.reinstall(77);
+
+    let outcome = github.review(&target(55), Verdict::Approve, "ok").await;
+    assert_eq!(outcome, ReviewOutcome::Delivered);
+    assert_eq!(fake.accepted(55, ENV), 1);
+    let reviews = fake.reviews(55);
+    assert_eq!(
+        reviews.last().and_then(|r| r.authorization.as_deref()),
+        Some("Bearer ghs_fake2_i77"),
+        "{reviews:?}"
+    );
+    assert_eq!(
+        fake.requests_to("GET", &format!("/repos/{REPO}/installation"))
+            .len(),
+        2,
+        "looked up again once"
+    );
+
+    // A webhook's installation id from before the reinstall: one mint refused, then the new one.
+    let mut stale = target(56);
+    stale.installation_id = Some(42);
+    assert_eq!(
+        github.review(&stale, Verdict::Approve, "ok").await,
+        ReviewOutcome::Delivered
+    );
+}
+
+#[tokio::test]
+async fn every_call_sends_githubs_media_type_and_api_version() {
+    let fake = FakeGitHub::start().await;
+    let github = app_client(&fake);
+    github.review(&target(57), Verdict::Approve, "ok").await;
+    let _ = github.run_state(REPO, None, 57).await;
+    let requests = fake.requests();
+    assert!(requests.len() >= 4, "{requests:?}");
+    for r in requests {
+        assert_eq!(
+            r.headers.get("accept").and_then(|v| v.to_str().ok()),
+            Some("application/vnd.github+json"),
+            "{} {}",
+            r.method,
+            r.path
+        );
+        assert_eq!(
+            r.headers
+                .get("x-github-api-version")
+                .and_then(|v| v.to_str().ok()),
+            Some("2022-11-28")
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_review_history_and_waiting_environments_match_case_insensitively() {
+    let fake = FakeGitHub::start().await;
+    fake.script("review", &[Fault::Reset { lands: true }]);
+    let github = token_client(&fake);
+    let mut t = target(58);
+    t.environment = "Production".into();
+
+    // Landed under GitHub's spelling; our gate says "Production".
+    let outcome = github.review(&t, Verdict::Approve, "ok").await;
+    assert_eq!(outcome, ReviewOutcome::Delivered);
+    assert_eq!(fake.reviews(58).len(), 1);
+    fake.waits_on(59, "production");
+    let mut waiting = target(59);
+    waiting.environment = "PRODUCTION".into();
+    assert!(github.waiting(&waiting).await.expect("pending deployments"));
 }

@@ -372,16 +372,25 @@ async fn redeliveries_and_matrix_jobs_merge_into_one_gate() {
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.ends_with("added the new request's details"), "{text}");
 
-    // Another sibling with its own deployment id: the first one stays.
+    // Another sibling with its own deployment id: the first one stays, and
+    // the gate follows the sibling's deployment too (its deployment_status
+    // events must find it).
     let mut third = h.protection_rule("acme/web", "production", 555);
     third["deployment"]["id"] = json!(7654321);
-    let (status, _) = h.deliver("deployment_protection_rule", &third).await;
+    let (status, text) = h.deliver("deployment_protection_rule", &third).await;
     assert_eq!(status, StatusCode::OK);
+    assert!(text.ends_with("added the new request's details"), "{text}");
+    // Its redelivery is the same request.
+    let (status, text) = h.deliver("deployment_protection_rule", &third).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.ends_with("exists"), "{text}");
 
     let gates = stored_gates(&h.kube);
     assert_eq!(gates.len(), 1);
     let g = gate_named(&gates, "tollgate", "acme-web-production-555");
     assert_eq!(g.spec.deployment_id, Some(1234567));
+    assert_eq!(g.spec.deployment_ids, vec![7654321]);
+    assert!(g.spec.follows_deployment(7654321) && g.spec.follows_deployment(1234567));
 
     let m = h.metrics().await;
     assert_eq!(m["tollgate_gates_created_total"], 1.0);
@@ -395,7 +404,7 @@ async fn redeliveries_and_matrix_jobs_merge_into_one_gate() {
     );
     assert_eq!(
         m[r#"tollgate_webhooks_total{event="deployment_protection_rule",outcome="merged"}"#],
-        1.0
+        2.0
     );
 }
 
@@ -459,6 +468,7 @@ impl Harness {
             auth: Auth::Token("test-token".into()),
             request_timeout: Duration::from_millis(500),
             writes_per_minute: 60_000,
+            writes_per_hour: 10_000_000,
             max_in_flight: 100,
         })
         .expect("github client");
@@ -651,7 +661,7 @@ async fn oversized_body_is_refused_with_413_before_anything_else() {
         serde_json::to_vec(&h.protection_rule("acme/web", "production", 1)).expect("json");
     body.resize(webhook::MAX_BODY_BYTES + 1, b' ');
     let sig = webhook::sign(SECRET.as_bytes(), &body);
-    let (status, _) = h
+    let (status, text) = h
         .request(
             Method::POST,
             "/webhook",
@@ -663,6 +673,10 @@ async fn oversized_body_is_refused_with_413_before_anything_else() {
         )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        format!("{text:?}").contains("larger than the limit of 1048576 bytes (1 MiB)"),
+        "{text:?}"
+    );
     assert!(stored_gates(&h.kube).is_empty());
     let m = h.metrics().await;
     assert_eq!(
@@ -899,6 +913,68 @@ async fn sweeper_redelivers_a_lost_request_and_skips_one_that_has_a_gate() {
     let m = h.metrics().await;
     assert_eq!(m["tollgate_recovered_deliveries_total"], 1.0);
     assert_eq!(m["tollgate_gates_created_total"], 2.0);
+}
+
+#[tokio::test]
+async fn the_sweeper_reads_failures_back_to_72_hours_and_redelivers_only_lost_protection_rule_requests()
+ {
+    let h = harness("").await;
+    let now = jiff::Timestamp::now();
+    let ago = |hours: i64| now - jiff::SignedDuration::from_hours(hours);
+    // 250 failed deliveries of other events within the window (three pages
+    // of 100, newest first), among them the lost requests.
+    let mut id = 1000;
+    for i in 0..250 {
+        id += 1;
+        let at = ago(1) - jiff::SignedDuration::from_secs(i * 60);
+        h.hub
+            .add_delivery_at(id, "workflow_run", 500, at, json!({"action": "completed"}));
+    }
+    let lost = h.protection_rule("acme/web", "production", 700);
+    h.hub
+        .add_delivery_at(1, "deployment_protection_rule", 503, ago(70), lost);
+    // Our receiver refused these as invalid: a redelivery only replays them.
+    let malformed = h.protection_rule("acme/web", "production", 701);
+    h.hub
+        .add_delivery_at(2, "deployment_protection_rule", 400, ago(10), malformed);
+    let oversized = h.protection_rule("acme/web", "production", 702);
+    h.hub
+        .add_delivery_at(3, "deployment_protection_rule", 413, ago(11), oversized);
+    // Delivered fine: not listed with status=failure at all.
+    let fine = h.protection_rule("acme/web", "production", 703);
+    h.hub
+        .add_delivery_at(4, "deployment_protection_rule", 201, ago(2), fine);
+    // Past GitHub's 72 hours (and more pages of them): never redelivered, never read.
+    for i in 0..300 {
+        let old = h.protection_rule("acme/web", "production", 800 + i);
+        h.hub.add_delivery_at(
+            5000 + i,
+            "deployment_protection_rule",
+            502,
+            ago(73) - jiff::SignedDuration::from_secs(i * 60),
+            old,
+        );
+    }
+
+    let report = h.intake.sweep_once().await.expect("sweep");
+
+    assert_eq!(report.redelivered, vec![1]);
+    assert_eq!(report.examined, vec![1]);
+    assert_eq!(h.hub.redelivered(), vec![1]);
+    let lists = h.hub.requests_to("GET", "/app/hook/deliveries");
+    let lists: Vec<_> = lists
+        .iter()
+        .filter(|r| r.path == "/app/hook/deliveries")
+        .collect();
+    // 250 + 3 failures inside the window, then the first past it: 3 pages.
+    assert_eq!(report.pages, 3);
+    assert_eq!(
+        lists.len(),
+        3,
+        "stopped at the horizon, not at a page count"
+    );
+    let payload_reads = h.hub.requests_to("GET", "/app/hook/deliveries/").len();
+    assert_eq!(payload_reads, 1, "only the lost request's payload is read");
 }
 
 fn workflow_run(conclusion: &str, sha: &str, run_id: i64) -> Value {
@@ -1597,4 +1673,132 @@ async fn the_webhook_port_serves_nothing_but_post_webhook() {
     );
     assert_eq!(l.get(l.metrics, "/livez").await.0, StatusCode::OK);
     assert_eq!(l.get(l.metrics, "/webhook").await.0, StatusCode::NOT_FOUND);
+}
+
+// ---- fixtures in GitHub's documented shapes (tests/fixtures/github) ---------------
+
+fn fixture(name: &str, api_base: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/github/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // The callback URL names the API the operator talks to: here, the fake's.
+    let text = text.replace(
+        "https://api.github.com/repos/",
+        &format!("{api_base}/repos/"),
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[tokio::test]
+async fn fixture_deployment_protection_rule_with_a_deployment_maps_to_a_gate() {
+    let h = harness("").await;
+    let body = fixture("deployment_protection_rule.requested.json", &h.hub_url);
+    let parsed: webhook::DeploymentProtectionRuleEvent =
+        serde_json::from_value(body.clone()).expect("the documented shape deserialises");
+    assert_eq!(parsed.deployment.as_ref().map(|d| d.id), Some(1863429557));
+
+    let (status, text) = h.deliver("deployment_protection_rule", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let gates = stored_gates(&h.kube);
+    let g = gate_named(&gates, "tollgate", "acme-web-production-11983470512");
+    assert_eq!(g.spec.repository, "acme/web");
+    assert_eq!(g.spec.environment, "production");
+    assert_eq!(g.spec.sha, "7638417db6d59f3c431d3e1f261cc637155684cd");
+    assert_eq!(g.spec.git_ref.as_deref(), Some("refs/heads/main"));
+    assert_eq!(g.spec.run_id, 11983470512);
+    assert_eq!(g.spec.installation_id, Some(51234567));
+    assert_eq!(g.spec.deployment_id, Some(1863429557));
+    assert_eq!(
+        g.spec.requested_at.map(|t| t.to_string()).as_deref(),
+        Some("2026-11-23T10:00:07Z")
+    );
+}
+
+#[tokio::test]
+async fn fixture_deployment_protection_rule_without_a_deployment_maps_to_a_gate() {
+    let h = harness("").await;
+    let body = fixture(
+        "deployment_protection_rule.requested.no_deployment.json",
+        &h.hub_url,
+    );
+    assert!(body["deployment"].is_null());
+    let (status, text) = h.deliver("deployment_protection_rule", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let gates = stored_gates(&h.kube);
+    let g = gate_named(&gates, "tollgate", "acme-web-production-11983470512");
+    assert_eq!(g.spec.sha, "7638417db6d59f3c431d3e1f261cc637155684cd");
+    assert_eq!(g.spec.deployment_id, None);
+    assert_eq!(g.spec.installation_id, Some(51234567));
+    assert_eq!(g.spec.run_id, 11983470512);
+}
+
+#[tokio::test]
+async fn fixture_workflow_runs_completed_pauses_and_requested_is_ignored() {
+    let h = harness("autoPause:\n- repository: acme/web\n  branch: main\n  workflows: [CI]\n  environments: [production]\n  namespace: web\n").await;
+    let requested = fixture("workflow_run.requested.json", &h.hub_url);
+    let parsed: webhook::WorkflowRunEvent =
+        serde_json::from_value(requested.clone()).expect("requested deserialises");
+    assert_eq!(parsed.workflow_run.conclusion, None);
+    let (status, _) = h.deliver("workflow_run", &requested).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(stored_pauses(&h.kube).is_empty());
+
+    let completed = fixture("workflow_run.completed.json", &h.hub_url);
+    let parsed: webhook::WorkflowRunEvent =
+        serde_json::from_value(completed.clone()).expect("completed deserialises");
+    assert_eq!(parsed.workflow_run.conclusion.as_deref(), Some("failure"));
+    assert_eq!(parsed.workflow_run.head_branch.as_deref(), Some("main"));
+    let (status, text) = h.deliver("workflow_run", &completed).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let pauses = stored_pauses(&h.kube);
+    assert_eq!(pauses.len(), 1);
+    let p = &pauses[0];
+    assert_eq!(p.metadata.namespace.as_deref(), Some("web"));
+    assert_eq!(p.spec.reason, "ci-failed");
+    assert_eq!(
+        p.spec.sha.as_deref(),
+        Some("7638417db6d59f3c431d3e1f261cc637155684cd")
+    );
+    assert_eq!(p.spec.scope.repositories, vec!["acme/web".to_string()]);
+    assert_eq!(p.spec.scope.environments, vec!["production".to_string()]);
+}
+
+#[test]
+fn fixture_deployment_statuses_with_and_without_installation_find_their_gate() {
+    let gate: DeploymentGate = serde_json::from_value(json!({
+        "apiVersion": "tollgate.dev/v1alpha1",
+        "kind": "DeploymentGate",
+        "metadata": {"name": "acme-web-production-11983470512", "namespace": "tollgate"},
+        "spec": {
+            "repository": "acme/web", "environment": "production",
+            "sha": "7638417db6d59f3c431d3e1f261cc637155684cd", "runId": 11983470512_i64,
+            "deploymentId": 1863420000, "deploymentIds": [1863429557]
+        },
+        "status": {"phase": "Approved", "decision": {
+            "verdict": "Approve", "source": "Policy", "reason": "ok",
+            "decidedAt": "2026-11-23T10:01:00Z"
+        }}
+    }))
+    .expect("gate");
+    for name in [
+        "deployment_status.created.json",
+        "deployment_status.created.no_installation.json",
+    ] {
+        let body = fixture(name, "https://api.github.com");
+        assert_eq!(
+            body.get("installation").is_some(),
+            !name.contains("no_installation")
+        );
+        let ev: webhook::DeploymentStatusEvent =
+            serde_json::from_value(body).expect("the documented shape deserialises");
+        assert_eq!(ev.deployment_status.state, "success");
+        assert_eq!(ev.deployment.id, 1863429557);
+        assert_eq!(ev.deployment.environment.as_deref(), Some("production"));
+        // A sibling's deployment (in `deploymentIds`) finds the gate.
+        let gates = [gate.clone()];
+        let found = webhook::find_gate(&gates, &ev).expect("the gate follows the deployment");
+        assert_eq!(found.metadata.name, gate.metadata.name);
+    }
 }

@@ -158,10 +158,29 @@ async fn run_phase(o: &Opts, path: &Path, gh: &FakeGitHub) -> Result<Value, Stri
         .create(&PostParams::default(), &freeze)
         .await
         .map_err(|e| format!("creating the pause: {e}"))?;
+    // Gates are created only once the operator holds by the pause (it wrote
+    // the pause's status), or the first would be decided at once.
+    let seen = Instant::now();
+    loop {
+        let active = pauses
+            .get("freeze")
+            .await
+            .ok()
+            .and_then(|p| p.status)
+            .is_some_and(|s| s.state == Some(tollgate::api::PauseState::Active));
+        if active {
+            break;
+        }
+        if seen.elapsed() > Duration::from_secs(60) {
+            return Err("the operator never took up the pause (status.state Active) within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
-    // Deadlines begin once every gate can have been created (a real server
-    // takes a few hundred a second) and have been seen Waiting.
-    let lead = SignedDuration::from_secs(20 + (o.deadlines / 200) as i64);
+    // Deadlines begin once every gate can have been created and seen Waiting:
+    // on a 2-core machine a real server takes about a hundred new gates a
+    // second while the operator writes each one's Waiting status.
+    let lead = SignedDuration::from_millis(30_000 + 25 * o.deadlines as i64);
     let start = Timestamp::now() + lead;
     let spread_ms = (o.spread_secs * 1000) as i64;
     let base_run = 3_000_000i64;
@@ -187,6 +206,9 @@ async fn run_phase(o: &Opts, path: &Path, gh: &FakeGitHub) -> Result<Value, Stri
         .count()
         .await;
     let created_by = Timestamp::now();
+    let creation_seconds = (created_by - (start - lead))
+        .total(jiff::Unit::Second)
+        .unwrap_or(0.0);
     if created < o.deadlines {
         eprintln!("load: only {created} of {} gates were created", o.deadlines);
     }
@@ -320,6 +342,8 @@ async fn run_phase(o: &Opts, path: &Path, gh: &FakeGitHub) -> Result<Value, Stri
         "deadlines": o.deadlines,
         "deadline_spread_secs": o.spread_secs,
         "gates_created": created,
+        "creation_seconds": round(creation_seconds),
+        "creation_ended_before_the_first_deadline": created_by <= start,
         "answered": answers.len(),
         "answered_before_deadline": early,
         "deadline_lateness_seconds_at_github": lateness,

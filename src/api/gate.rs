@@ -73,6 +73,14 @@ pub struct DeploymentGateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_id: Option<i64>,
 
+    /// The deployment ids of the other jobs whose requests share this gate
+    /// (matrix jobs waiting on the environment at once: one answer covers
+    /// them all), so their `deployment_status` events find it too. Intake
+    /// adds them as the requests arrive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub deployment_ids: Vec<i64>,
+
     /// When GitHub raised the request (RFC 3339), set by intake from the
     /// deployment's creation time or the webhook's receipt. GitHub fails a job
     /// 30 days after its request, so the deadline is clamped to 29 days from
@@ -140,6 +148,13 @@ pub enum Verdict {
     Approve,
     /// Stop the deployment.
     Reject,
+}
+
+impl DeploymentGateSpec {
+    /// True when the gate follows deployment `id` (its own, or a job's that shares it).
+    pub fn follows_deployment(&self, id: i64) -> bool {
+        self.deployment_id == Some(id) || self.deployment_ids.contains(&id)
+    }
 }
 
 impl Verdict {

@@ -407,6 +407,12 @@ impl Context {
                 .status_reports_dropped
                 .inc_by(dropped - counted);
         }
+        for (window, left) in self.github.write_budget() {
+            self.metrics
+                .github_write_budget_remaining
+                .get_or_create(&labels([("window", window)]))
+                .set(left as i64);
+        }
         let pauses = self.github.rate_limit_pauses();
         let counted = self.metrics.rate_limit_waits.get();
         if pauses > counted {

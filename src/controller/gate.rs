@@ -24,8 +24,6 @@ use crate::github::{Pace, ReviewOutcome, RunState, RunTarget, Turn};
 use crate::policy::{self, CheckResults, CheckState, EvalContext, Guard};
 use crate::telemetry::labels;
 
-/// GitHub keeps at most this many status reports per deployment.
-const MAX_REPORTS: u32 = 10;
 /// A run GitHub keeps calling missing for this long is gone: one 404 is not proof.
 const GONE_AFTER: Duration = Duration::from_secs(600);
 /// Even a gate with nothing scheduled is looked at this often.
@@ -868,23 +866,36 @@ async fn wait(
     // status write; if the gate is decided first, its answer drops it.
     let reports = ctx.reports(&gate);
     let mut report_in = None;
-    if reports.last.as_deref() != Some(text.as_str()) && reports.count < MAX_REPORTS {
+    if let Some(report) = policy::report::next_report(&reports, &s.blockers, &key_of(&gate)) {
         let target = target(&gate);
         match ctx.github.report_turn(&target) {
             Turn::Later(after) => report_in = Some(after),
-            Turn::Now => match ctx.github.comment(&target, &text).await {
-                Ok(_) => {
-                    ctx.metrics.status_reports.inc();
-                    let posted = Reports {
-                        count: reports.count + 1,
-                        last: Some(text.clone()),
-                    };
-                    ctx.report_unrecorded(&gate, posted);
+            Turn::Now => {
+                let posted = Reports {
+                    count: reports.count + 1,
+                    last: Some(report.text.clone()),
+                };
+                match ctx.github.comment(&target, &report.body).await {
+                    Ok(_) => {
+                        ctx.metrics.status_reports.inc();
+                        ctx.report_unrecorded(&gate, posted);
+                    }
+                    // GitHub refused this report itself: sending it again gets
+                    // the same answer. It counts against the ten (GitHub may
+                    // have counted it too), and the next change is reported.
+                    Err(e) if e.is_invalid() => {
+                        ctx.metrics
+                            .github_invalid_requests
+                            .get_or_create(&labels([("operation", "status_report")]))
+                            .inc();
+                        tracing::warn!(gate = %key_of(&gate), error = %e, "GitHub refused a status report as invalid; not sending it again");
+                        ctx.report_unrecorded(&gate, posted);
+                    }
+                    Err(e) => {
+                        tracing::warn!(gate = %key_of(&gate), error = %e, "could not post a status report to the workflow run; trying again at the next evaluation")
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(gate = %key_of(&gate), error = %e, "could not post a status report to the workflow run")
-                }
-            },
+            }
         }
     }
 
@@ -1200,6 +1211,27 @@ async fn deliver_with(
                 Action::requeue(retry),
             )
         }
+        ReviewOutcome::Invalid { status, message } => {
+            // A defect in our request: recorded once, never sent again (the
+            // same request gets the same answer). The run still waits at
+            // GitHub; the condition and Event say so, for a person to answer it.
+            let why = format!(
+                "GitHub refused the answer as invalid ({status}: {message}) while the run still waits on {}; not sending it again — answer the run at GitHub by hand and report this defect",
+                gate.spec.environment
+            );
+            ctx.metrics
+                .github_invalid_requests
+                .get_or_create(&labels([("operation", "review")]))
+                .inc();
+            delivery.state = DeliveryState::Failed;
+            delivery.last_error = Some(why.clone());
+            delivery.next_attempt_at = None;
+            (
+                "invalid",
+                Some(("DeliveryInvalid", why, true)),
+                Action::await_change(),
+            )
+        }
         ReviewOutcome::Retry { after, error, pace } => {
             let after = backoff::delivery_delay(pace, after, delivery.attempts);
             delivery.last_error = Some(error.clone());
@@ -1248,7 +1280,11 @@ async fn deliver_with(
             &mut s,
             CONDITION_DELIVERED,
             false,
-            "Failed",
+            if word == "invalid" {
+                "Invalid"
+            } else {
+                "Failed"
+            },
             delivery.last_error.as_deref().unwrap_or("failed"),
             now,
         ),

@@ -53,13 +53,12 @@ impl GitHub {
     ) -> Result<CheckResults, GitHubError> {
         let op = format!("checks of {repo}@{}", &sha[..sha.len().min(7)]);
         let (owner, name) = split_repository(repo)?;
-        let crab = self.for_repo(repo, installation, &op).await?;
         // Check runs: for a re-run name, the latest run (highest id) counts.
         let mut latest_run: HashMap<String, (i64, CheckState)> = HashMap::new();
         for page in 1..=MAX_PAGES {
             let path =
                 format!("/repos/{owner}/{name}/commits/{sha}/check-runs?per_page=100&page={page}");
-            let (v, _) = self.get_json(&crab, &path, &op).await?;
+            let (v, _) = self.get_json_repo(repo, installation, &path, &op).await?;
             let runs = v
                 .get("check_runs")
                 .and_then(|r| r.as_array())
@@ -89,7 +88,7 @@ impl GitHub {
         for page in 1..=MAX_PAGES {
             let path =
                 format!("/repos/{owner}/{name}/commits/{sha}/status?per_page=100&page={page}");
-            let (v, _) = self.get_json(&crab, &path, &op).await?;
+            let (v, _) = self.get_json_repo(repo, installation, &path, &op).await?;
             let list = v
                 .get("statuses")
                 .and_then(|r| r.as_array())

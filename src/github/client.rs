@@ -48,6 +48,8 @@ pub struct GitHubConfig {
     pub request_timeout: Duration,
     /// Content-creating requests a minute (GitHub's secondary limit is about 80).
     pub writes_per_minute: u32,
+    /// Content-creating requests an hour (GitHub's secondary limit is about 500).
+    pub writes_per_hour: u32,
     /// Requests in flight at most.
     pub max_in_flight: usize,
 }
@@ -59,8 +61,26 @@ impl Default for GitHubConfig {
             auth: Auth::Token(String::new()),
             request_timeout: Duration::from_secs(15),
             writes_per_minute: 80,
+            writes_per_hour: 500,
             max_in_flight: 100,
         }
+    }
+}
+
+impl GitHubConfig {
+    /// True when a plain token is used against GitHub.com, where reviews of
+    /// custom deployment protection rules are accepted only from the App's
+    /// own installation token: such an operator cannot answer a real request.
+    pub fn plain_token_on_github_com(&self) -> bool {
+        if !matches!(self.auth, Auth::Token(_)) {
+            return false;
+        }
+        let host = self
+            .api_base
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_ascii_lowercase));
+        host.as_deref() == Some("api.github.com")
     }
 }
 
@@ -69,6 +89,11 @@ pub struct Answer {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: String,
+    /// What GitHub said of it: rate limits are read (and fed to the limiter)
+    /// on every call, here, so no caller can forget.
+    pub class: super::response::Class,
+    /// For a rate-limit answer: the pause every request now waits out.
+    pub paused: Option<Duration>,
 }
 
 /// The client. Cheap to clone.
@@ -102,6 +127,11 @@ impl fmt::Debug for GitHub {
     }
 }
 
+/// The media type GitHub documents for its REST API.
+pub const ACCEPT: &str = "application/vnd.github+json";
+/// The REST API version Tollgate is written against.
+pub const API_VERSION: &str = "2022-11-28";
+
 /// Splits `owner/name`.
 pub fn split_repository(repo: &str) -> Result<(&str, &str), GitHubError> {
     match repo.split_once('/') {
@@ -126,13 +156,19 @@ impl GitHub {
                 why: "it needs a scheme and a host".into(),
             });
         }
-        let builder =
-            Octocrab::builder()
-                .base_uri(base.as_str())
-                .map_err(|e| GitHubError::BaseUrl {
-                    url: base.clone(),
-                    why: e.to_string(),
-                })?;
+        let builder = Octocrab::builder()
+            .base_uri(base.as_str())
+            .map_err(|e| GitHubError::BaseUrl {
+                url: base.clone(),
+                why: e.to_string(),
+            })?
+            // GitHub's documented media type and REST version, on every call
+            // (token mints included: installation clients share these headers).
+            .add_header(http::header::ACCEPT, ACCEPT.into())
+            .add_header(
+                http::HeaderName::from_static("x-github-api-version"),
+                API_VERSION.into(),
+            );
         let (root, app) = match &config.auth {
             Auth::App {
                 app_id,
@@ -154,7 +190,11 @@ impl GitHub {
                 installations: Mutex::default(),
                 repo_installations: Mutex::default(),
                 own_login: Mutex::default(),
-                limiter: Limiter::new(config.writes_per_minute, config.max_in_flight),
+                limiter: Limiter::new(
+                    config.writes_per_minute,
+                    config.writes_per_hour,
+                    config.max_in_flight,
+                ),
             }),
         })
     }
@@ -207,7 +247,12 @@ impl GitHub {
         id.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(bad)
     }
 
-    /// The client for an installation (App mode), or the token client.
+    /// The client for a repository's installation (App mode), or the token
+    /// client. The installation is the one last looked up for the repository,
+    /// else `installation` (the webhook's), else looked up now. An
+    /// installation whose token GitHub will not mint (401, 404: the App was
+    /// reinstalled, which changes the id) is dropped and the repository's
+    /// looked up again, once.
     pub(super) async fn for_repo(
         &self,
         repo: &str,
@@ -217,10 +262,104 @@ impl GitHub {
         if !self.inner.app {
             return Ok(Arc::new(self.inner.root.clone()));
         }
-        let id = match installation {
+        let id = match self.cached_installation(repo).or(installation) {
             Some(id) => id,
             None => self.installation_of(repo, op).await?,
         };
+        match self.installation_client(id, op).await {
+            Err(e) if installation_refused(&e) => {
+                let fresh = self.relookup(repo, id, op).await?;
+                if fresh == id {
+                    return Err(e);
+                }
+                self.installation_client(fresh, op).await
+            }
+            other => other,
+        }
+    }
+
+    /// One request on a repository's installation (see [`GitHub::for_repo`]).
+    /// In App mode a 401 or 404 may mean the installation changed (an App
+    /// reinstall): the repository's installation is looked up again, and if
+    /// that gives another one the request is sent once more with its token —
+    /// before the caller counts a failure.
+    pub(super) async fn send_repo(
+        &self,
+        repo: &str,
+        installation: Option<i64>,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        op: &str,
+    ) -> Result<Answer, GitHubError> {
+        let crab = self.for_repo(repo, installation, op).await?;
+        let first = self.send(&crab, method.clone(), path, body, op).await;
+        // A 401 or 404 answer, or a token octocrab could not mint again after
+        // a 401 (the installation is gone): perhaps a reinstall.
+        let refused = match &first {
+            Ok(a) => matches!(a.status, 401 | 404),
+            Err(e) => installation_refused(e),
+        };
+        if !self.inner.app || !refused {
+            return first;
+        }
+        let used = self.cached_installation(repo).or(installation);
+        let Some(used) = used else {
+            return first;
+        };
+        // (octocrab itself retries a 401 once with a freshly minted token.)
+        let fresh = match self.relookup(repo, used, op).await {
+            Ok(id) => id,
+            // The repository has no installation any more: the first answer stands.
+            Err(_) => return first,
+        };
+        if fresh == used {
+            return first;
+        }
+        tracing::info!(
+            repository = repo,
+            old = used,
+            new = fresh,
+            "the App's installation on the repository changed; sending once more with the new one"
+        );
+        let crab = self.for_repo(repo, Some(fresh), op).await?;
+        self.send(&crab, method, path, body, op).await
+    }
+
+    /// The installation last looked up for `repo`, if any.
+    fn cached_installation(&self, repo: &str) -> Option<i64> {
+        self.inner
+            .repo_installations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&repo.to_ascii_lowercase())
+            .copied()
+    }
+
+    /// Forgets `stale` for `repo` and looks the repository's installation up again.
+    async fn relookup(&self, repo: &str, stale: i64, op: &str) -> Result<i64, GitHubError> {
+        self.inner
+            .repo_installations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&repo.to_ascii_lowercase());
+        let fresh = self.installation_of(repo, op).await?;
+        if fresh != stale {
+            self.drop_installation_client(stale);
+        }
+        Ok(fresh)
+    }
+
+    fn drop_installation_client(&self, id: i64) {
+        self.inner
+            .installations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// The client of installation `id`, with a token valid for a while yet.
+    async fn installation_client(&self, id: i64, op: &str) -> Result<Arc<Octocrab>, GitHubError> {
         let crab = {
             let mut map = self
                 .inner
@@ -250,7 +389,14 @@ impl GitHub {
         .await
         {
             Ok(Ok(_)) => Ok(crab),
-            Ok(Err(e)) => Err(transport_or_status(op, e)),
+            Ok(Err(e)) => {
+                let e = transport_or_status(op, e);
+                if installation_refused(&e) {
+                    // Never keep a client whose token cannot be minted.
+                    self.drop_installation_client(id);
+                }
+                Err(e)
+            }
             Err(_) => Err(GitHubError::Transport {
                 op: op.into(),
                 why: "timed out minting an installation token".into(),
@@ -260,14 +406,8 @@ impl GitHub {
 
     /// Looks up the App's installation on a repository.
     async fn installation_of(&self, repo: &str, op: &str) -> Result<i64, GitHubError> {
-        if let Some(id) = self
-            .inner
-            .repo_installations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(repo)
-        {
-            return Ok(*id);
+        if let Some(id) = self.cached_installation(repo) {
+            return Ok(id);
         }
         let (owner, name) = split_repository(repo)?;
         let a = self
@@ -297,7 +437,7 @@ impl GitHub {
                     .repo_installations
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(repo.to_string(), id);
+                    .insert(repo.to_ascii_lowercase(), id);
                 Ok(id)
             }
             404 => Err(GitHubError::NotInstalled {
@@ -376,11 +516,29 @@ impl GitHub {
     ) -> Result<(serde_json::Value, http::HeaderMap), GitHubError> {
         let a = self.send(crab, Method::GET, path, None, op).await?;
         if a.status != 200 {
-            return Err(GitHubError::Status {
-                op: op.to_string(),
-                status: a.status,
-                message: super::response::message_of(&a.body),
-            });
+            return Err(status_error(op, &a));
+        }
+        let v = serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
+            op: op.to_string(),
+            why: e.to_string(),
+        })?;
+        Ok((v, a.headers))
+    }
+
+    /// [`GitHub::get_json`] on a repository's installation, re-looked-up
+    /// once on a 401 or 404 (see [`GitHub::send_repo`]).
+    pub(super) async fn get_json_repo(
+        &self,
+        repo: &str,
+        installation: Option<i64>,
+        path: &str,
+        op: &str,
+    ) -> Result<(serde_json::Value, http::HeaderMap), GitHubError> {
+        let a = self
+            .send_repo(repo, installation, Method::GET, path, None, op)
+            .await?;
+        if a.status != 200 {
+            return Err(status_error(op, &a));
         }
         let v = serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
             op: op.to_string(),
@@ -402,6 +560,16 @@ impl GitHub {
             path.starts_with('/'),
             "GitHub paths are relative to the configured base"
         );
+        // A rate limit GitHub imposed holds every call, reads included:
+        // sending during it only earns another refusal (and, for secondary
+        // limits, a longer one).
+        let paused = self.inner.limiter.paused_for();
+        if !paused.is_zero() {
+            return Err(GitHubError::RateLimited {
+                op: op.into(),
+                after: paused,
+            });
+        }
         let fut = async {
             let response = match method {
                 Method::POST => crab._post(path, body).await,
@@ -420,21 +588,79 @@ impl GitHub {
                     why: scrub(&e.to_string()),
                 })?
                 .to_bytes();
+            let body = String::from_utf8_lossy(&bytes).into_owned();
+            let class = super::response::classify(
+                status,
+                &headers,
+                &body,
+                jiff::Timestamp::now().as_second(),
+            );
             Ok(Answer {
                 status,
                 headers,
-                body: String::from_utf8_lossy(&bytes).into_owned(),
+                body,
+                class,
+                paused: None,
             })
         };
         // Boxed: every caller waiting in the pacing queue then holds a pointer,
         // not room for the whole request (thousands of gates may wait at once).
-        match tokio::time::timeout(self.inner.timeout, Box::pin(fut)).await {
-            Ok(r) => r,
-            Err(_) => Err(GitHubError::Transport {
-                op: op.into(),
-                why: format!("no answer within {:?}", self.inner.timeout),
-            }),
+        let mut answer = match tokio::time::timeout(self.inner.timeout, Box::pin(fut)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(GitHubError::Transport {
+                    op: op.into(),
+                    why: format!("no answer within {:?}", self.inner.timeout),
+                });
+            }
+        };
+        answer.paused = match &answer.class {
+            super::response::Class::SecondaryLimit { retry_after } => {
+                Some(self.inner.limiter.secondary_limit(*retry_after))
+            }
+            super::response::Class::RateLimited { after } => {
+                self.inner.limiter.wait_until(*after);
+                Some(*after)
+            }
+            _ => None,
+        };
+        if let Some(after) = answer.paused {
+            tracing::warn!(
+                op,
+                status = answer.status,
+                pause_s = after.as_secs(),
+                "GitHub rate limit; every request waits it out"
+            );
         }
+        Ok(answer)
+    }
+}
+
+/// True when GitHub refused an installation's token (401) or does not know
+/// the installation (404): it may have been removed or reinstalled.
+fn installation_refused(e: &GitHubError) -> bool {
+    matches!(
+        e,
+        GitHubError::Status {
+            status: 401 | 404,
+            ..
+        }
+    )
+}
+
+/// A GET that did not answer 200, as an error: a rate limit is one (and
+/// transient), whatever the status.
+pub(super) fn status_error(op: &str, a: &Answer) -> GitHubError {
+    match a.paused {
+        Some(after) => GitHubError::RateLimited {
+            op: op.into(),
+            after,
+        },
+        None => GitHubError::Status {
+            op: op.into(),
+            status: a.status,
+            message: super::response::message_of(&a.body),
+        },
     }
 }
 
@@ -537,7 +763,25 @@ fn secret_at(b: &[u8], i: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::scrub;
+    use super::{Auth, GitHubConfig, scrub};
+
+    #[test]
+    fn a_plain_token_is_flagged_on_github_com_only() {
+        let with = |api_base: &str, auth: Auth| GitHubConfig {
+            api_base: api_base.into(),
+            auth,
+            ..GitHubConfig::default()
+        };
+        let token = || Auth::Token("t".into());
+        assert!(with("https://api.github.com", token()).plain_token_on_github_com());
+        assert!(with("https://API.GitHub.com/", token()).plain_token_on_github_com());
+        assert!(!with("https://ghe.example.com/api/v3", token()).plain_token_on_github_com());
+        let app = Auth::App {
+            app_id: 1,
+            private_key_pem: String::new(),
+        };
+        assert!(!with("https://api.github.com", app).plain_token_on_github_com());
+    }
 
     const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpYXQiOjE3MDAwMDAwMDAsImlzcyI6IjQyNDIifQ.c2lnbmF0dXJlLWJ5dGVzLWhlcmU_-x";
 

@@ -41,6 +41,14 @@ pub enum GitHubError {
     },
     #[error("{op}: {why}")]
     Denied { op: String, why: String },
+    #[error(
+        "{op}: GitHub refused the request as invalid ({status}: {message}); it is not sent again — this is a defect in Tollgate's request, please report it"
+    )]
+    Invalid {
+        op: String,
+        status: u16,
+        message: String,
+    },
     #[error("{op}: GitHub's answer could not be read: {why}")]
     Decode { op: String, why: String },
 }
@@ -53,5 +61,11 @@ impl GitHubError {
             GitHubError::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
+    }
+
+    /// True when GitHub refused the request itself (a 4xx that is neither a
+    /// rate limit nor a credential problem): sending it again cannot succeed.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, GitHubError::Invalid { .. })
     }
 }

@@ -8,8 +8,11 @@ use super::client::GitHub;
 use super::error::GitHubError;
 use super::response::message_of;
 
-/// At most this many pages of deliveries are read per sweep.
-const MAX_PAGES: usize = 20;
+/// A safety bound on the pages one sweep reads (100 deliveries each): the
+/// sweep ends at the horizon, and this only stops a listing that never
+/// reaches it (a cursor that loops, dates GitHub does not send). Reaching it
+/// is logged.
+const MAX_PAGES: usize = 1000;
 
 /// One webhook delivery as GitHub lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +31,25 @@ impl HookDelivery {
     pub fn failed(&self) -> bool {
         !(200..300).contains(&self.status_code)
     }
+
+    /// Our receiver read the delivery and refused it as invalid (400: a
+    /// malformed payload or a refused callback URL; 413: too large):
+    /// delivering it again gets the same answer.
+    pub fn refused_as_invalid(&self) -> bool {
+        matches!(self.status_code, 400 | 413)
+    }
+}
+
+/// What one listing of failed deliveries found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailedDeliveries {
+    /// Failed `deployment_protection_rule` deliveries since the horizon,
+    /// newest first, without those our receiver refused as invalid.
+    pub deliveries: Vec<HookDelivery>,
+    /// Pages read.
+    pub pages: usize,
+    /// The safety bound ended the listing before the horizon.
+    pub truncated: bool,
 }
 
 /// The `cursor` of the `rel="next"` link in a `Link` header, if any. GitHub's
@@ -56,21 +78,31 @@ pub fn next_cursor(link: Option<&http::HeaderValue>) -> Option<String> {
 }
 
 impl GitHub {
-    /// Failed `deployment_protection_rule` deliveries since `since`, newest first.
+    /// Failed `deployment_protection_rule` deliveries since `since`, newest
+    /// first. GitHub filters to failures (`status=failure`: answers 400 to
+    /// 599) and lists newest first, so the listing ends at the first delivery
+    /// older than `since` (GitHub keeps deliveries for 3 days, and redelivers
+    /// none older), not after a number of pages.
     pub async fn failed_deliveries(
         &self,
         since: Timestamp,
-    ) -> Result<Vec<HookDelivery>, GitHubError> {
+    ) -> Result<FailedDeliveries, GitHubError> {
         let op = "listing the App's webhook deliveries".to_string();
         let crab = self.app_client(&op)?;
-        let mut out = Vec::new();
+        let mut out = FailedDeliveries::default();
         let mut cursor: Option<String> = None;
-        'pages: for _ in 0..MAX_PAGES {
+        'pages: loop {
+            if out.pages == MAX_PAGES {
+                out.truncated = true;
+                tracing::warn!(pages = MAX_PAGES, since = %since, "the App's failed webhook deliveries did not reach the 72-hour horizon within the sweep's page bound; older lost requests are not recovered this sweep");
+                break;
+            }
             let path = match &cursor {
-                Some(c) => format!("/app/hook/deliveries?per_page=100&cursor={c}"),
-                None => "/app/hook/deliveries?per_page=100".to_string(),
+                Some(c) => format!("/app/hook/deliveries?per_page=100&status=failure&cursor={c}"),
+                None => "/app/hook/deliveries?per_page=100&status=failure".to_string(),
             };
             let (v, headers) = self.get_json(&crab, &path, &op).await?;
+            out.pages += 1;
             for d in v.as_array().cloned().unwrap_or_default() {
                 let delivered_at = d
                     .get("delivered_at")
@@ -99,8 +131,11 @@ impl GitHub {
                         .and_then(|r| r.as_bool())
                         .unwrap_or(false),
                 };
-                if delivery.event == "deployment_protection_rule" && delivery.failed() {
-                    out.push(delivery);
+                if delivery.event == "deployment_protection_rule"
+                    && delivery.failed()
+                    && !delivery.refused_as_invalid()
+                {
+                    out.deliveries.push(delivery);
                 }
             }
             cursor = next_cursor(headers.get("link"));

@@ -1,7 +1,9 @@
 //! Pacing of content-creating requests (reviews, status reports, redeliveries)
 //! to stay inside GitHub's secondary rate limits: a FIFO schedule of evenly
-//! spaced slots, a cap on requests in flight, and a shared pause when GitHub
-//! says a limit was hit anyway.
+//! spaced slots (at most `per_minute` a minute) that also never hands out more
+//! than `per_hour` slots in any hour (GitHub documents both: about 80 a minute
+//! and 500 an hour), a cap on requests in flight, and a shared pause when
+//! GitHub says a limit was hit anyway (on any call, reads included).
 //!
 //! A reconciler does not wait for its slot: it reserves one under the request's
 //! key ([`Limiter::turn`]), comes back when it is due, and then writes. Only a
@@ -27,6 +29,8 @@ pub const INLINE_WAIT: Duration = Duration::from_millis(50);
 /// A reservation not used this long after its time is given up; its owner
 /// reserves again. Bounds both the map and how many late writes can bunch up.
 const RESERVATION_GRACE: Duration = Duration::from_secs(10);
+/// The window of the hourly budget.
+const HOUR: Duration = Duration::from_secs(3600);
 
 /// Whose turn it is to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +43,10 @@ pub enum Turn {
 
 struct Slots {
     next: Instant,
+    /// The slots handed out in the last hour, oldest first (at most
+    /// `per_hour`): the next slot is no earlier than an hour after the oldest
+    /// once the hour's budget is spent.
+    hour: VecDeque<Instant>,
     blocked_until: Instant,
     /// Consecutive secondary-limit hits, for exponential backoff.
     strikes: u32,
@@ -68,9 +76,27 @@ struct WaitingReport {
 
 impl Slots {
     /// The next free slot; it is taken.
-    fn take(&mut self, interval: Duration) -> Instant {
-        let at = Instant::now().max(self.next).max(self.blocked_until);
+    fn take(&mut self, interval: Duration, per_hour: usize) -> Instant {
+        let at = self.free_at(Instant::now(), per_hour);
+        // Slots only grow, so the window stays in order and holds at most
+        // `per_hour` entries.
+        while self.hour.front().is_some_and(|t| *t + HOUR <= at) {
+            self.hour.pop_front();
+        }
+        self.hour.push_back(at);
         self.next = at + interval;
+        at
+    }
+
+    /// When the next slot would be: after the last one, after any pause, and
+    /// once the hour's budget is spent, an hour after the oldest slot in it.
+    fn free_at(&self, now: Instant, per_hour: usize) -> Instant {
+        let mut at = now.max(self.next).max(self.blocked_until);
+        let live = self.hour.iter().filter(|t| **t + HOUR > at).count();
+        if live >= per_hour {
+            let oldest_needed = self.hour[self.hour.len() - per_hour];
+            at = at.max(oldest_needed + HOUR);
+        }
         at
     }
 
@@ -145,19 +171,25 @@ const REPORTS_COUNTED: usize = 1000;
 /// Shared by every clone of the client.
 pub struct Limiter {
     interval: Duration,
+    per_minute: u32,
+    per_hour: usize,
     slots: Mutex<Slots>,
     in_flight: Arc<Semaphore>,
 }
 
 impl Limiter {
-    /// `per_minute` writes a minute, at most `max_in_flight` at once.
-    pub fn new(per_minute: u32, max_in_flight: usize) -> Limiter {
+    /// `per_minute` writes a minute and `per_hour` an hour, at most
+    /// `max_in_flight` at once.
+    pub fn new(per_minute: u32, per_hour: u32, max_in_flight: usize) -> Limiter {
         let per_minute = per_minute.max(1);
         let now = Instant::now();
         Limiter {
             interval: Duration::from_secs(60) / per_minute,
+            per_minute,
+            per_hour: per_hour.max(1) as usize,
             slots: Mutex::new(Slots {
                 next: now,
+                hour: VecDeque::new(),
                 blocked_until: now,
                 strikes: 0,
                 pauses: 0,
@@ -190,7 +222,7 @@ impl Limiter {
         let at = match s.reserved(key) {
             Some(at) => at,
             None => {
-                let at = s.take(self.interval);
+                let at = s.take(self.interval, self.per_hour);
                 s.reserve(key, at);
                 at
             }
@@ -221,12 +253,12 @@ impl Limiter {
         }
         let place = s.report_place(key, now);
         let ahead = s.reports.range(..place).take(REPORTS_COUNTED).count() as u32;
-        let free_at = now.max(s.next).max(s.blocked_until);
+        let free_at = s.free_at(now, self.per_hour);
         if ahead == 0 && free_at <= now + INLINE_WAIT {
             if let Some(r) = s.reports.remove(&place) {
                 s.report_places.remove(&r.key);
             }
-            let at = s.take(self.interval);
+            let at = s.take(self.interval, self.per_hour);
             s.reserve(key, at);
             return Turn::Now;
         }
@@ -250,7 +282,7 @@ impl Limiter {
                 }
                 None => {
                     s.reserved.remove(key);
-                    s.take(self.interval)
+                    s.take(self.interval, self.per_hour)
                 }
             }
         };
@@ -279,6 +311,27 @@ impl Limiter {
         s.pauses += 1;
         let until = Instant::now() + pause;
         s.blocked_until = s.blocked_until.max(until);
+    }
+
+    /// How long every request waits for a pause GitHub imposed (a rate limit
+    /// on any call); zero when none is in force. Reads honour it too.
+    pub fn paused_for(&self) -> Duration {
+        self.slots()
+            .blocked_until
+            .saturating_duration_since(Instant::now())
+    }
+
+    /// Writes left in each budget window (`minute`, `hour`) now: the
+    /// window's limit less the slots taken in its last span (slots reserved
+    /// for later count as taken).
+    pub fn budget_remaining(&self) -> [(&'static str, u64); 2] {
+        let now = Instant::now();
+        let s = self.slots();
+        let used_in =
+            |window: Duration| s.hour.iter().filter(|t| **t + window > now).count() as u64;
+        let minute = (self.per_minute as u64).saturating_sub(used_in(Duration::from_secs(60)));
+        let hour = (self.per_hour as u64).saturating_sub(used_in(HOUR));
+        [("minute", minute), ("hour", hour)]
     }
 
     /// A write went through: forget earlier secondary-limit strikes.
@@ -315,7 +368,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_reserved_turn_is_kept_and_used_once() {
         // One write a second.
-        let l = Limiter::new(60, 10);
+        let l = Limiter::new(60, 100_000, 10);
         assert_eq!(l.turn("a"), Turn::Now);
         assert_eq!(l.turn("b"), Turn::Later(Duration::from_secs(1)));
         assert_eq!(l.turn("c"), Turn::Later(Duration::from_secs(2)));
@@ -333,7 +386,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_moves_reservations_behind_it() {
-        let l = Limiter::new(60, 10);
+        let l = Limiter::new(60, 100_000, 10);
         assert_eq!(l.turn("a"), Turn::Now);
         assert_eq!(l.turn("b"), Turn::Later(Duration::from_secs(1)));
         let pause = l.secondary_limit(None);
@@ -345,7 +398,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_waiting_report_lets_every_answer_go_first() {
-        let l = Limiter::new(60, 10);
+        let l = Limiter::new(60, 100_000, 10);
         // Nothing queued: a report goes at once.
         assert_eq!(l.report_turn("r1"), Turn::Now);
         drop(l.acquire("r1").await);
@@ -374,7 +427,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_report_keeps_one_place_and_its_answer_drops_it() {
-        let l = Limiter::new(60, 10);
+        let l = Limiter::new(60, 100_000, 10);
         assert_eq!(l.turn("a"), Turn::Now);
         // Asked three times (its text changed twice): one place, one report.
         for _ in 0..3 {
@@ -389,7 +442,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_report_nobody_comes_back_for_is_dropped() {
-        let l = Limiter::new(60, 10);
+        let l = Limiter::new(60, 100_000, 10);
         assert_eq!(l.turn("a"), Turn::Now);
         assert_eq!(l.report_turn("gone"), Turn::Later(Duration::from_secs(1)));
         assert_eq!(l.report_turn("next"), Turn::Later(Duration::from_secs(2)));
@@ -403,8 +456,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_hourly_budget_holds_back_a_burst_the_minute_rate_allows() {
+        // 60 a minute, 100 an hour: the 101st slot comes an hour after the first.
+        let l = Limiter::new(60, 100, 10);
+        let start = Instant::now();
+        let mut slots = Vec::new();
+        for k in 0..150 {
+            drop(l.acquire(&format!("k{k}")).await);
+            slots.push(Instant::now() - start);
+        }
+        assert_eq!(slots[99], Duration::from_secs(99));
+        assert_eq!(slots[100], Duration::from_secs(3600));
+        assert_eq!(slots[149], Duration::from_secs(3649));
+        assert_eq!(l.budget_remaining(), [("minute", 10), ("hour", 0)]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn reservations_nobody_uses_expire() {
-        let l = Limiter::new(60, 10);
+        let l = Limiter::new(60, 100_000, 10);
         for k in 0..100 {
             l.turn(&format!("k{k}"));
         }

@@ -16,7 +16,7 @@ pub mod webhook;
 
 pub use client::{Auth, GitHub, GitHubConfig, split_repository};
 pub use error::GitHubError;
-pub use hooks::{HookDelivery, next_cursor};
+pub use hooks::{FailedDeliveries, HookDelivery, next_cursor};
 pub use limiter::Turn;
 pub use response::{Class, classify};
 pub use review::{CommentOutcome, Pace, ReviewOutcome, RunState, RunTarget};

@@ -20,8 +20,22 @@ pub enum Class {
     RateLimited { after: Duration },
     /// 5xx and other transient failures.
     Transient { why: String },
-    /// 401 after a fresh token, 403 that is not a limit, other 4xx: a real refusal.
+    /// 401 after a fresh token, 403 that is not a limit, a redirect: a real refusal.
     Denied { status: u16, why: String },
+    /// Any other 4xx (a 422 that is not "already reviewed", a 400, a 413…):
+    /// GitHub refused the request itself as invalid. Sending it again gets
+    /// the same answer, so it is recorded, never retried. `message` is GitHub's.
+    Invalid { status: u16, message: String },
+}
+
+impl Class {
+    /// True for a rate-limit answer (primary or secondary), on any call.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            Class::SecondaryLimit { .. } | Class::RateLimited { .. }
+        )
+    }
 }
 
 fn header_u64(h: &HeaderMap, name: &str) -> Option<u64> {
@@ -83,6 +97,7 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &str, now_epoch: i64) ->
         500..=599 => Class::Transient {
             why: format!("GitHub answered {status}: {message}"),
         },
+        400..=499 if status != 401 => Class::Invalid { status, message },
         _ => Class::Denied {
             status,
             why: format!("GitHub answered {status}: {message}"),
@@ -168,6 +183,41 @@ mod tests {
             ),
             Class::AlreadySettled
         );
+    }
+
+    #[test]
+    fn any_other_422_or_4xx_is_an_invalid_request_with_githubs_message() {
+        assert_eq!(
+            classify(
+                422,
+                &HeaderMap::new(),
+                r#"{"message":"Validation Failed: comment is too long (maximum is 1024 characters)"}"#,
+                0
+            ),
+            Class::Invalid {
+                status: 422,
+                message: "Validation Failed: comment is too long (maximum is 1024 characters)"
+                    .into()
+            }
+        );
+        assert!(matches!(
+            classify(
+                400,
+                &HeaderMap::new(),
+                r#"{"message":"Problems parsing JSON"}"#,
+                0
+            ),
+            Class::Invalid { status: 400, .. }
+        ));
+        assert!(matches!(
+            classify(
+                401,
+                &HeaderMap::new(),
+                r#"{"message":"Bad credentials"}"#,
+                0
+            ),
+            Class::Denied { status: 401, .. }
+        ));
     }
 
     #[test]

@@ -6,10 +6,10 @@ use std::time::Duration;
 use http::Method;
 use serde_json::json;
 
-use super::client::{GitHub, split_repository};
+use super::client::{GitHub, split_repository, status_error};
 use super::error::GitHubError;
 use super::limiter::Turn;
-use super::response::{Class, classify, message_of};
+use super::response::Class;
 use crate::api::Verdict;
 
 /// The request a gate answers.
@@ -28,7 +28,12 @@ pub struct RunTarget {
 impl RunTarget {
     /// The key its writes are paced under: one answer per run and environment.
     fn pacing_key(&self) -> String {
-        format!("{}#{}#{}", self.repository, self.run_id, self.environment)
+        format!(
+            "{}#{}#{}",
+            self.repository.to_ascii_lowercase(),
+            self.run_id,
+            self.environment.to_lowercase()
+        )
     }
 }
 
@@ -52,6 +57,11 @@ pub enum ReviewOutcome {
     },
     /// A real refusal; `why` names the permission or setting to fix.
     Denied { why: String },
+    /// GitHub refused the answer itself as invalid (a 4xx such as a 422 that
+    /// is not "already reviewed"), and the request is still waiting at GitHub
+    /// (`pending_deployments` says so): a defect in our request, which
+    /// sending again cannot fix. `message` is GitHub's, for the gate's status.
+    Invalid { status: u16, message: String },
 }
 
 /// How a [`ReviewOutcome::Retry`] waits.
@@ -77,6 +87,9 @@ pub enum CommentOutcome {
     NotPending,
 }
 
+/// The longest `comment` GitHub takes on a review or a status report.
+pub const MAX_COMMENT_CHARS: usize = 1024;
+
 /// The state of a workflow run, for orphan detection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunState {
@@ -88,10 +101,6 @@ pub enum RunState {
     Cancelled,
     /// The run or repository does not exist (any more).
     Gone,
-}
-
-fn now_epoch() -> i64 {
-    jiff::Timestamp::now().as_second()
 }
 
 impl GitHub {
@@ -126,6 +135,11 @@ impl GitHub {
         self.limiter().reports_dropped()
     }
 
+    /// GitHub writes left in each pacing window now (`minute`, `hour`).
+    pub fn write_budget(&self) -> [(&'static str, u64); 2] {
+        self.limiter().budget_remaining()
+    }
+
     /// Times GitHub's rate limits paused every write, since start.
     pub fn rate_limit_pauses(&self) -> u64 {
         self.limiter().pauses()
@@ -149,14 +163,17 @@ impl GitHub {
             Ok(p) => p,
             Err(e) => return ReviewOutcome::Denied { why: e.to_string() },
         };
-        let crab = match self
+        // Credentials first: a failure here sent nothing, so it is no ambiguity.
+        if let Err(e) = self
             .for_repo(&target.repository, target.installation_id, &op)
             .await
         {
-            Ok(c) => c,
-            Err(e) if e.is_transient() => return backoff(e.to_string()),
-            Err(e) => return ReviewOutcome::Denied { why: e.to_string() },
-        };
+            return if e.is_transient() {
+                backoff(e.to_string())
+            } else {
+                ReviewOutcome::Denied { why: e.to_string() }
+            };
+        }
         let path = format!(
             "/repos/{owner}/{name}/actions/runs/{}/deployment_protection_rule",
             target.run_id
@@ -164,38 +181,49 @@ impl GitHub {
         let body = json!({
             "environment_name": target.environment,
             "state": verdict.github_state(),
-            "comment": comment,
+            "comment": fit_comment(comment),
         });
-        let _permit = self.limiter().acquire(&target.pacing_key()).await;
-        let answer = match self
-            .send(&crab, Method::POST, &path, Some(&body), &op)
-            .await
-        {
+        let permit = self.limiter().acquire(&target.pacing_key()).await;
+        let sent = self
+            .send_repo(
+                &target.repository,
+                target.installation_id,
+                Method::POST,
+                &path,
+                Some(&body),
+                &op,
+            )
+            .await;
+        drop(permit);
+        let answer = match sent {
             Ok(a) => a,
+            // Nothing was sent: a pause GitHub imposed is still on.
+            Err(GitHubError::RateLimited { after, .. }) => {
+                return ReviewOutcome::Retry {
+                    after,
+                    error: format!("GitHub rate limit; retrying after {after:?}"),
+                    pace: Pace::Told,
+                };
+            }
             Err(e) => {
                 // Ambiguous: the request may have reached GitHub. Look before sending again.
-                drop(_permit);
-                return if self.landed(target, verdict).await {
-                    ReviewOutcome::Delivered
-                } else {
-                    backoff(e.to_string())
+                return match self.unclear(target, verdict).await {
+                    Unclear::Landed => ReviewOutcome::Delivered,
+                    Unclear::NotWaiting { by } => ReviewOutcome::AlreadySettled { by },
+                    Unclear::StillWaiting | Unclear::CannotTell => backoff(e.to_string()),
                 };
             }
         };
-        match classify(answer.status, &answer.headers, &answer.body, now_epoch()) {
+        match answer.class {
             Class::Ok => {
                 self.limiter().succeeded();
                 ReviewOutcome::Delivered
             }
             Class::AlreadySettled => ReviewOutcome::AlreadySettled { by: self.approver(target).await },
             Class::Gone => ReviewOutcome::Gone,
-            Class::SecondaryLimit { retry_after } => {
-                let after = self.limiter().secondary_limit(retry_after);
-                ReviewOutcome::Retry { after, error: format!("GitHub secondary rate limit; every write pauses {after:?}"), pace: Pace::Told }
-            }
-            Class::RateLimited { after } => {
-                self.limiter().wait_until(after);
-                ReviewOutcome::Retry { after, error: format!("GitHub rate limit; retrying after {after:?}"), pace: Pace::Told }
+            Class::SecondaryLimit { .. } | Class::RateLimited { .. } => {
+                let after = answer.paused.unwrap_or(Duration::from_secs(60));
+                ReviewOutcome::Retry { after, error: format!("GitHub rate limit; every write pauses {after:?}"), pace: Pace::Told }
             }
             Class::Transient { why } => backoff(why),
             Class::Denied { status: 401, .. } => ReviewOutcome::Retry {
@@ -207,7 +235,83 @@ impl GitHub {
                 why: format!("the App lacks Deployments: write on {} ({why})", target.repository),
             },
             Class::Denied { why, .. } => ReviewOutcome::Denied { why },
+            Class::Invalid { status, message } => {
+                // Not a settled answer GitHub spells some other way? The
+                // waiting environments tell: only a request still waiting
+                // makes this a defect to record.
+                match self.unclear(target, verdict).await {
+                    Unclear::Landed => ReviewOutcome::Delivered,
+                    Unclear::NotWaiting { by } => ReviewOutcome::AlreadySettled { by },
+                    Unclear::StillWaiting | Unclear::CannotTell => {
+                        ReviewOutcome::Invalid { status, message }
+                    }
+                }
+            }
         }
+    }
+
+    /// When a delivery's outcome is unclear (no answer, a reset, a refusal
+    /// we do not recognise): did our answer land (`…/approvals`), and if
+    /// not, is the request still waiting at all (`…/pending_deployments`)?
+    async fn unclear(&self, target: &RunTarget, verdict: Verdict) -> Unclear {
+        if self.landed(target, verdict).await {
+            return Unclear::Landed;
+        }
+        match self.waiting(target).await {
+            Ok(true) => Unclear::StillWaiting,
+            Ok(false) => Unclear::NotWaiting {
+                by: self.approver(target).await,
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the run's pending deployments");
+                Unclear::CannotTell
+            }
+        }
+    }
+
+    /// True while the run waits on `target.environment`: `GET
+    /// …/runs/{run_id}/pending_deployments` lists the environments a run
+    /// waits on, those waiting on protection rules included. GitHub's
+    /// environment names are case-insensitive.
+    pub async fn waiting(&self, target: &RunTarget) -> Result<bool, GitHubError> {
+        let op = format!(
+            "pending deployments of {} run {}",
+            target.repository, target.run_id
+        );
+        let (owner, name) = split_repository(&target.repository)?;
+        let path = format!(
+            "/repos/{owner}/{name}/actions/runs/{}/pending_deployments",
+            target.run_id
+        );
+        let a = self
+            .send_repo(
+                &target.repository,
+                target.installation_id,
+                Method::GET,
+                &path,
+                None,
+                &op,
+            )
+            .await?;
+        // A 404 is no proof that nothing waits (GitHub also answers 404 for
+        // what the App may not read): only a list is an answer.
+        if a.status != 200 {
+            return Err(status_error(&op, &a));
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
+                op: op.clone(),
+                why: e.to_string(),
+            })?;
+        let list = v.as_array().ok_or_else(|| GitHubError::Decode {
+            op: op.clone(),
+            why: "the answer is not a list".into(),
+        })?;
+        Ok(list.iter().any(|p| {
+            p.pointer("/environment/name")
+                .and_then(|n| n.as_str())
+                .is_some_and(|n| same_environment(n, &target.environment))
+        }))
     }
 
     /// After an ambiguous failure: did this answer land? Only a review by this
@@ -250,20 +354,22 @@ impl GitHub {
     async fn approvals(&self, target: &RunTarget) -> Result<Vec<Approval>, GitHubError> {
         let op = format!("approvals of {} run {}", target.repository, target.run_id);
         let (owner, name) = split_repository(&target.repository)?;
-        let crab = self
-            .for_repo(&target.repository, target.installation_id, &op)
-            .await?;
         let path = format!(
             "/repos/{owner}/{name}/actions/runs/{}/approvals",
             target.run_id
         );
-        let a = self.send(&crab, Method::GET, &path, None, &op).await?;
+        let a = self
+            .send_repo(
+                &target.repository,
+                target.installation_id,
+                Method::GET,
+                &path,
+                None,
+                &op,
+            )
+            .await?;
         if a.status != 200 {
-            return Err(GitHubError::Status {
-                op,
-                status: a.status,
-                message: message_of(&a.body),
-            });
+            return Err(status_error(&op, &a));
         }
         let v: serde_json::Value =
             serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
@@ -291,7 +397,7 @@ impl GitHub {
                             // GitHub's environment names are case-insensitive.
                             e.get("name")
                                 .and_then(|n| n.as_str())
-                                .is_some_and(|n| n.eq_ignore_ascii_case(&target.environment))
+                                .is_some_and(|n| same_environment(n, &target.environment))
                         })
                     }),
             })
@@ -301,8 +407,10 @@ impl GitHub {
         Ok(out)
     }
 
-    /// A status report: the same endpoint with only a comment, shown to the person
-    /// watching the run. The caller keeps to GitHub's 10 per deployment.
+    /// A status report: the same endpoint with only a comment, shown to the
+    /// person watching the run (cut to GitHub's 1024 characters). The caller
+    /// keeps to GitHub's 10 per deployment. A report GitHub refuses as
+    /// invalid is [`GitHubError::Invalid`]: never send it again.
     pub async fn comment(
         &self,
         target: &RunTarget,
@@ -313,30 +421,39 @@ impl GitHub {
             target.repository, target.run_id
         );
         let (owner, name) = split_repository(&target.repository)?;
-        let crab = self
-            .for_repo(&target.repository, target.installation_id, &op)
-            .await?;
         let path = format!(
             "/repos/{owner}/{name}/actions/runs/{}/deployment_protection_rule",
             target.run_id
         );
-        let body = json!({ "environment_name": target.environment, "comment": text });
-        let _permit = self.limiter().acquire(&target.pacing_key()).await;
+        let body = json!({ "environment_name": target.environment, "comment": fit_comment(text) });
+        let permit = self.limiter().acquire(&target.pacing_key()).await;
         let a = self
-            .send(&crab, Method::POST, &path, Some(&body), &op)
-            .await?;
-        match classify(a.status, &a.headers, &a.body, now_epoch()) {
+            .send_repo(
+                &target.repository,
+                target.installation_id,
+                Method::POST,
+                &path,
+                Some(&body),
+                &op,
+            )
+            .await;
+        drop(permit);
+        let a = a?;
+        match a.class {
             Class::Ok => Ok(CommentOutcome::Posted),
             Class::AlreadySettled | Class::Gone => Ok(CommentOutcome::NotPending),
-            Class::SecondaryLimit { retry_after } => {
-                let after = self.limiter().secondary_limit(retry_after);
-                Err(GitHubError::RateLimited { op, after })
-            }
-            Class::RateLimited { after } => {
-                self.limiter().wait_until(after);
-                Err(GitHubError::RateLimited { op, after })
+            Class::SecondaryLimit { .. } | Class::RateLimited { .. } => {
+                Err(GitHubError::RateLimited {
+                    op,
+                    after: a.paused.unwrap_or(Duration::from_secs(60)),
+                })
             }
             Class::Transient { why } => Err(GitHubError::Transport { op, why }),
+            Class::Invalid { status, message } => Err(GitHubError::Invalid {
+                op,
+                status,
+                message,
+            }),
             Class::Denied { status, why } => Err(GitHubError::Status {
                 op,
                 status,
@@ -354,10 +471,10 @@ impl GitHub {
     ) -> Result<RunState, GitHubError> {
         let op = format!("state of {repo} run {run_id}");
         let (owner, name) = split_repository(repo)?;
-        let crab = self.for_repo(repo, installation, &op).await?;
         let a = self
-            .send(
-                &crab,
+            .send_repo(
+                repo,
+                installation,
                 Method::GET,
                 &format!("/repos/{owner}/{name}/actions/runs/{run_id}"),
                 None,
@@ -390,13 +507,38 @@ impl GitHub {
                 })
             }
             404 | 410 => Ok(RunState::Gone),
-            s => Err(GitHubError::Status {
-                op,
-                status: s,
-                message: message_of(&a.body),
-            }),
+            _ => Err(status_error(&op, &a)),
         }
     }
+}
+
+/// What a look at the run says when a delivery's outcome is unclear.
+enum Unclear {
+    /// Our own answer is in the run's review history.
+    Landed,
+    /// The run no longer waits on the environment: the answer is not needed.
+    NotWaiting { by: Option<String> },
+    /// The run still waits on the environment.
+    StillWaiting,
+    /// GitHub could not be asked.
+    CannotTell,
+}
+
+/// GitHub's environment names are case-insensitive, beyond ASCII too.
+pub fn same_environment(a: &str, b: &str) -> bool {
+    a == b || a.to_lowercase() == b.to_lowercase()
+}
+
+/// `text` cut to GitHub's limit for a comment, saying so at the end.
+pub fn fit_comment(text: &str) -> String {
+    const CUT: &str = " …";
+    if text.chars().count() <= MAX_COMMENT_CHARS {
+        return text.to_string();
+    }
+    let keep = MAX_COMMENT_CHARS - CUT.chars().count();
+    let mut out: String = text.chars().take(keep).collect();
+    out.push_str(CUT);
+    out
 }
 
 /// A transient failure: the caller backs off by its attempt count.

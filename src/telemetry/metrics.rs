@@ -59,6 +59,11 @@ pub struct Metrics {
     pub reconcile_errors: Family<Labels, Counter>,
     /// Status reports posted to workflow runs.
     pub status_reports: Counter,
+    /// Requests GitHub refused as invalid (a 4xx that is no limit, no
+    /// credential problem and no settled answer), by operation.
+    pub github_invalid_requests: Family<Labels, Counter>,
+    /// GitHub writes left in each pacing window (`minute`, `hour`).
+    pub github_write_budget_remaining: Family<Labels, Gauge>,
     /// Lost webhook deliveries GitHub was asked to redeliver.
     pub recovered_deliveries: Counter,
     /// Status writes refused by the transition guard.
@@ -206,6 +211,18 @@ impl Metrics {
             "Status reports posted to waiting workflow runs",
             status_reports.clone(),
         );
+        let github_invalid_requests = Family::<Labels, Counter>::default();
+        r.register(
+            "github_invalid_requests",
+            "Requests GitHub refused as invalid (recorded on the gate, never retried), by operation",
+            github_invalid_requests.clone(),
+        );
+        let github_write_budget_remaining = Family::<Labels, Gauge>::default();
+        r.register(
+            "github_write_budget_remaining",
+            "GitHub writes left in each pacing window (window: minute or hour)",
+            github_write_budget_remaining.clone(),
+        );
         let recovered_deliveries = Counter::default();
         r.register(
             "recovered_deliveries",
@@ -316,6 +333,8 @@ impl Metrics {
             reconcile_duration,
             reconcile_errors,
             status_reports,
+            github_invalid_requests,
+            github_write_budget_remaining,
             recovered_deliveries,
             guard_refusals,
             deployments,

@@ -1,5 +1,9 @@
-//! A fake GitHub API on 127.0.0.1 for tests, the benchmark and e2e: the
-//! deployment protection rule review (204, then 422 once answered), the run's
+//! A fake GitHub API on 127.0.0.1 for tests, the benchmark and e2e, following
+//! GitHub's documented behaviour (REST 2022-11-28): the
+//! deployment protection rule review (204, then 422 once answered; 422 for a
+//! comment over 1024 characters or an 11th status report on a deployment;
+//! environment names case-insensitive), the environments a run waits on
+//! (`pending_deployments`), the run's
 //! review history (`approvals`, each entry with its reviewer's login), the
 //! authenticated App (`GET /app`, JWT only) and user (`GET /user`, not for
 //! installation tokens), workflow runs, check runs and commit statuses,
@@ -111,8 +115,14 @@ struct Run {
     head_sha: Option<String>,
     status: String,
     conclusion: Option<String>,
-    /// environment → (state, login, comment)
+    /// environment (lowercased: GitHub's names are case-insensitive) →
+    /// (state, login, comment)
     answers: HashMap<String, (String, String, String)>,
+    /// Environments the run has asked about (lowercased → as first spelled):
+    /// it waits on those not answered (`pending_deployments`).
+    asked: HashMap<String, String>,
+    /// Status reports per environment (lowercased): GitHub keeps 10.
+    reports: HashMap<String, u32>,
     /// The review history as `GET …/approvals` lists it, oldest first: every
     /// answer, and reviews that answer no protection rule of ours (an
     /// environment's required reviewers).
@@ -128,6 +138,11 @@ struct GhState {
     script: HashMap<&'static str, VecDeque<Fault>>,
     random: Option<RandomFaults>,
     tokens_minted: u32,
+    /// The App's installation on every repository (default 42); a reinstall
+    /// changes it, and the old one's tokens stop working.
+    installation: Option<i64>,
+    /// Installations removed (their token mints answer 404).
+    removed_installations: Vec<i64>,
     deliveries: Vec<Value>,
     payloads: HashMap<i64, Value>,
     redelivered: Vec<i64>,
@@ -181,6 +196,14 @@ fn credential(authorization: Option<&str>) -> Credential {
     } else {
         Credential::Token
     }
+}
+
+/// The installation an installation token was minted for (`ghs_fake{n}_i{id}`).
+fn token_installation(authorization: Option<&str>) -> Option<i64> {
+    let token = authorization?
+        .strip_prefix("Bearer ")
+        .or_else(|| authorization?.strip_prefix("token "))?;
+    token.rsplit_once("_i")?.1.parse().ok()
 }
 
 /// The fake server. Clones share state.
@@ -273,7 +296,7 @@ impl FakeGitHub {
         self.lock()
             .runs
             .get(&run_id)
-            .and_then(|r| r.answers.get(environment))
+            .and_then(|r| r.answers.get(&environment.to_lowercase()))
             .map(|(s, l, _)| (s.clone(), l.clone()))
     }
 
@@ -282,7 +305,7 @@ impl FakeGitHub {
         let mut s = self.lock();
         let run = s.runs.entry(run_id).or_default();
         run.answers.insert(
-            environment.to_string(),
+            environment.to_lowercase(),
             (state.to_string(), login.to_string(), String::new()),
         );
         run.history
@@ -340,7 +363,7 @@ impl FakeGitHub {
             .entry(run_id)
             .or_default()
             .answers
-            .remove(environment);
+            .remove(&environment.to_lowercase());
     }
 
     /// Sets the commit a workflow run reports as its `head_sha`.
@@ -364,7 +387,7 @@ impl FakeGitHub {
         list.insert(0, json!({"context": context, "state": state}));
     }
 
-    /// Scripts the next answers of a route: `review`, `approvals`, `run`, `checks`, `token`, `deliveries`.
+    /// Scripts the next answers of a route: `review`, `approvals`, `pending`, `run`, `checks`, `token`, `deliveries`, `installation`.
     pub fn script(&self, route: &'static str, faults: &[Fault]) {
         self.lock()
             .script
@@ -400,6 +423,52 @@ impl FakeGitHub {
     /// Stops random faults.
     pub fn no_random_faults(&self) {
         self.lock().random = None;
+    }
+
+    /// The App is reinstalled on every repository: `GET …/installation` now
+    /// answers `new_id`; the old installation's token mints answer 404 and
+    /// its tokens 401 (GitHub revokes them).
+    pub fn reinstall(&self, new_id: i64) {
+        let mut s = self.lock();
+        let old = s.installation.unwrap_or(42);
+        s.removed_installations.push(old);
+        s.installation = Some(new_id);
+    }
+
+    /// The run waits on `environment` (GitHub created the request), as
+    /// `pending_deployments` lists it. A review or report to an environment
+    /// also marks it asked.
+    pub fn waits_on(&self, run_id: i64, environment: &str) {
+        let mut s = self.lock();
+        s.runs
+            .entry(run_id)
+            .or_default()
+            .asked
+            .entry(environment.to_lowercase())
+            .or_insert_with(|| environment.to_string());
+    }
+
+    /// Adds an App webhook delivery at a given time, with its payload.
+    pub fn add_delivery_at(
+        &self,
+        id: i64,
+        event: &str,
+        status_code: i64,
+        delivered_at: jiff::Timestamp,
+        payload: Value,
+    ) {
+        self.add_delivery(id, event, status_code, payload);
+        let mut s = self.lock();
+        if let Some(d) = s.deliveries.iter_mut().find(|d| d["id"] == id) {
+            d["delivered_at"] = json!(delivered_at.to_string());
+        }
+        // GitHub lists newest first.
+        s.deliveries.sort_by(|a, b| {
+            b["delivered_at"]
+                .as_str()
+                .unwrap_or("")
+                .cmp(a["delivered_at"].as_str().unwrap_or(""))
+        });
     }
 
     /// Installation tokens minted so far.
@@ -468,6 +537,7 @@ fn route_of(method: &Method, parts: &[&str]) -> &'static str {
             ],
         ) => "review",
         (&Method::GET, ["repos", _, _, "actions", "runs", _, "approvals"]) => "approvals",
+        (&Method::GET, ["repos", _, _, "actions", "runs", _, "pending_deployments"]) => "pending",
         (&Method::GET, ["repos", _, _, "actions", "runs", _]) => "run",
         (&Method::GET, ["repos", _, _, "commits", _, _]) => "checks",
         (&Method::POST, ["app", "installations", _, "access_tokens"]) => "token",
@@ -555,6 +625,7 @@ fn random_fault(rng: &mut StdRng, kinds: &[FaultKind]) -> Fault {
 async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
     let authorization = req
         .headers()
         .get("authorization")
@@ -577,6 +648,15 @@ async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let route = route_of(&method, &parts);
     let at = tokio::time::Instant::now();
+    if route == "review"
+        && let (Some(run), Some(env)) = (
+            parts.get(5).and_then(|r| r.parse::<i64>().ok()),
+            body.get("environment_name").and_then(|e| e.as_str()),
+        )
+    {
+        // A review names a request GitHub created: the run waits on it.
+        fake.waits_on(run, env);
+    }
     let fault = {
         let mut s = fake.lock();
         let scripted = s.script.get_mut(route).and_then(|q| q.pop_front());
@@ -597,7 +677,14 @@ async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
         Some(Effect::Respond(r)) => (r, None),
         Some(Effect::Hang { lands }) => (
             if lands {
-                serve(&fake, &method, &parts, &body, authorization.as_deref())
+                serve(
+                    &fake,
+                    &method,
+                    &parts,
+                    &query,
+                    &body,
+                    authorization.as_deref(),
+                )
             } else {
                 gh(599, "never sent")
             },
@@ -605,14 +692,28 @@ async fn handle(State(fake): State<FakeGitHub>, req: Request) -> Response {
         ),
         Some(Effect::Reset { lands }) => (
             if lands {
-                serve(&fake, &method, &parts, &body, authorization.as_deref())
+                serve(
+                    &fake,
+                    &method,
+                    &parts,
+                    &query,
+                    &body,
+                    authorization.as_deref(),
+                )
             } else {
                 gh(599, "never sent")
             },
             Some(false),
         ),
         None => (
-            serve(&fake, &method, &parts, &body, authorization.as_deref()),
+            serve(
+                &fake,
+                &method,
+                &parts,
+                &query,
+                &body,
+                authorization.as_deref(),
+            ),
             None,
         ),
     };
@@ -642,11 +743,18 @@ fn serve(
     fake: &FakeGitHub,
     method: &Method,
     parts: &[&str],
+    query: &str,
     body: &Value,
     authorization: Option<&str>,
 ) -> Response {
     let mut s = fake.lock();
     let credential = credential(authorization);
+    // A removed installation's tokens were revoked with it.
+    if credential == Credential::Installation
+        && token_installation(authorization).is_some_and(|i| s.removed_installations.contains(&i))
+    {
+        return gh(401, "Bad credentials");
+    }
     match (method, parts) {
         // "You must use a JWT to access this endpoint."
         (&Method::GET, ["app"]) => match credential {
@@ -663,19 +771,25 @@ fn serve(
             Credential::None => gh(401, "Requires authentication"),
             _ => gh(403, "Resource not accessible by integration"),
         },
-        (&Method::POST, ["app", "installations", _id, "access_tokens"]) => {
+        (&Method::POST, ["app", "installations", id, "access_tokens"]) => {
+            let id: i64 = id.parse().unwrap_or(0);
+            if s.removed_installations.contains(&id) {
+                return gh(404, "Not Found");
+            }
             s.tokens_minted += 1;
             let n = s.tokens_minted;
             let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
             (
                 StatusCode::CREATED,
                 [("content-type", "application/json")],
-                json!({"token": format!("ghs_fake{n}"), "expires_at": expires.to_string(), "permissions": {"actions": "read", "checks": "read", "deployments": "write", "statuses": "read"}})
+                json!({"token": format!("ghs_fake{n}_i{id}"), "expires_at": expires.to_string(), "permissions": {"actions": "read", "checks": "read", "deployments": "write", "statuses": "read"}})
                     .to_string(),
             )
                 .into_response()
         }
-        (&Method::GET, ["repos", _, _, "installation"]) => json_ok(json!({"id": 42, "app_id": 1})),
+        (&Method::GET, ["repos", _, _, "installation"]) => {
+            json_ok(json!({"id": s.installation.unwrap_or(42), "app_id": 1}))
+        }
         (
             &Method::POST,
             [
@@ -703,12 +817,27 @@ fn serve(
                 .and_then(|e| e.as_str())
                 .unwrap_or("")
                 .to_string();
+            let key = env.to_lowercase();
             let entry = s.runs.entry(run_id).or_default();
             if entry.gone {
                 return gh(404, "Not Found");
             }
-            if entry.answers.contains_key(&env) {
+            if entry.answers.contains_key(&key) {
                 return gh(422, "No pending deployment requests to approve or reject");
+            }
+            // GitHub's validation: a comment of at most 1024 characters, at
+            // most 10 status reports per deployment.
+            if comment.chars().count() > 1024 {
+                return gh(
+                    422,
+                    "Validation Failed: comment is too long (maximum is 1024 characters)",
+                );
+            }
+            if state.is_none() && entry.reports.get(&key).copied().unwrap_or(0) >= 10 {
+                return gh(
+                    422,
+                    "Validation Failed: a deployment can have at most 10 status reports",
+                );
             }
             let login = match credential {
                 Credential::Installation => s.bot_login(),
@@ -720,10 +849,13 @@ fn serve(
                     entry
                         .history
                         .push(history_entry(&env, &state, &login, &comment));
-                    entry.answers.insert(env.clone(), (state, login, comment));
+                    entry.answers.insert(key, (state, login, comment));
                     *s.accepted.entry((run_id, env)).or_default() += 1;
                 }
-                None => *s.comments.entry((run_id, env)).or_default() += 1,
+                None => {
+                    *entry.reports.entry(key).or_default() += 1;
+                    *s.comments.entry((run_id, env)).or_default() += 1;
+                }
             }
             StatusCode::NO_CONTENT.into_response()
         }
@@ -734,6 +866,44 @@ fn serve(
                 .get(&run_id)
                 .map(|r| r.history.clone())
                 .unwrap_or_default();
+            json_ok(Value::Array(list))
+        }
+        (&Method::GET, ["repos", _, _, "actions", "runs", run, "pending_deployments"]) => {
+            let run_id: i64 = run.parse().unwrap_or(0);
+            let Some(r) = s.runs.get(&run_id) else {
+                return json_ok(json!([]));
+            };
+            if r.gone {
+                return gh(404, "Not Found");
+            }
+            if r.status == "completed" {
+                return json_ok(json!([]));
+            }
+            let mut waiting: Vec<(&String, &String)> = r
+                .asked
+                .iter()
+                .filter(|(key, _)| !r.answers.contains_key(*key))
+                .collect();
+            waiting.sort();
+            let list: Vec<Value> = waiting
+                .into_iter()
+                .enumerate()
+                .map(|(i, (_, name))| {
+                    json!({
+                        "environment": {
+                            "id": 161088068 + i as i64,
+                            "node_id": "MDExOkVudmlyb25tZW50MTYxMDg4MDY4",
+                            "name": name,
+                            "url": format!("https://api.github.com/repos/acme/web/environments/{name}"),
+                            "html_url": format!("https://github.com/acme/web/deployments/activity_log?environments_filter={name}"),
+                        },
+                        "wait_timer": 0,
+                        "wait_timer_started_at": null,
+                        "current_user_can_approve": false,
+                        "reviewers": [],
+                    })
+                })
+                .collect();
             json_ok(Value::Array(list))
         }
         (&Method::GET, ["repos", _, _, "actions", "runs", run]) => {
@@ -762,7 +932,53 @@ fn serve(
             json_ok(json!({"state": "pending", "statuses": statuses}))
         }
         (&Method::GET, ["app", "hook", "deliveries"]) => {
-            json_ok(Value::Array(s.deliveries.clone()))
+            // `status=failure`: answers 400 to 599; `per_page` (at most
+            // 100) and `cursor`, with a `Link: rel="next"` while more remain.
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                    .map(str::to_string)
+            };
+            let per_page = param("per_page")
+                .and_then(|p| p.parse::<usize>().ok())
+                .unwrap_or(30)
+                .clamp(1, 100);
+            let from = param("cursor")
+                .and_then(|c| c.strip_prefix('c').and_then(|n| n.parse::<usize>().ok()))
+                .unwrap_or(0);
+            let filter = param("status");
+            let listed: Vec<Value> = s
+                .deliveries
+                .iter()
+                .filter(|d| {
+                    let code = d["status_code"].as_i64().unwrap_or(0);
+                    match filter.as_deref() {
+                        Some("failure") => (400..=599).contains(&code),
+                        Some("success") => (200..=399).contains(&code),
+                        _ => true,
+                    }
+                })
+                .cloned()
+                .collect();
+            let page: Vec<Value> = listed.iter().skip(from).take(per_page).cloned().collect();
+            let mut r = json_ok(Value::Array(page));
+            if from + per_page < listed.len() {
+                let mut next = format!(
+                    "/app/hook/deliveries?per_page={per_page}&cursor=c{}",
+                    from + per_page
+                );
+                if let Some(f) = &filter {
+                    next.push_str(&format!("&status={f}"));
+                }
+                r.headers_mut().insert(
+                    "link",
+                    format!("<{}{next}>; rel=\"next\"", fake.url)
+                        .parse()
+                        .expect("link header"),
+                );
+            }
+            r
         }
         (&Method::GET, ["app", "hook", "deliveries", id]) => {
             let id: i64 = id.parse().unwrap_or(0);

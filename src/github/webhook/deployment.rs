@@ -97,8 +97,8 @@ impl DeploymentStatusEvent {
     }
 }
 
-/// The gate `event` reports on, among `gates`: the one whose `deploymentId` is
-/// the deployment's, else (only gates without a deployment id) the latest
+/// The gate `event` reports on, among `gates`: the one that follows the
+/// deployment (`deploymentId`, or one of `deploymentIds`), else (only gates without a deployment id) the latest
 /// approved gate for the same repository, environment and sha.
 pub fn find_gate<'a>(
     gates: &'a [DeploymentGate],
@@ -112,7 +112,7 @@ pub fn find_gate<'a>(
     if let Some(g) = gates
         .iter()
         .filter(same_repo)
-        .find(|g| g.spec.deployment_id == Some(event.deployment.id))
+        .find(|g| g.spec.follows_deployment(event.deployment.id))
     {
         return Some(g);
     }

@@ -214,6 +214,7 @@ pub fn build_gate(config: &OperatorConfig, request: &GateRequest) -> DeploymentG
         run_id: request.run_id,
         installation_id: request.installation_id,
         deployment_id: request.deployment_id,
+        deployment_ids: Vec::new(),
         requested_at: Some(request.requested_at),
         deadline: None,
         timeout: policy.and_then(|p| p.timeout.clone()),
@@ -292,7 +293,7 @@ pub fn same_request(existing: &DeploymentGate, request: &GateRequest) -> bool {
         return false;
     }
     match (existing.spec.deployment_id, request.deployment_id) {
-        (Some(a), Some(b)) => a == b,
+        (Some(_), Some(b)) => existing.spec.follows_deployment(b),
         _ => {
             let theirs = existing
                 .metadata
@@ -352,10 +353,18 @@ pub fn merge(existing: &DeploymentGate, request: &GateRequest) -> Merge {
         };
     }
     let mut patch = serde_json::Map::new();
-    if spec.deployment_id.is_none()
-        && let Some(id) = request.deployment_id
-    {
-        patch.insert("deploymentId".into(), id.into());
+    match (spec.deployment_id, request.deployment_id) {
+        (None, Some(id)) => {
+            patch.insert("deploymentId".into(), id.into());
+        }
+        // Another job's request shares this gate: follow its deployment too.
+        // (A merge patch replaces a list: the whole list is sent.)
+        (Some(_), Some(id)) if !spec.follows_deployment(id) && spec.deployment_ids.len() < 256 => {
+            let mut ids = spec.deployment_ids.clone();
+            ids.push(id);
+            patch.insert("deploymentIds".into(), ids.into());
+        }
+        _ => {}
     }
     if spec.installation_id.is_none()
         && let Some(id) = request.installation_id

@@ -55,8 +55,9 @@ pub use payload::{DeploymentProtectionRuleEvent, FieldError, WorkflowRunEvent};
 pub use signature::{SignatureError, sign, verify};
 pub use sweeper::{SweepError, SweepReport};
 
-/// Largest webhook body accepted (GitHub caps payloads at 25 MB; protection
-/// rule requests are a few kilobytes).
+/// Largest webhook body accepted, 1 MiB (GitHub caps payloads at 25 MB;
+/// protection rule requests are a few kilobytes). A larger one is answered
+/// 413, saying the limit, and the sweeper never redelivers it.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The receiver's shared state: clients, configuration, the webhook secret
@@ -220,7 +221,13 @@ impl Intake {
                         "the request body did not arrive in time".to_string(),
                     )
                 } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    (rejection.status(), "too_large", rejection.body_text())
+                    (
+                        rejection.status(),
+                        "too_large",
+                        format!(
+                            "the webhook body is larger than the limit of {MAX_BODY_BYTES} bytes (1 MiB)"
+                        ),
+                    )
                 } else {
                     (rejection.status(), "unreadable", rejection.body_text())
                 };

@@ -22,6 +22,8 @@ const LOOKBACK: SignedDuration = SignedDuration::from_hours(72);
 /// What one sweep did, by delivery id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepReport {
+    /// Pages of failed deliveries read (the listing ends at the 72-hour horizon).
+    pub pages: usize,
     /// Failed `deployment_protection_rule` deliveries GitHub listed (one per
     /// delivery GUID: repeated failed attempts of one request count once).
     pub examined: Vec<i64>,
@@ -52,18 +54,23 @@ enum Outcome {
 
 impl Intake {
     /// One sweep: every failed `deployment_protection_rule` delivery of the last
-    /// 3 days whose gate does not exist is redelivered by GitHub.
+    /// 3 days whose gate does not exist is redelivered by GitHub — except
+    /// those our receiver refused as invalid (400, 413), which a redelivery
+    /// would only replay.
     pub async fn sweep_once(&self) -> Result<SweepReport, SweepError> {
         let since = Timestamp::now() - LOOKBACK;
-        let deliveries = self
+        let listed = self
             .inner
             .github
             .failed_deliveries(since)
             .await
             .map_err(SweepError::List)?;
-        let mut report = SweepReport::default();
+        let mut report = SweepReport {
+            pages: listed.pages,
+            ..SweepReport::default()
+        };
         let mut seen = HashSet::new();
-        for d in deliveries {
+        for d in listed.deliveries {
             let key = if d.guid.is_empty() {
                 d.id.to_string()
             } else {
