@@ -71,7 +71,7 @@ start_operator() {
   # outage, not GitHub's pace, is what the answers wait for.
   "$TOLLGATE" run --namespace "$NS" --operator-namespace "$NS" --github-api-url "$FAKE" \
     --github-token-file "$WORK/token" --config "$WORK/config.yaml" \
-    --github-writes-per-minute 6000 \
+    --github-writes-per-minute 6000 --github-writes-per-hour 360000 \
     --listen "127.0.0.1:$(PORT)" --metrics-listen "127.0.0.1:$(PORT)" --pod-name restart-operator \
     >>"$WORK/operator.log" 2>&1 &
   echo $! >"$WORK/operator.pid"

@@ -969,7 +969,7 @@ async fn a_deleted_forbidden_gate_sends_nothing_to_github() {
     .expect("the forbidden gate goes at once")
     .expect("watch");
     assert_eq!(requests_for_run(&gh, 700), Vec::<String>::new());
-    assert_eq!(event_reasons(&kube, "bypass"), ["Forbidden"]);
+    events_eventually(&kube, "bypass", &["Forbidden"]).await;
     op.kill();
 }
 
@@ -1184,7 +1184,7 @@ async fn a_gate_whose_sha_is_not_the_runs_is_never_answered() {
         0,
         "no answer, no report"
     );
-    assert_eq!(event_reasons(&kube, "wrong-sha"), ["ShaMismatch"]);
+    events_eventually(&kube, "wrong-sha", &["ShaMismatch"]).await;
     until(&api, "wrong-sha", "without a finalizer", |g| {
         g.metadata.finalizers.as_ref().is_none_or(|f| f.is_empty())
     })

@@ -172,7 +172,9 @@ async fn run_phase(o: &Opts, path: &Path, gh: &FakeGitHub) -> Result<Value, Stri
             break;
         }
         if seen.elapsed() > Duration::from_secs(60) {
-            return Err("the operator never took up the pause (status.state Active) within 60 s".into());
+            return Err(
+                "the operator never took up the pause (status.state Active) within 60 s".into(),
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -199,7 +201,18 @@ async fn run_phase(o: &Opts, path: &Path, gh: &FakeGitHub) -> Result<Value, Stri
     let created = futures::stream::iter(batch)
         .map(|g| {
             let gates = gates.clone();
-            async move { gates.create(&PostParams::default(), &g).await.is_ok() }
+            async move {
+                match gates.create(&PostParams::default(), &g).await {
+                    Ok(_) => true,
+                    Err(e) => {
+                        eprintln!(
+                            "load: creating {}: {e}",
+                            g.metadata.name.unwrap_or_default()
+                        );
+                        false
+                    }
+                }
+            }
         })
         .buffer_unordered(32)
         .filter(|ok| futures::future::ready(*ok))
@@ -234,8 +247,11 @@ async fn run_phase(o: &Opts, path: &Path, gh: &FakeGitHub) -> Result<Value, Stri
     let answered = |gh: &FakeGitHub| -> HashMap<i64, Timestamp> {
         let mut first = HashMap::new();
         for r in gh.requests() {
+            // An answer carries a state; a status report is a comment only.
+            let answer = r.body.get("state").is_some_and(|s| !s.is_null());
             if r.method != "POST"
                 || r.status != 204
+                || !answer
                 || !r.path.ends_with("/deployment_protection_rule")
             {
                 continue;
@@ -270,6 +286,19 @@ async fn run_phase(o: &Opts, path: &Path, gh: &FakeGitHub) -> Result<Value, Stri
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = kube_requests(port);
     let events_dropped = counter(port, "tollgate_events_dropped_total");
+    // Why reconciles failed, if they did (each retry waits a backoff).
+    let errors: serde_json::Map<String, Value> = get_local(port, "/metrics")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("tollgate_reconcile_errors_total{"))
+        .filter_map(|l| l.split_once("} "))
+        .map(|(labels, n)| {
+            (
+                labels.to_string(),
+                json!(n.trim().parse::<f64>().unwrap_or(0.0)),
+            )
+        })
+        .collect();
 
     let lateness: Vec<f64> = answers
         .iter()
@@ -356,6 +385,7 @@ async fn run_phase(o: &Opts, path: &Path, gh: &FakeGitHub) -> Result<Value, Stri
             "by_request": by_request,
         },
         "events_dropped": events_dropped,
+        "reconcile_errors": errors,
         "targets": {"deadline_lateness_p99_seconds": 1.0, "deadline_lateness_max_seconds": 2.0},
         "met": {
             "deadline_lateness_p99": at_most(&lateness["p99"], 1.0),

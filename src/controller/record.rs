@@ -89,12 +89,55 @@ impl Events {
     }
 }
 
+/// Events written a second at most, after a burst of [`EVENTS_BURST`]: as
+/// client-go's clients are rate-limited, so that a burst of transitions
+/// leaves the API server to the status writes that decide and deliver gates.
+/// What the lanes cannot hold meanwhile is dropped and counted.
+const EVENTS_PER_SECOND: u32 = 25;
+const EVENTS_BURST: u32 = 100;
+
+/// A token bucket on tokio's clock: `take` waits for the next token.
+struct Pace {
+    /// When the next token is due; earlier than now by up to the burst.
+    next: std::sync::Mutex<tokio::time::Instant>,
+    period: std::time::Duration,
+    burst: u32,
+}
+
+impl Pace {
+    /// Starts full: a burst may go out at once.
+    fn new(per_second: u32, burst: u32) -> Pace {
+        let period = std::time::Duration::from_secs(1) / per_second.max(1);
+        let now = tokio::time::Instant::now();
+        Pace {
+            next: std::sync::Mutex::new(now.checked_sub(period * burst).unwrap_or(now)),
+            period,
+            burst,
+        }
+    }
+
+    async fn take(&self) {
+        let at = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let now = tokio::time::Instant::now();
+            let earliest = now.checked_sub(self.period * self.burst).unwrap_or(now);
+            let at = (*next).max(earliest);
+            *next = at + self.period;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 impl Publisher {
-    /// Writes queued Events, each lane in order, until every sender is gone.
+    /// Writes queued Events, each lane in order and all of them at
+    /// [`EVENTS_PER_SECOND`], until every sender is gone.
     pub async fn run(self) {
         let client = &self.client;
+        let pace = &Pace::new(EVENTS_PER_SECOND, EVENTS_BURST);
         futures::future::join_all(self.lanes.into_iter().map(|mut lane| async move {
             while let Some(event) = lane.recv().await {
+                pace.take().await;
                 create(client, &event).await;
             }
         }))
@@ -117,8 +160,12 @@ async fn create(client: &Client, event: &Event) {
         // With the API server down every Event fails: one line per period
         // says so, the rest go to debug.
         match PUBLISH_FAILURES.admit() {
-            Some(similar_left_out) => tracing::warn!(error = %e, reason = event.reason.as_deref().unwrap_or(""), similar_left_out, "could not publish a Kubernetes Event"),
-            None => tracing::debug!(error = %e, reason = event.reason.as_deref().unwrap_or(""), "could not publish a Kubernetes Event"),
+            Some(similar_left_out) => {
+                tracing::warn!(error = %e, reason = event.reason.as_deref().unwrap_or(""), similar_left_out, "could not publish a Kubernetes Event")
+            }
+            None => {
+                tracing::debug!(error = %e, reason = event.reason.as_deref().unwrap_or(""), "could not publish a Kubernetes Event")
+            }
         }
     }
 }
@@ -218,6 +265,26 @@ mod tests {
     /// Adversary: an API server too slow to take Events. Lifetime: a queued
     /// Event ends when written or dropped; the queue never grows past its
     /// bound and a reconcile never waits for it.
+    #[tokio::test(start_paused = true)]
+    async fn events_keep_to_their_pace_after_a_burst() {
+        let pace = Pace::new(EVENTS_PER_SECOND, EVENTS_BURST);
+        let start = tokio::time::Instant::now();
+        for _ in 0..EVENTS_BURST {
+            pace.take().await;
+        }
+        // The burst goes out at once (paused clock: no time has passed).
+        assert_eq!(start.elapsed(), std::time::Duration::ZERO);
+        for _ in 0..EVENTS_PER_SECOND * 2 {
+            pace.take().await;
+        }
+        let took = start.elapsed();
+        assert!(
+            took >= std::time::Duration::from_millis(1960)
+                && took <= std::time::Duration::from_secs(2),
+            "two seconds' worth after the burst took {took:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_full_lane_drops_the_event_and_never_waits() {
         // Nothing listens there, and nothing is sent: the publisher never runs.
