@@ -262,9 +262,8 @@ pub fn log_gate(gate: &DeploymentGate, t: &Transition<'_>, latency_ms: Option<u1
 mod tests {
     use super::*;
 
-    /// Adversary: an API server too slow to take Events. Lifetime: a queued
-    /// Event ends when written or dropped; the queue never grows past its
-    /// bound and a reconcile never waits for it.
+    /// Adversary: a burst of transitions (10,000 deadlines at once). Events
+    /// leave the API server to the status writes, at their own pace.
     #[tokio::test(start_paused = true)]
     async fn events_keep_to_their_pace_after_a_burst() {
         let pace = Pace::new(EVENTS_PER_SECOND, EVENTS_BURST);
@@ -285,6 +284,9 @@ mod tests {
         );
     }
 
+    /// Adversary: an API server too slow to take Events. Lifetime: a queued
+    /// Event ends when written or dropped; the queue never grows past its
+    /// bound and a reconcile never waits for it.
     #[tokio::test]
     async fn a_full_lane_drops_the_event_and_never_waits() {
         // Nothing listens there, and nothing is sent: the publisher never runs.
