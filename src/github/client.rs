@@ -515,14 +515,7 @@ impl GitHub {
         op: &str,
     ) -> Result<(serde_json::Value, http::HeaderMap), GitHubError> {
         let a = self.send(crab, Method::GET, path, None, op).await?;
-        if a.status != 200 {
-            return Err(status_error(op, &a));
-        }
-        let v = serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
-            op: op.to_string(),
-            why: e.to_string(),
-        })?;
-        Ok((v, a.headers))
+        json_of(op, a)
     }
 
     /// [`GitHub::get_json`] on a repository's installation, re-looked-up
@@ -537,14 +530,7 @@ impl GitHub {
         let a = self
             .send_repo(repo, installation, Method::GET, path, None, op)
             .await?;
-        if a.status != 200 {
-            return Err(status_error(op, &a));
-        }
-        let v = serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
-            op: op.to_string(),
-            why: e.to_string(),
-        })?;
-        Ok((v, a.headers))
+        json_of(op, a)
     }
 
     /// Sends one request on the configured base (path relative to it) with the timeout.
@@ -759,6 +745,19 @@ fn secret_at(b: &[u8], i: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// The JSON body of a 200 answer and its headers; any other status is an
+/// error naming `op`.
+fn json_of(op: &str, a: Answer) -> Result<(serde_json::Value, http::HeaderMap), GitHubError> {
+    if a.status != 200 {
+        return Err(status_error(op, &a));
+    }
+    let v = serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
+        op: op.to_string(),
+        why: e.to_string(),
+    })?;
+    Ok((v, a.headers))
 }
 
 #[cfg(test)]

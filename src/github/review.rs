@@ -283,26 +283,11 @@ impl GitHub {
             "/repos/{owner}/{name}/actions/runs/{}/pending_deployments",
             target.run_id
         );
-        let a = self
-            .send_repo(
-                &target.repository,
-                target.installation_id,
-                Method::GET,
-                &path,
-                None,
-                &op,
-            )
-            .await?;
         // A 404 is no proof that nothing waits (GitHub also answers 404 for
         // what the App may not read): only a list is an answer.
-        if a.status != 200 {
-            return Err(status_error(&op, &a));
-        }
-        let v: serde_json::Value =
-            serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
-                op: op.clone(),
-                why: e.to_string(),
-            })?;
+        let (v, _) = self
+            .get_json_repo(&target.repository, target.installation_id, &path, &op)
+            .await?;
         let list = v.as_array().ok_or_else(|| GitHubError::Decode {
             op: op.clone(),
             why: "the answer is not a list".into(),
@@ -358,24 +343,9 @@ impl GitHub {
             "/repos/{owner}/{name}/actions/runs/{}/approvals",
             target.run_id
         );
-        let a = self
-            .send_repo(
-                &target.repository,
-                target.installation_id,
-                Method::GET,
-                &path,
-                None,
-                &op,
-            )
+        let (v, _) = self
+            .get_json_repo(&target.repository, target.installation_id, &path, &op)
             .await?;
-        if a.status != 200 {
-            return Err(status_error(&op, &a));
-        }
-        let v: serde_json::Value =
-            serde_json::from_str(&a.body).map_err(|e| GitHubError::Decode {
-                op: op.clone(),
-                why: e.to_string(),
-            })?;
         let list = v.as_array().cloned().unwrap_or_default();
         let mut out: Vec<Approval> = list
             .iter()
