@@ -452,6 +452,18 @@ async fn with_a_namespace_flag_the_operator_works_under_namespaced_rbac_alone() 
         )
         .await
         .expect("pause");
+    // Seen once its status is written; team-a's shard watches the same
+    // namespace, so its copy has the pause too before the gate comes.
+    tokio::time::timeout(
+        GUARD,
+        await_condition(pauses.clone(), "freeze", |p: Option<&ReleasePause>| {
+            p.and_then(|p| p.status.as_ref())
+                .is_some_and(|s| s.state.is_some())
+        }),
+    )
+    .await
+    .expect("the operator saw the pause")
+    .expect("watch");
     let team_a = gates(&client, "team-a");
     let mut held = rejected("held", 501, "production", json!({}));
     held.spec.decision_override = None;
