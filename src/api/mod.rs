@@ -18,6 +18,7 @@ pub use duration::{DurationError, MAX_GATE_LIFETIME, parse_duration};
 pub use gate::*;
 pub use pause::*;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 /// API group of every Tollgate resource.
@@ -35,11 +36,43 @@ pub const LABEL_KEEP: &str = "tollgate.dev/keep";
 /// Annotation holding the `X-GitHub-Delivery` id that created an intake gate.
 pub const ANNOTATION_DELIVERY: &str = "tollgate.dev/delivery";
 
+/// Annotation on each generated CRD: a fingerprint of its spec, so the
+/// operator can tell at start-up whether the installed CRDs are the ones this
+/// binary was built with (an older schema would prune fields it writes).
+pub const ANNOTATION_SCHEMA: &str = "tollgate.dev/schema";
+
+/// Both CRDs as this binary generates them, each carrying its
+/// [`ANNOTATION_SCHEMA`] fingerprint.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    [DeploymentGate::crd(), ReleasePause::crd()]
+        .into_iter()
+        .map(|mut crd| {
+            let fingerprint = schema_fingerprint(&crd);
+            crd.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(ANNOTATION_SCHEMA.to_string(), fingerprint);
+            crd
+        })
+        .collect()
+}
+
+/// The first 16 hex digits of the SHA-256 of the CRD's spec as JSON: any
+/// change to names, versions, columns or schema changes it.
+pub fn schema_fingerprint(crd: &CustomResourceDefinition) -> String {
+    use sha2::Digest;
+    // Serialising a typed spec cannot fail; an empty input would still give a
+    // fingerprint that matches no installed CRD.
+    let json = serde_json::to_vec(&crd.spec).unwrap_or_default();
+    let digest = sha2::Sha256::digest(&json);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 /// Both CRDs as one multi-document YAML stream, exactly what `tollgate crd` prints
 /// and what `crds/` and `charts/tollgate/crds/` hold.
 pub fn crds_yaml() -> Result<String, serde_yaml_ng::Error> {
     let mut out = String::new();
-    for crd in [DeploymentGate::crd(), ReleasePause::crd()] {
+    for crd in crds() {
         out.push_str("---\n");
         out.push_str(&serde_yaml_ng::to_string(&crd)?);
     }
