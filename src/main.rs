@@ -36,7 +36,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(tollgate::operator::run(*args)) {
+            let result = runtime.block_on(tollgate::operator::run(*args));
+            // Tasks still running (servers, a request to a server that is
+            // gone) must not hold the exit.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "tollgate stopped");

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::{CrdError, Installed, Server, check_crds};
 use crate::config::{ConfigError, OperatorConfig};
 use crate::controller::{self, Runtime, Scope, Settings, Wiring};
 use crate::github::webhook::{self, Intake};
@@ -123,9 +124,15 @@ pub enum StartError {
     #[error("{0}")]
     Usage(String),
     #[error(
-        "cannot connect to Kubernetes: {0}; check KUBECONFIG or the in-cluster service account"
+        "cannot load the Kubernetes client configuration: {0}; set KUBECONFIG, or run in a pod with a service account"
+    )]
+    KubeConfig(String),
+    #[error(
+        "cannot build a Kubernetes client: {0}; check KUBECONFIG or the in-cluster service account"
     )]
     Kube(#[source] kube::Error),
+    #[error(transparent)]
+    Crds(#[from] CrdError),
     #[error("GitHub client: {0}")]
     GitHub(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -189,6 +196,9 @@ pub fn github_config(args: &RunArgs) -> Result<GitHubConfig, StartError> {
 /// Runs the operator until SIGTERM/SIGINT.
 pub async fn run(args: RunArgs) -> Result<(), StartError> {
     telemetry::init_logging(args.log_format, &args.log_filter);
+    // From here on a stop signal ends the process within HARD_STOP, whatever
+    // start-up or the controllers are doing.
+    let shutdown = Shutdown::listen();
     let config = match &args.config {
         Some(path) => OperatorConfig::load(path)?,
         None => OperatorConfig::default(),
@@ -228,9 +238,11 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         None => None,
     };
     let github_is_app = github.is_app();
-    let client = kube::Client::try_default()
-        .await
-        .map_err(StartError::Kube)?;
+    let (client, server) = connect().await?;
+    tracing::info!(server = %server, "Kubernetes API server");
+    if !wait_for_crds(&client, &server, &shutdown).await? {
+        return Ok(());
+    }
 
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
     let intake = webhook_secret.map(|secret| {
@@ -288,6 +300,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
             instance: args.pod_name.clone(),
             concurrency: args.max_concurrent_reconciles,
             operator_namespace: args.operator_namespace.clone(),
+            api_server: server.to_string(),
         },
         metrics,
         scope: scope.clone(),
@@ -313,7 +326,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     };
     if !args.leader_elect {
         let sweeper = start_sweeper();
-        controller::run_wired(rt, wiring, ready_tx, shutdown_signal()).await;
+        controller::run_wired(rt, wiring, ready_tx, shutdown.clone().wait()).await;
         if let Some(s) = sweeper {
             s.abort();
         }
@@ -351,7 +364,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     while !*leader.borrow_and_update() {
         tokio::select! {
             changed = leader.changed() => if changed.is_err() { return Err(StartError::LostLease) },
-            _ = shutdown_signal() => return Ok(()),
+            _ = shutdown.clone().wait() => return Ok(()),
         }
     }
     tracing::info!(identity = %identity, "became the leader; starting the controllers");
@@ -368,7 +381,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let stop = async move {
         tokio::select! {
             _ = lost_lease => { let _ = lost_tx.send(true); }
-            _ = shutdown_signal() => { let _ = lost_tx.send(false); }
+            _ = shutdown.clone().wait() => { let _ = lost_tx.send(false); }
         }
     };
     controller::run_wired(rt, wiring, ready_tx, stop).await;
@@ -376,7 +389,9 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         s.abort();
     }
     drop(leader);
-    let _ = lease_task.await;
+    // Releasing the Lease is one request; a server that is gone must not hold
+    // the exit.
+    let _ = tokio::time::timeout(LEASE_RELEASE, lease_task).await;
     if matches!(lost_rx.try_recv(), Ok(true)) {
         return Err(StartError::LostLease);
     }
@@ -389,25 +404,142 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
         .map_err(|source| StartError::Listen { addr, source })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// How long releasing the Lease may take at the stop.
+const LEASE_RELEASE: Duration = Duration::from_secs(2);
+/// The longest the process lives after the first stop signal: the controllers'
+/// grace, the Event drain and the Lease release fit well inside it, and
+/// Kubernetes' default termination grace (30 s) is far beyond it.
+const HARD_STOP: Duration = Duration::from_secs(9);
+
+/// The process's stop: the first SIGTERM or SIGINT starts a graceful stop and
+/// arms a watchdog that exits after [`HARD_STOP`]; a second signal exits at once.
+#[derive(Clone)]
+struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    fn listen() -> Shutdown {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut signals = Signals::new();
+            signals.next().await;
+            tracing::info!(
+                within = ?HARD_STOP,
+                "shutting down (a second signal stops at once)"
+            );
+            let _ = tx.send(true);
+            // A thread of its own, so a stuck runtime cannot hold it.
+            std::thread::spawn(|| {
+                std::thread::sleep(HARD_STOP);
+                eprintln!("tollgate run: not stopped {HARD_STOP:?} after the signal; exiting");
+                std::process::exit(1);
+            });
+            signals.next().await;
+            eprintln!("tollgate run: second stop signal; exiting now");
+            std::process::exit(130);
+        });
+        Shutdown(rx)
+    }
+
+    /// Resolves once the stop has begun.
+    async fn wait(mut self) {
+        let _ = self.0.wait_for(|stopping| *stopping).await;
+    }
+}
+
+/// SIGTERM and SIGINT, each time one arrives.
+struct Signals {
     #[cfg(unix)]
-    {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
-        };
-        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! { _ = recv(&mut self.term) => {}, _ = recv(&mut self.int) => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
-    tracing::info!("shutting down");
+}
+
+/// The client, and the server named as its user knows it (URL and context).
+async fn connect() -> Result<(kube::Client, Server), StartError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| StartError::KubeConfig(crate::cluster::crds::describe(&e)))?;
+    let url = config
+        .cluster_url
+        .to_string()
+        .trim_end_matches('/')
+        .to_string();
+    // Config::infer prefers a readable kubeconfig over the in-cluster account.
+    let server = match kube::config::Kubeconfig::read() {
+        Ok(kubeconfig) => Server::from_kubeconfig(url, kubeconfig.current_context),
+        Err(_) => Server::in_cluster(url),
+    };
+    let client = kube::Client::try_from(config).map_err(StartError::Kube)?;
+    Ok((client, server))
+}
+
+/// Waits until the API server answers and serves both CRDs at this binary's
+/// version. A server that is down is retried with backoff, each failure one
+/// line naming it; missing or stale CRDs end start-up with the command that
+/// installs them. `false`: stopped by a signal while waiting.
+async fn wait_for_crds(
+    client: &kube::Client,
+    server: &Server,
+    shutdown: &Shutdown,
+) -> Result<bool, StartError> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match check_crds(client, server).await {
+            Ok(Installed::Current) => {
+                tracing::info!("both CRDs are installed at this version");
+                return Ok(true);
+            }
+            Ok(Installed::ServedUnverified) => {
+                tracing::info!(
+                    "both CRDs are served; their version was not checked (no permission to get customresourcedefinitions)"
+                );
+                return Ok(true);
+            }
+            Err(e) if e.retryable() => {
+                tracing::warn!(error = %e, retry_in = ?delay, "the Kubernetes API server is not answering; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.clone().wait() => return Ok(false),
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -260,6 +260,10 @@ fn rbac_has_no_wildcards_no_secrets_and_exactly_the_operators_verbs() {
 - {apiGroups: [apps], resources: [deployments, statefulsets, daemonsets], verbs: [get, list, watch]}
 "#,
     );
+    // Cluster-wide only: start-up reads Tollgate's own two CRDs to tell a stale schema.
+    let crd_rule = yaml(
+        "{apiGroups: [apiextensions.k8s.io], resources: [customresourcedefinitions], resourceNames: [deploymentgates.tollgate.dev, releasepauses.tollgate.dev], verbs: [get]}",
+    );
     for (what, docs) in [("defaults", render(&[])), ("all features", all_features())] {
         let roles: Vec<&Value> = docs
             .iter()
@@ -288,7 +292,11 @@ fn rbac_has_no_wildcards_no_secrets_and_exactly_the_operators_verbs() {
         }
     }
     let docs = render(&[]);
-    assert_eq!(one(&docs, "ClusterRole")["rules"], expected_operator_rules);
+    let mut cluster_rules = expected_operator_rules.clone();
+    if let Some(rules) = cluster_rules.as_sequence_mut() {
+        rules.push(crd_rule);
+    }
+    assert_eq!(one(&docs, "ClusterRole")["rules"], cluster_rules);
     let binding = one(&docs, "ClusterRoleBinding");
     assert_eq!(
         binding["subjects"],

@@ -700,3 +700,251 @@ async fn a_429_with_retry_after_pauses_writes_for_that_long_then_the_answer_goes
     );
     assert_eq!(gh.accepted(61, "production"), 1);
 }
+
+// ---------------------------------------------------------------------------
+// The process itself: `tollgate run` started as a new user starts it, against
+// a port where nothing listens, an API server without the CRDs, one with
+// another version's CRDs, and a healthy one; each stopped with SIGTERM.
+//
+// Adversary: none sends these inputs on purpose; the hazard is a first run
+// that says nothing useful and a process that never exits (a rollout waits on
+// it, a person kills it by hand). Lifetime: after the first signal the process
+// ends within its hard stop (9 s); a second signal ends it at once. The guard
+// below only keeps a broken build from hanging the suite.
+
+/// A hang guard for the process tests: far above the 9 s hard stop.
+const PROCESS_GUARD: Duration = Duration::from_secs(30);
+
+/// `tollgate run` as a child process, its stdout and stderr collected.
+struct Running {
+    child: std::process::Child,
+    output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    _dir: TempDir,
+}
+
+/// A directory removed on drop (no dev-dependency needed for one).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "tollgate-{tag}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Running {
+    /// Starts the binary with a kubeconfig whose context `first-run` points at `server`.
+    fn start(server: &str, extra: &[&str]) -> Running {
+        use std::io::Read;
+        let dir = TempDir::new("first-run");
+        let kubeconfig = dir.0.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: first-run\nclusters:\n- name: c\n  cluster:\n    server: {server}\ncontexts:\n- name: first-run\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"
+            ),
+        )
+        .expect("kubeconfig");
+        let token = dir.0.join("token");
+        std::fs::write(&token, "t").expect("token file");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["run", "--github-api-url", "http://127.0.0.1:9"])
+            .arg("--github-token-file")
+            .arg(&token)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
+            .args(extra)
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("POD_NAMESPACE")
+            .env_remove("TOLLGATE_CONFIG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the tollgate binary");
+        let output = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = output.clone();
+            readers.push(std::thread::spawn(move || {
+                let mut pipe = pipe;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    output
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push_str(&text);
+                }
+            }));
+        }
+        Running {
+            child,
+            output,
+            readers,
+            _dir: dir,
+        }
+    }
+
+    fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits (bounded) until the output holds `needle`.
+    async fn until_said(&self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + PROCESS_GUARD;
+        while !self.output().contains(needle) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the operator never said {needle:?}; it said:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: kill(2) with our own child's pid and a plain signal number.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits (bounded) for the exit; the exit status and everything said.
+    async fn exited(&mut self) -> (std::process::ExitStatus, String) {
+        let deadline = tokio::time::Instant::now() + PROCESS_GUARD;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                // The pipes closed with the process: the readers end, having
+                // collected the last lines.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
+                return (status, self.output());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("the operator did not exit; it said:\n{}", self.output());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_against_a_closed_port_names_the_server_and_context_and_stops_on_sigterm() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let server = format!("http://127.0.0.1:{port}");
+    let mut op = Running::start(&server, &[]);
+    // Retried with backoff, each failure naming the server and the context.
+    op.until_said(&format!(
+        "cannot reach the Kubernetes API server at {server} (kubeconfig context \\\"first-run\\\")"
+    ))
+    .await;
+    op.until_said("retrying").await;
+    op.signal(libc::SIGTERM);
+    let (status, said) = op.exited().await;
+    assert!(
+        status.success(),
+        "a stop by signal is a clean exit: {status:?}\n{said}"
+    );
+    assert!(said.contains("shutting down"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_without_the_crds_exits_with_the_command_that_installs_them() {
+    let kube = FakeKube::start().await;
+    let mut op = Running::start(kube.url(), &[]);
+    let (status, said) = op.exited().await;
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "tollgate run: the DeploymentGate CRD (deploymentgates.tollgate.dev) is not installed on {} (kubeconfig context \"first-run\"): run `tollgate crd | kubectl apply --server-side --force-conflicts -f -`",
+            kube.url()
+        )),
+        "{said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_another_versions_crds_exits_and_says_which_one() {
+    let kube = FakeKube::start().await;
+    kube.install_crds();
+    let mut old = kube
+        .get(support::kube::CRDS, "", "releasepauses.tollgate.dev")
+        .expect("installed");
+    old["metadata"]["annotations"]["tollgate.dev/schema"] = json!("0000000000000000");
+    kube.put(support::kube::CRDS, old);
+    let mut op = Running::start(kube.url(), &[]);
+    let (status, said) = op.exited().await;
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("the releasepauses.tollgate.dev CRD on ")
+            && said.contains("is not this Tollgate's (schema 0000000000000000")
+            && said.contains("tollgate crd | kubectl apply"),
+        "{said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_operator_stops_on_sigterm_with_and_without_leader_election() {
+    let kube = FakeKube::start().await;
+    kube.install_crds();
+    for extra in [
+        &[][..],
+        &["--leader-elect", "--lease-namespace", "default"][..],
+    ] {
+        let mut op = Running::start(kube.url(), extra);
+        op.until_said("caches synced; reconciling").await;
+        op.signal(libc::SIGTERM);
+        let (status, said) = op.exited().await;
+        assert!(status.success(), "{extra:?}: {status:?}\n{said}");
+        assert!(said.contains("shutting down"), "{said}");
+    }
+}

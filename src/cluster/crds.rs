@@ -72,7 +72,7 @@ pub async fn check_crds(client: &Client, server: &Server) -> Result<Installed, C
         .await
     {
         Ok(list) => list.resources,
-        Err(kube::Error::Api(s)) if s.is_not_found() => Vec::new(),
+        Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
         Err(e) => return Err(failure(e, server)),
     };
     for crd in &wanted {
@@ -89,8 +89,8 @@ pub async fn check_crds(client: &Client, server: &Server) -> Result<Installed, C
         let name = crd.metadata.name.clone().unwrap_or_default();
         let installed = match api.get(&name).await {
             Ok(installed) => installed,
-            Err(kube::Error::Api(s)) if s.is_forbidden() => return Ok(Installed::ServedUnverified),
-            Err(kube::Error::Api(s)) if s.is_not_found() => {
+            Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Installed::ServedUnverified),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
                 return Err(CrdError::Missing {
                     kind: crd.spec.names.kind.clone(),
                     name,

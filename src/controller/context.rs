@@ -35,6 +35,8 @@ pub struct Settings {
     /// The operator's own namespace: ReleasePauses there are cluster-wide.
     /// `None`: the configuration's `defaults.namespace`.
     pub operator_namespace: Option<String>,
+    /// The API server, as log lines name it: its URL and kubeconfig context.
+    pub api_server: String,
 }
 
 impl Default for Settings {
@@ -44,6 +46,7 @@ impl Default for Settings {
             instance: None,
             concurrency: DEFAULT_CONCURRENCY,
             operator_namespace: None,
+            api_server: "the Kubernetes API server".into(),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod record;
 pub mod retention;
 mod status;
 mod triggers;
+mod watch_errors;
 
 pub use backoff::Backoff;
 pub use clock::Clock;
@@ -24,6 +25,7 @@ pub use index::{GateIndex, GateRef};
 pub use pause::pause_reconcile;
 pub use status::merge_diff;
 use triggers::SpecChanges;
+use watch_errors::WatchErrors;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +97,13 @@ pub struct Runtime {
 
 type ShutdownSignal =
     futures::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>;
+
+/// How long the controllers may finish what they are doing after the stop
+/// signal. kube-runtime's graceful shutdown waits for caches that never sync
+/// (CRDs missing, API server gone), so after this the shard stops regardless.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long Events still queued at the stop are written.
+const EVENTS_DRAIN: Duration = Duration::from_secs(2);
 
 /// The readiness of the controllers: true once both caches have synced.
 pub type Ready = tokio::sync::watch::Receiver<bool>;
@@ -213,6 +222,8 @@ async fn run_shard(
     shutdown: ShutdownSignal,
 ) {
     let index = shared.wiring.gate_index.clone();
+    let stop = shutdown.clone();
+    let operator_ns = operator_namespace(&config, &settings).to_string();
     let nudge = Arc::new(tokio::sync::Notify::new());
     let shard = ns.clone().unwrap_or_else(|| "*".to_string());
     let mut wc = watcher::Config::default().any_semantic();
@@ -234,11 +245,18 @@ async fn run_shard(
     // The index and retention look at every event: the index keeps where
     // each gate is, retention wakes when a gate finished.
     let (partition, gate_nudge) = (ns.clone(), nudge.clone());
+    let gate_errors = WatchErrors::new(&settings.api_server, "deploymentgates", &shard);
+    let pause_errors = WatchErrors::new(&settings.api_server, "releasepauses", &shard);
+    let cluster_pause_errors =
+        WatchErrors::new(&settings.api_server, "releasepauses", &operator_ns);
     let gate_stream = watcher(gate_api, wc)
         .default_backoff()
         .modify(|g: &mut DeploymentGate| g.metadata.managed_fields = None)
         .reflect(gate_writer)
         .inspect(move |e| {
+            if let Err(e) = e {
+                gate_errors.report(e);
+            }
             if let Ok(event) = e {
                 index.observe(&partition, event);
                 match event {
@@ -279,13 +297,12 @@ async fn run_shard(
                     let _ = wake_tx.send(p);
                 }
             }
-            Err(_) => {}
+            Err(e) => pause_errors.report(e),
         })
         .applied_objects();
     // A shard of another namespace still sees the operator namespace's pauses,
     // which hold every team's gates (read-only here: the shard that owns that
     // namespace reconciles them).
-    let operator_ns = operator_namespace(&config, &settings).to_string();
     let (cluster_pauses, cluster_stream) = match &ns {
         Some(n) if *n != operator_ns => {
             let (store, writer) = reflector::store::<ReleasePause>();
@@ -308,7 +325,7 @@ async fn run_shard(
                         let _ = wake_tx.send(p);
                     }
                 }
-                Err(_) => {}
+                Err(e) => cluster_pause_errors.report(e),
             })
             .for_each(|_| futures::future::ready(()));
             (Some((store, synced_rx)), Some(stream))
@@ -373,7 +390,7 @@ async fn run_shard(
         .for_each(|_| futures::future::ready(()));
     let pause_run = Controller::for_stream(pause_stream, pauses)
         .with_config(controller::Config::default().debounce(Duration::from_millis(500)))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(pause_reconcile, pause_error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
 
@@ -387,7 +404,13 @@ async fn run_shard(
         }
     };
     let retention = retention::run(ctx.clone(), shared.retention_client, nudge, shard);
+    let overdue = async move {
+        stop.await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "the controllers did not stop within the grace period; stopping them now");
+    };
     tokio::select! {
+        _ = overdue => {}
         _ = futures::future::join(gate_run, pause_run) => {}
         _ = cluster_watch => {}
         _ = gauges_loop(ctx.clone()) => {}
@@ -396,7 +419,7 @@ async fn run_shard(
     }
     // A graceful stop: Events already queued are still written, briefly.
     drop(ctx);
-    let _ = tokio::time::timeout(Duration::from_secs(5), publishing).await;
+    let _ = tokio::time::timeout(EVENTS_DRAIN, publishing).await;
 }
 
 /// Keeps the by-phase and by-state gauges in step with the caches, and

@@ -451,7 +451,48 @@ fn kind_for(plural: &str) -> String {
     }
 }
 
+/// Where the CRDs live, as on a real API server.
+pub const CRDS: &str = "apiextensions.k8s.io/v1/customresourcedefinitions";
+
+/// `GET /apis/{group}/{version}`: the resources of the CRDs stored for that
+/// group and version, or 404 when there are none, as the API server answers
+/// before the CRDs are applied.
+fn discovery(fake: &FakeKube, group: &str, version: &str) -> Response {
+    let resources: Vec<Value> = fake.map_objects(CRDS, |crd| {
+        let spec = &crd["spec"];
+        let served = spec["versions"].as_array().is_some_and(|vs| {
+            vs.iter()
+                .any(|v| v["name"] == version && v["served"] == true)
+        });
+        (spec["group"] == group && served).then(|| {
+            json!({
+                "name": spec["names"]["plural"], "singularName": spec["names"]["singular"],
+                "namespaced": spec["scope"] == "Namespaced", "kind": spec["names"]["kind"],
+                "verbs": ["delete", "get", "list", "patch", "create", "update", "watch"],
+            })
+        })
+    });
+    if resources.is_empty() {
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+    }
+    ok(
+        200,
+        &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{group}/{version}"), "resources": resources}),
+    )
+}
+
 impl FakeKube {
+    /// Stores both CRDs as this binary generates them, as `kubectl apply` would.
+    pub fn install_crds(&self) {
+        for crd in tollgate::api::crds() {
+            self.put(CRDS, serde_json::to_value(&crd).expect("a CRD is JSON"));
+        }
+    }
+
     /// Starts the server on 127.0.0.1 with an ephemeral port.
     pub async fn start() -> FakeKube {
         let (events, _) = broadcast::channel(BROADCAST);
@@ -698,6 +739,9 @@ async fn handle(State(fake): State<FakeKube>, req: Request) -> Response {
             200,
             &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake"}),
         );
+    }
+    if let ["apis", group, version] = path.trim_matches('/').split('/').collect::<Vec<_>>()[..] {
+        return discovery(&fake, group, version);
     }
     let Some(t) = parse_path(path) else {
         return status(
