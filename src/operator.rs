@@ -238,13 +238,28 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         None => None,
     };
     let github_is_app = github.is_app();
+    // Probes are answered from the start, so a pod waiting for its API server
+    // is not restarted for it, and `/readyz` says what it waits for.
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let (waiting_tx, waiting_rx) =
+        tokio::sync::watch::channel("connecting to the Kubernetes API server".to_string());
+    let metrics_listener = bind(args.metrics_listen).await?;
+    tracing::info!(addr = %args.metrics_listen, "serving /metrics, /livez and /readyz");
+    tokio::spawn(telemetry::serve(
+        metrics_listener,
+        telemetry::routes(ready_rx.clone(), waiting_rx, metrics.clone()),
+        "metrics",
+        Limits::METRICS,
+        metrics.clone(),
+    ));
     let (client, server) = connect().await?;
     tracing::info!(server = %server, "Kubernetes API server");
-    if !wait_for_crds(&client, &server, &shutdown).await? {
+    if !wait_for_crds(&client, &server, &shutdown, &waiting_tx).await? {
         return Ok(());
     }
-
-    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let _ = waiting_tx.send(format!(
+        "caches not synced yet: listing deploymentgates and releasepauses from {server}"
+    ));
     let intake = webhook_secret.map(|secret| {
         Intake::new(
             client.clone(),
@@ -256,7 +271,6 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     });
     // Two listeners, so that exposing /webhook exposes nothing else: the
     // webhook one faces the Internet, the metrics one stays in the cluster.
-    let metrics_listener = bind(args.metrics_listen).await?;
     let webhook_listener = match &intake {
         Some(_) => Some(bind(args.listen).await?),
         None => {
@@ -266,14 +280,6 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
             None
         }
     };
-    tracing::info!(addr = %args.metrics_listen, "serving /metrics, /livez and /readyz");
-    tokio::spawn(telemetry::serve(
-        metrics_listener,
-        telemetry::routes(ready_rx.clone(), metrics.clone()),
-        "metrics",
-        Limits::METRICS,
-        metrics.clone(),
-    ));
     if let (Some(listener), Some(intake)) = (webhook_listener, &intake) {
         let limits = Limits {
             max_connections: args.webhook_max_connections as usize,
@@ -515,6 +521,7 @@ async fn wait_for_crds(
     client: &kube::Client,
     server: &Server,
     shutdown: &Shutdown,
+    waiting: &tokio::sync::watch::Sender<String>,
 ) -> Result<bool, StartError> {
     let mut delay = Duration::from_secs(1);
     loop {
@@ -530,6 +537,7 @@ async fn wait_for_crds(
                 return Ok(true);
             }
             Err(e) if e.retryable() => {
+                let _ = waiting.send(format!("{e}; retrying in {delay:?}"));
                 tracing::warn!(error = %e, retry_in = ?delay, "the Kubernetes API server is not answering; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
@@ -537,7 +545,10 @@ async fn wait_for_crds(
                 }
                 delay = (delay * 2).min(Duration::from_secs(30));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                let _ = waiting.send(e.to_string());
+                return Err(e.into());
+            }
         }
     }
 }

@@ -80,7 +80,11 @@ async fn harness(config: &str) -> Harness {
     );
     let (_ready_tx, ready_rx) = tokio::sync::watch::channel(true);
     let index = intake.gate_index();
-    let app = webhook::routes(intake).merge(tollgate::telemetry::routes(ready_rx, metrics.clone()));
+    let app = webhook::routes(intake).merge(tollgate::telemetry::routes(
+        ready_rx,
+        tokio::sync::watch::channel("caches not synced yet".to_string()).1,
+        metrics.clone(),
+    ));
     let addr = serve(app).await;
 
     let rt = Runtime {

@@ -763,15 +763,14 @@ impl Running {
             .args(["run", "--github-api-url", "http://127.0.0.1:9"])
             .arg("--github-token-file")
             .arg(&token)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ])
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .args(extra)
+            .args(
+                (!extra.contains(&"--metrics-listen"))
+                    .then_some(["--metrics-listen", "127.0.0.1:0"])
+                    .into_iter()
+                    .flatten(),
+            )
             .env("KUBECONFIG", &kubeconfig)
             .env_remove("POD_NAMESPACE")
             .env_remove("TOLLGATE_CONFIG")
@@ -867,6 +866,23 @@ impl Running {
     }
 }
 
+/// One plain HTTP/1.1 GET on loopback; the whole answer as text.
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::time::timeout(PROCESS_GUARD, tokio::net::TcpStream::connect(addr))
+        .await
+        .expect("connect guard")
+        .expect("connect to the probes");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(PROCESS_GUARD, stream.read_to_end(&mut answer))
+        .await
+        .expect("read guard")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -876,18 +892,33 @@ impl Drop for Running {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_against_a_closed_port_names_the_server_and_context_and_stops_on_sigterm() {
-    let port = {
+    let free_port = || {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    let server = format!("http://127.0.0.1:{port}");
-    let mut op = Running::start(&server, &[]);
+    let server = format!("http://127.0.0.1:{}", free_port());
+    let probes = format!("127.0.0.1:{}", free_port());
+    let mut op = Running::start(&server, &["--metrics-listen", &probes]);
     // Retried with backoff, each failure naming the server and the context.
     op.until_said(&format!(
         "cannot reach the Kubernetes API server at {server} (kubeconfig context \\\"first-run\\\")"
     ))
     .await;
     op.until_said("retrying").await;
+    // The probes answer meanwhile: alive, and not ready for a reason a person can act on.
+    let readyz = http_get(&probes, "/readyz").await;
+    assert!(
+        readyz.starts_with("HTTP/1.1 503")
+            && readyz.contains(&format!(
+                "cannot reach the Kubernetes API server at {server}"
+            )),
+        "{readyz}"
+    );
+    assert!(
+        http_get(&probes, "/livez")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     op.signal(libc::SIGTERM);
     let (status, said) = op.exited().await;
     assert!(

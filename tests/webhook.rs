@@ -102,7 +102,11 @@ async fn harness(config: &str) -> Harness {
     let metrics = Metrics::new();
     let intake = Intake::new(client, github, config, SECRET.into(), metrics.clone());
     let (_ready_tx, ready_rx) = tokio::sync::watch::channel(true);
-    let app = webhook::routes(intake.clone()).merge(tollgate::telemetry::routes(ready_rx, metrics));
+    let app = webhook::routes(intake.clone()).merge(tollgate::telemetry::routes(
+        ready_rx,
+        tokio::sync::watch::channel("caches not synced yet".to_string()).1,
+        metrics,
+    ));
     let addr = serve(app).await;
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http();
@@ -1346,7 +1350,11 @@ async fn listeners(limits: Limits) -> Listeners {
     ));
     tokio::spawn(tollgate::telemetry::serve(
         metrics_listener,
-        tollgate::telemetry::routes(ready_rx, metrics.clone()),
+        tollgate::telemetry::routes(
+            ready_rx,
+            tokio::sync::watch::channel("caches not synced yet".to_string()).1,
+            metrics.clone(),
+        ),
         "metrics",
         Limits::METRICS,
         metrics,

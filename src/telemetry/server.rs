@@ -12,23 +12,33 @@ use super::Metrics;
 #[derive(Clone)]
 struct Health {
     ready: tokio::sync::watch::Receiver<bool>,
+    waiting: tokio::sync::watch::Receiver<String>,
     metrics: Metrics,
 }
 
-/// `GET /livez`, `GET /readyz` (ready once the watch caches are synced) and `GET /metrics`.
-pub fn routes(ready: tokio::sync::watch::Receiver<bool>, metrics: Metrics) -> Router {
+/// `GET /livez`, `GET /readyz` (ready once the watch caches are synced; until
+/// then it says what start-up waits for, `waiting`) and `GET /metrics`.
+pub fn routes(
+    ready: tokio::sync::watch::Receiver<bool>,
+    waiting: tokio::sync::watch::Receiver<String>,
+    metrics: Metrics,
+) -> Router {
     Router::new()
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(Health { ready, metrics })
+        .with_state(Health {
+            ready,
+            waiting,
+            metrics,
+        })
 }
 
 async fn readyz(State(h): State<Health>) -> impl IntoResponse {
     if *h.ready.borrow() {
-        (StatusCode::OK, "ready")
+        (StatusCode::OK, "ready".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
+        (StatusCode::SERVICE_UNAVAILABLE, h.waiting.borrow().clone())
     }
 }
 
