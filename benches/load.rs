@@ -423,6 +423,8 @@ impl Drop for OperatorProcess {
 }
 
 async fn start_operator_process(o: &Opts, kube: &FakeKube, gh: &FakeGitHub) -> OperatorProcess {
+    // `tollgate run` starts only where its CRDs are served.
+    kube.install_crds();
     let files = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&files).expect("temp dir");
     let kubeconfig = files.join("kubeconfig");
