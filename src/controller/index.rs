@@ -18,7 +18,7 @@
 //! long as its gate: the key is made of immutable spec fields, a delete
 //! removes it, and a relist drops whatever the API server no longer has.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -77,26 +77,28 @@ struct Entries {
     len: usize,
 }
 
-/// Usually one gate per key; a few when a commit is deployed to one
-/// environment by several runs.
+/// Usually one gate per key; more when a commit is deployed to one
+/// environment by several runs. Anyone who may create gates can put any
+/// number under one key, so the many are a set: an event costs the same
+/// whatever the bucket holds.
 enum Names {
     One(Box<str>),
-    Many(Vec<Box<str>>),
+    Many(HashSet<Box<str>>),
 }
 
 impl Names {
     fn contains(&self, at: &str) -> bool {
         match self {
             Names::One(one) => **one == *at,
-            Names::Many(many) => many.iter().any(|n| **n == *at),
+            Names::Many(many) => many.contains(at),
         }
     }
 
     fn push(&mut self, at: Box<str>) {
-        *self = match std::mem::replace(self, Names::Many(Vec::new())) {
-            Names::One(one) => Names::Many(vec![one, at]),
+        *self = match std::mem::replace(self, Names::Many(HashSet::new())) {
+            Names::One(one) => Names::Many(HashSet::from([one, at])),
             Names::Many(mut many) => {
-                many.push(at);
+                many.insert(at);
                 Names::Many(many)
             }
         };
@@ -126,9 +128,9 @@ impl Entries {
             }
             Names::One(_) => {}
             Names::Many(many) => {
-                let before = many.len();
-                many.retain(|n| **n != *at);
-                self.len -= before - many.len();
+                if many.remove(at) {
+                    self.len -= 1;
+                }
                 if many.is_empty() {
                     self.by_commit.remove(&key);
                 }
@@ -140,7 +142,12 @@ impl Entries {
         let names: Vec<&str> = match self.by_commit.get(&key) {
             None => Vec::new(),
             Some(Names::One(one)) => vec![one],
-            Some(Names::Many(many)) => many.iter().map(|n| &**n).collect(),
+            Some(Names::Many(many)) => {
+                // In a stable order, whatever the set's.
+                let mut names: Vec<&str> = many.iter().map(|n| &**n).collect();
+                names.sort_unstable();
+                names
+            }
         };
         names
             .into_iter()
@@ -343,6 +350,37 @@ mod tests {
     }
 
     const SHA: &str = "9FCEB02D0AE598E95DC970B74767F19372D61AF8";
+
+    #[test]
+    fn many_gates_under_one_commit_are_each_found_once_and_each_removed_alone() {
+        // Adversary: anyone who may create gates can put thousands under one
+        // (repository, environment, sha); each stays one entry, in a stable order.
+        let index = GateIndex::new();
+        let all = None;
+        index.expect(std::slice::from_ref(&all));
+        index.observe(&all, &watcher::Event::Init);
+        index.observe(&all, &watcher::Event::InitDone);
+        let names: Vec<String> = (0..200).map(|i| format!("g{i:03}")).collect();
+        for name in names.iter().chain(&names) {
+            index.observe(
+                &all,
+                &watcher::Event::Apply(gate("web", name, "acme/web", "production")),
+            );
+        }
+        let found = index.by_commit("acme/web", "production", SHA);
+        let expected: Vec<GateRef> = names.iter().map(|n| at("web", n)).collect();
+        assert_eq!(found, expected);
+        for name in names.iter().skip(1) {
+            index.observe(
+                &all,
+                &watcher::Event::Delete(gate("web", name, "acme/web", "production")),
+            );
+        }
+        assert_eq!(
+            index.by_commit("acme/web", "production", SHA),
+            vec![at("web", "g000")]
+        );
+    }
 
     #[test]
     fn a_gate_is_found_by_its_commit_case_insensitively_until_it_is_deleted() {
