@@ -548,6 +548,7 @@ async fn start_operator_in_process(
             instance: Some("bench".into()),
             concurrency: o.concurrency,
             operator_namespace: None,
+            prometheus: None,
         },
         metrics: Metrics::new(),
         scope: Scope::default(),

@@ -128,6 +128,8 @@ pub enum StartError {
     Kube(#[source] kube::Error),
     #[error("GitHub client: {0}")]
     GitHub(String),
+    #[error("Prometheus client (configuration `prometheus`): {0}")]
+    Prometheus(#[from] crate::prometheus::PrometheusError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -214,6 +216,11 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         tracing::info!(operator_namespace = %operator_namespace, "no tenancy rules configured: each namespace may gate only what intake writes there");
     }
     let config = Arc::new(config);
+    // The token and CA files are read now: a wrong path stops the start.
+    let prometheus = match &config.prometheus {
+        Some(p) => Some(crate::prometheus::Prometheus::new(p)?),
+        None => None,
+    };
     let metrics = Metrics::new();
     let github_config = github_config(&args)?;
     if github_config.plain_token_on_github_com() {
@@ -288,6 +295,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
             instance: args.pod_name.clone(),
             concurrency: args.max_concurrent_reconciles,
             operator_namespace: args.operator_namespace.clone(),
+            prometheus,
         },
         metrics,
         scope: scope.clone(),

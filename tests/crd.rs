@@ -81,6 +81,7 @@ fn printer_columns_are_the_documented_ones() {
             "SHA",
             "PHASE",
             "DELIVERY",
+            "ANALYSIS",
             "REASON",
             "DEADLINE",
             "AGE"
@@ -296,4 +297,43 @@ fn bad_pauses_are_refused_naming_the_field() {
     let mut p = yaml(SAMPLE_PAUSE);
     p["spec"]["scope"]["repositories"] = json!([]);
     assert_refused("ReleasePause", &p, "/spec/scope/repositories");
+}
+
+#[test]
+fn analysis_schema_refuses_what_cannot_work_by_cel_rule() {
+    let spec = &version("DeploymentGate")["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let item = &spec["properties"]["analysis"]["items"];
+    let rules = |v: &Value| -> Vec<String> {
+        v["x-kubernetes-validations"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| r["rule"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(rules(item).contains(&"has(self.min) || has(self.max)".to_string()));
+    assert!(
+        rules(&item["properties"]["interval"])
+            .contains(&"duration(self) >= duration('10s')".to_string())
+    );
+    // `for` is a CEL keyword: the API server names it `__for__`.
+    assert!(
+        rules(spec)
+            .iter()
+            .any(|r| r.contains("duration(a.__for__) <= duration(self.timeout)"))
+    );
+    assert_eq!(item["properties"]["interval"]["default"], "1m");
+    assert_eq!(item["properties"]["failureLimit"]["default"], 3);
+    let ok = json!({
+        "apiVersion": "tollgate.dev/v1alpha1", "kind": "DeploymentGate",
+        "metadata": {"name": "g"},
+        "spec": {"repository": "acme/web", "environment": "production", "sha": "a".repeat(40), "runId": 1,
+                 "analysis": [{"name": "staging-errors", "query": "up", "max": 0.01, "for": "10m", "interval": "1m"}]},
+    });
+    assert_eq!(schema_errors("DeploymentGate", &ok), Vec::<String>::new());
+    let mut bad = ok.clone();
+    bad["spec"]["analysis"][0]["name"] = json!("Staging Errors");
+    assert!(!schema_errors("DeploymentGate", &bad).is_empty());
 }

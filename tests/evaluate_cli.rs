@@ -19,6 +19,7 @@ fn args(files: &[&str], checks: &[(&str, CheckState)]) -> EvaluateArgs {
         healthy: Vec::new(),
         default_timeout: Duration::from_secs(3600),
         check_poll: Duration::from_secs(60),
+        readings: None,
     }
 }
 

@@ -21,7 +21,8 @@ use crate::telemetry::{Metrics, Throttle, labels};
 /// Gate reconciles that run at once unless configured otherwise.
 pub const DEFAULT_CONCURRENCY: u16 = 512;
 
-/// Operator-wide switches from the command line.
+/// Operator-wide switches from the command line, and the clients the
+/// configuration names (built once at start-up).
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The global kill switch: every gate is evaluated and recorded, GitHub is told approve.
@@ -35,6 +36,9 @@ pub struct Settings {
     /// The operator's own namespace: ReleasePauses there are cluster-wide.
     /// `None`: the configuration's `defaults.namespace`.
     pub operator_namespace: Option<String>,
+    /// The Prometheus server metric analyses read (`prometheus` in the
+    /// configuration); `None`: analyses cannot be read and hold their gates.
+    pub prometheus: Option<crate::prometheus::Prometheus>,
 }
 
 impl Default for Settings {
@@ -44,6 +48,7 @@ impl Default for Settings {
             instance: None,
             concurrency: DEFAULT_CONCURRENCY,
             operator_namespace: None,
+            prometheus: None,
         }
     }
 }

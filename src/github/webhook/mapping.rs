@@ -227,6 +227,7 @@ pub fn build_gate(config: &OperatorConfig, request: &GateRequest) -> DeploymentG
         require_healthy: policy
             .map(|p| p.require_healthy.clone())
             .unwrap_or_default(),
+        analysis: policy.map(|p| p.analysis.clone()).unwrap_or_default(),
         decision_override: None,
         dry_run: policy.is_some_and(|p| p.dry_run),
     };
