@@ -702,6 +702,54 @@ mod tests {
     }
 
     #[test]
+    fn analysis_policies_are_checked_at_start_up_naming_the_field() {
+        let policy = |a: &str| {
+            format!(
+                "prometheus: {{url: 'http://prom:9090'}}\npolicies:\n- timeout: 1h\n  analysis:\n  - {{name: e, query: up, {a}}}\n"
+            )
+        };
+        for (a, field, why) in [
+            (
+                "for: 10m",
+                "policies[0].analysis",
+                "policies[0].analysis[0].min or policies[0].analysis[0].max: set at least one bound",
+            ),
+            (
+                "max: 1, interval: 5s",
+                "policies[0].analysis",
+                "policies[0].analysis[0].interval 5s is under 10s",
+            ),
+            (
+                "max: 1, for: 2h",
+                "policies[0].analysis",
+                "policies[0].analysis[0].for 2h is longer than the gate may wait (1h0m0s)",
+            ),
+        ] {
+            let e = OperatorConfig::parse(&policy(a)).expect_err(a).to_string();
+            assert!(
+                e.starts_with(&format!("configuration {field}: {why}")),
+                "{e}"
+            );
+        }
+        assert!(OperatorConfig::parse(&policy("max: 1, for: 1h")).is_ok());
+        let e = OperatorConfig::parse("policies:\n- analysis:\n  - {name: e, query: up, max: 1}\n")
+            .expect_err("no prometheus")
+            .to_string();
+        assert!(e.contains("needs `prometheus.url`"), "{e}");
+        let e = OperatorConfig::parse("prometheus: {url: 'prom:9090'}\n")
+            .expect_err("no scheme")
+            .to_string();
+        assert!(
+            e.starts_with("configuration prometheus.url: must be an http:// or https:// URL"),
+            "{e}"
+        );
+        let c = OperatorConfig::parse("prometheus:\n  url: https://prom.example\n  timeout: 3s\n  bearerTokenFile: /var/run/secrets/prom/token\n  caFile: /etc/prom/ca.pem\n").expect("full prometheus section");
+        let p = c.prometheus.expect("prometheus");
+        assert_eq!(p.timeout, Duration::from_secs(3));
+        assert_eq!(p.ca_file.as_deref(), Some(Path::new("/etc/prom/ca.pem")));
+    }
+
+    #[test]
     fn unknown_field_is_refused_with_its_name() {
         let e = OperatorConfig::parse("defaults:\n  timout: 1h\n").expect_err("typo");
         assert!(e.to_string().contains("timout"), "{e}");

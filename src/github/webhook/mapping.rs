@@ -592,6 +592,29 @@ mod tests {
     }
 
     #[test]
+    fn webhook_gates_carry_the_policys_analysis() {
+        let c = config(
+            "prometheus: {url: 'http://prometheus.monitoring:9090'}\npolicies:\n\
+             - environments: [production]\n  timeout: 2h\n  analysis:\n  - name: staging-errors\n    query: sum(rate(errors[5m]))\n    max: 0.01\n    for: 10m\n    interval: 1m\n",
+        );
+        let gate = build_gate(&c, &request());
+        assert_eq!(gate.spec.analysis.len(), 1);
+        let a = &gate.spec.analysis[0];
+        assert_eq!(
+            (a.name.as_str(), a.max, a.hold_for.as_str(), a.failure_limit),
+            ("staging-errors", Some(0.01), "10m", 3)
+        );
+        let other = build_gate(
+            &c,
+            &GateRequest {
+                environment: "staging".into(),
+                ..request()
+            },
+        );
+        assert!(other.spec.analysis.is_empty());
+    }
+
+    #[test]
     fn built_gate_carries_the_request_labels_and_finalizer() {
         let gate = build_gate(&OperatorConfig::default(), &request());
         assert_eq!(
