@@ -9,6 +9,7 @@ const README: &str = include_str!("../README.md");
 const SAMPLE_GATE: &str = include_str!("../examples/gate.yaml");
 const SAMPLE_PAUSE: &str = include_str!("../examples/pause.yaml");
 const SAMPLE_FREEZE: &str = include_str!("../examples/freeze.yaml");
+const SAMPLE_ANALYSIS: &str = include_str!("../examples/analysis-gate.yaml");
 
 fn crds() -> Vec<Value> {
     serde_yaml_ng::Deserializer::from_str(CHECKED_IN)
@@ -184,7 +185,7 @@ fn every_spec_and_status_field_is_documented_for_kubectl_explain() {
 
 #[test]
 fn readme_shows_the_samples_verbatim() {
-    for sample in [SAMPLE_GATE, SAMPLE_PAUSE, SAMPLE_FREEZE] {
+    for sample in [SAMPLE_GATE, SAMPLE_PAUSE, SAMPLE_FREEZE, SAMPLE_ANALYSIS] {
         assert!(
             README.contains(sample.trim_end()),
             "README is missing the sample:\n{sample}"
@@ -196,6 +197,10 @@ fn readme_shows_the_samples_verbatim() {
 fn readme_samples_validate_against_the_schema() {
     assert_eq!(
         schema_errors("DeploymentGate", &yaml(SAMPLE_GATE)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        schema_errors("DeploymentGate", &yaml(SAMPLE_ANALYSIS)),
         Vec::<String>::new()
     );
     assert_eq!(
