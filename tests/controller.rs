@@ -2222,3 +2222,54 @@ async fn an_unreachable_prometheus_is_a_condition_and_an_event_never_a_pass() {
     );
     op.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analysis_longer_than_the_deadline_allows_is_invalid_naming_the_field() {
+    // `for` 2h on a gate whose deadline is the default 1h away: the schema
+    // cannot see it (no spec.timeout), the operator does.
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let clock = Clock::manual(jiff::Timestamp::now());
+    let url = "http://127.0.0.1:9";
+    let config = format!("prometheus:\n  url: {url}\n");
+    let op = Operator::start_clocked(&kube, &gh, &config, prometheus_settings(url), clock).await;
+    let api = gates(&kube.client(), "default");
+    let mut g = analysis_gate("too-long", 804, 2);
+    g.spec.timeout = None;
+    g.spec.analysis[0].hold_for = "2h".into();
+    api.create(&PostParams::default(), &g)
+        .await
+        .expect("create");
+    let g = until(&api, "too-long", "invalid", |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Invalid"))
+    })
+    .await;
+    let s = g.status.expect("status");
+    let c = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Invalid")
+        .expect("Invalid");
+    assert_eq!(c.reason, "InvalidAnalysis");
+    assert!(
+        c.message
+            .starts_with("spec.analysis[0].for 2h is longer than the gate may wait (1h0m0s)"),
+        "{}",
+        c.message
+    );
+    assert_eq!(s.phase, Some(Phase::Waiting));
+    assert!(
+        s.analysis.is_empty(),
+        "nothing is read for a spec that cannot work"
+    );
+    events_eventually(&kube, "too-long", &["Waiting", "InvalidAnalysis"]).await;
+    assert!(
+        !op.metrics
+            .render()
+            .contains("tollgate_analysis_readings_total{"),
+        "no reading was made"
+    );
+    assert_eq!(gh.reviews(804).len(), 0);
+    op.kill();
+}

@@ -998,3 +998,25 @@ mod analysis {
         );
     }
 }
+
+#[test]
+fn histories_end_with_their_analysis() {
+    use tollgate::policy::Reading;
+    use tollgate::policy::analysis::{current, record};
+    let g = gate(json!({"analysis": [
+        {"name": "a", "query": "qa", "max": 1.0},
+        {"name": "b", "query": "qb", "max": 1.0},
+    ]}));
+    let now = ts(NOW);
+    let histories: Vec<_> = g
+        .spec
+        .analysis
+        .iter()
+        .map(|a| record(a, None, &Reading::Value(0.5), now))
+        .collect();
+    let mut fewer = g.clone();
+    fewer.spec.analysis.remove(0);
+    let kept = current(&fewer.spec.analysis, &histories);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].name, "b");
+}
