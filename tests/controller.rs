@@ -2231,7 +2231,8 @@ async fn an_analysis_longer_than_the_deadline_allows_is_invalid_naming_the_field
     let clock = Clock::manual(jiff::Timestamp::now());
     let url = "http://127.0.0.1:9";
     let config = format!("prometheus:\n  url: {url}\n");
-    let op = Operator::start_clocked(&kube, &gh, &config, prometheus_settings(url), clock).await;
+    let op =
+        Operator::start_clocked(&kube, &gh, &config, prometheus_settings(url), clock.clone()).await;
     let api = gates(&kube.client(), "default");
     let mut g = analysis_gate("too-long", 804, 2);
     g.spec.timeout = None;
@@ -2264,6 +2265,37 @@ async fn an_analysis_longer_than_the_deadline_allows_is_invalid_naming_the_field
         "nothing is read for a spec that cannot work"
     );
     events_eventually(&kube, "too-long", &["Waiting", "InvalidAnalysis"]).await;
+    // Later reconciles keep the condition as it is: no write per reconcile.
+    let writes = status_writes(&kube, "too-long");
+    let since = c.last_transition_time.clone();
+    let reconciles = || {
+        let text = op.metrics.render();
+        text.lines()
+            .find(|l| {
+                l.starts_with(r#"tollgate_reconcile_duration_seconds_count{controller="gate"}"#)
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = reconciles();
+    next_interval(&api, "too-long", &clock, 30, 1).await;
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while reconciles() <= before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reconcile after the poke"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let g = api.get("too-long").await.expect("get");
+    let c = g
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Invalid").cloned())
+        .expect("still Invalid");
+    assert_eq!(c.last_transition_time, since);
+    assert_eq!(status_writes(&kube, "too-long"), writes, "no status write");
     assert!(
         !op.metrics
             .render()

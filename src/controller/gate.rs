@@ -895,7 +895,11 @@ async fn wait(
         "the namespace may gate this repository",
         now,
     );
-    remove_condition(&mut s, CONDITION_INVALID);
+    // Set again below while an analysis cannot work: removed and re-added,
+    // it would get a new transition time (and a write) on every reconcile.
+    if readings.invalid.is_none() {
+        remove_condition(&mut s, CONDITION_INVALID);
+    }
     set_analysis(&mut s, readings, now);
 
     // Tell the person watching the run, only when what holds the gate changed.
