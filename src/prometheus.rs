@@ -19,8 +19,9 @@ use crate::config::PrometheusSettings;
 /// The largest answer read: one series is a few hundred bytes.
 const MAX_BODY: usize = 4 << 20;
 
-/// A Prometheus query that could not be answered. Every variant is transient
-/// for the gate (read again with backoff) and never counts as a pass.
+/// Prometheus could not be used. `TokenFile`, `CaFile`, `Tls` and `Url` stop
+/// the operator at start-up; the rest are a reading that could not be made:
+/// transient for the gate (read again with backoff), never a pass.
 #[derive(Debug, thiserror::Error)]
 pub enum PrometheusError {
     #[error("cannot read the bearer token file {path}: {source}")]
@@ -30,6 +31,8 @@ pub enum PrometheusError {
     },
     #[error("cannot use the CA file {path}: {why}")]
     CaFile { path: PathBuf, why: String },
+    #[error("cannot set up TLS for Prometheus: {0}")]
+    Tls(String),
     #[error("prometheus.url {url:?} is not a usable URL: {why}")]
     Url { url: String, why: String },
     #[error("Prometheus at {url} did not answer within {timeout:?}")]
@@ -253,10 +256,7 @@ fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Prometheus
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| PrometheusError::CaFile {
-            path: PathBuf::new(),
-            why: e.to_string(),
-        })?;
+        .map_err(|e| PrometheusError::Tls(e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -320,5 +320,70 @@ mod tests {
             parse_answer(StatusCode::OK, m),
             Err(PrometheusError::WrongType { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn the_bearer_token_file_is_sent_and_never_shown() {
+        use std::sync::{Arc, Mutex};
+        /// (Authorization header, form body) of each request.
+        type Seen = Arc<Mutex<Vec<(Option<String>, String)>>>;
+        let seen: Seen = Arc::default();
+        let record = seen.clone();
+        let app = axum::Router::new().route(
+            "/prom/api/v1/query",
+            axum::routing::post(move |headers: http::HeaderMap, body: String| {
+                let auth = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
+                record
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((auth, body));
+                async {
+                    r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"7"]}]}}"#
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let dir = std::env::temp_dir().join(format!("tollgate-prom-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let token = dir.join("token");
+        std::fs::write(&token, "s3cr3t\n").expect("token file");
+        let settings = PrometheusSettings {
+            url: format!("http://{addr}/prom/"),
+            timeout: Duration::from_secs(5),
+            bearer_token_file: Some(token),
+            ca_file: None,
+        };
+        let p = Prometheus::new(&settings).expect("client");
+        assert_eq!(p.query("sum(up)").await.expect("answer"), vec![7.0]);
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(
+            seen,
+            vec![(
+                Some("Bearer s3cr3t".to_string()),
+                "query=sum%28up%29".to_string()
+            )]
+        );
+        assert!(!format!("{p:?}").contains("s3cr3t"));
+        let missing = PrometheusSettings {
+            bearer_token_file: Some(dir.join("absent")),
+            ..settings
+        };
+        let e = Prometheus::new(&missing).expect_err("no token file");
+        assert!(
+            e.to_string()
+                .starts_with("cannot read the bearer token file"),
+            "{e}"
+        );
+        server.abort();
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -2076,6 +2076,50 @@ async fn analysis_against_a_real_prometheus_approves_after_for_and_rejects_at_th
     .await;
     let api = gates(&kube.client(), "default");
 
+    // Prometheus's own answers: an error for a bad query, several series,
+    // none. The first is no reading; the others are inconclusive.
+    let client = tollgate::prometheus::Prometheus::new(&support::prometheus::settings(prom.url()))
+        .expect("client");
+    let e = client.query("sum(").await.expect_err("a parse error");
+    assert!(
+        e.to_string()
+            .starts_with("Prometheus refused the query (400 bad_data)"),
+        "{e}"
+    );
+    for (name, run, query, why) in [
+        (
+            "several",
+            805,
+            r#"{job="exporter"}"#,
+            "series; it must return exactly one",
+        ),
+        (
+            "absent",
+            806,
+            "tollgate_test_no_such_metric",
+            "the query returned no result",
+        ),
+    ] {
+        let mut g = analysis_gate(name, run, 2);
+        g.spec.analysis[0].query = query.into();
+        api.create(&PostParams::default(), &g)
+            .await
+            .expect("create");
+        let g = read_at_now(&api, name, &clock).await;
+        let s = g.status.expect("status");
+        assert_eq!(
+            s.analysis[0].result,
+            tollgate::api::AnalysisResult::Inconclusive,
+            "{name}"
+        );
+        assert!(
+            s.analysis[0].message.ends_with(why),
+            "{name}: {}",
+            s.analysis[0].message
+        );
+        assert_eq!(s.phase, Some(Phase::Waiting), "{name}");
+    }
+
     // Good for `for` (20 s: readings at 0, 10 and 20 s) → approved.
     api.create(&PostParams::default(), &analysis_gate("good", 801, 2))
         .await
