@@ -550,6 +550,7 @@ async fn start_operator_in_process(
             instance: Some("bench".into()),
             concurrency: o.concurrency,
             operator_namespace: None,
+            prometheus: None,
             ..Settings::default()
         },
         metrics: Metrics::new(),

@@ -40,6 +40,8 @@ cleanup() {
   wait "${deletes[@]}"
   [[ -f "$WORK/operator.pid" ]] && kill "$(cat "$WORK/operator.pid")" 2>/dev/null
   [[ -f "$WORK/fake.pid" ]] && kill "$(cat "$WORK/fake.pid")" 2>/dev/null
+  [[ -f "$WORK/prometheus.pid" ]] && kill "$(cat "$WORK/prometheus.pid")" 2>/dev/null
+  [[ -f "$WORK/exporter.pid" ]] && kill "$(cat "$WORK/exporter.pid")" 2>/dev/null
   for ns in "${NAMESPACES[@]}"; do
     for dg in $(kubectl -n "$ns" get dg -o name 2>/dev/null); do
       kubectl -n "$ns" patch "$dg" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1
@@ -82,6 +84,49 @@ tenancy:
 - namespace: $NS-b
   repositories: ["acme/team-b"]
 YAML
+# A real Prometheus for the analysis scenario, from PATH (CI: target/ci-tools/bin),
+# scraping every second an exporter that serves e2e_error_ratio from a file the
+# scenario rewrites. Without the binary only that scenario is skipped.
+PROM_URL=""
+if PROM_BIN="$(command -v prometheus)"; then
+  echo 0.004 >"$WORK/exporter.value"
+  python3 - "$WORK/exporter.value" >"$WORK/exporter.out" 2>"$WORK/exporter.err" <<'PY' &
+import http.server, sys
+path = sys.argv[1]
+class Metrics(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        value = open(path).read().strip()
+        body = f"# TYPE e2e_error_ratio gauge\ne2e_error_ratio {value}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Metrics)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+PY
+  echo $! >"$WORK/exporter.pid"
+  for _ in $(seq 1 100); do [[ -s "$WORK/exporter.out" ]] && break; sleep 0.1; done
+  cat >"$WORK/prometheus.yml" <<YAML
+global:
+  scrape_interval: 1s
+scrape_configs:
+- job_name: e2e
+  static_configs:
+  - targets: ['127.0.0.1:$(cat "$WORK/exporter.out")']
+YAML
+  PROM_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$PROM_BIN" --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus-data" \
+    --web.listen-address="127.0.0.1:$PROM_PORT" --log.level=warn >"$WORK/prometheus.log" 2>&1 &
+  echo $! >"$WORK/prometheus.pid"
+  PROM_URL="http://127.0.0.1:$PROM_PORT"
+  printf 'prometheus:\n  url: %s\n  timeout: 5s\n' "$PROM_URL" >>"$WORK/config.yaml"
+  echo "e2e: prometheus at $PROM_URL"
+fi
+
 # A fixed port for the operator's webhook receiver (SIGKILL and restart keep it).
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
@@ -221,6 +266,12 @@ bad_gates_refused() {
   refused bad-both "spec.deadline or spec.timeout" \
     "$(gate bad-both acme/web 1 "$good" "deadline: \"2030-01-01T00:00:00Z\"" "timeout: 2h")"
   refused bad-repo "spec.repository" "$(gate bad-repo 'not a repository' 1 "$good")"
+  refused bad-interval "spec.analysis[].interval must be at least 10s" \
+    "$(gate bad-interval acme/web 1 "$good" "analysis: [{name: e, query: up, max: 1, interval: 5s}]")"
+  refused bad-bounds "spec.analysis[].min or spec.analysis[].max" \
+    "$(gate bad-bounds acme/web 1 "$good" "analysis: [{name: e, query: up}]")"
+  refused bad-for "spec.analysis[].for must not be longer than spec.timeout" \
+    "$(gate bad-for acme/web 1 "$good" "timeout: 1h" "analysis: [{name: e, query: up, max: 1, for: 2h}]")"
 }
 
 happy_path() {
@@ -231,7 +282,7 @@ happy_path() {
   k get dg happy | tee "$WORK/happy.table"
   expect_eq phase "$(jp dg/happy '{.status.phase}')" Approved
   expect_eq delivery "$(jp dg/happy '{.status.delivery.state}')" Delivered
-  grep -qE '^NAME +REPOSITORY +ENVIRONMENT +SHA +PHASE +DELIVERY +REASON +DEADLINE +AGE' "$WORK/happy.table" ||
+  grep -qE '^NAME +REPOSITORY +ENVIRONMENT +SHA +PHASE +DELIVERY +ANALYSIS +REASON +DEADLINE +AGE' "$WORK/happy.table" ||
     fail "unexpected header: $(head -1 "$WORK/happy.table")"
   grep -qE "^happy +acme/web +production +${sha:0:7} +Approved +Delivered " "$WORK/happy.table" ||
     fail "the row does not read Approved/Delivered: $(tail -1 "$WORK/happy.table")"
@@ -605,7 +656,7 @@ columns() {
   out=$(k get dg,rp)
   echo "$out"
   expect_in "dg header" "$out" "NAME"
-  for col in REPOSITORY ENVIRONMENT SHA PHASE DELIVERY REASON DEADLINE AGE; do
+  for col in REPOSITORY ENVIRONMENT SHA PHASE DELIVERY ANALYSIS REASON DEADLINE AGE; do
     grep -E "^NAME +REPOSITORY" <<<"$out" | grep -qw "$col" || fail "dg column $col missing"
   done
   for col in SCOPE STATE REASON SHA HELD AGE; do
@@ -617,6 +668,50 @@ columns() {
   echo "$out"
   expect_in "tollgate category: gates" "$out" "deploymentgate.tollgate.dev/happy"
   expect_in "tollgate category: pauses" "$out" "releasepause.tollgate.dev/red-main"
+}
+
+# prom_reads VALUE: Prometheus's latest e2e_error_ratio is VALUE (scraped).
+prom_reads() {
+  curl -fsS "$PROM_URL/api/v1/query" --data-urlencode 'query=e2e_error_ratio' |
+    jq -e --arg v "$1" '.data.result[0].value[1] == $v'
+}
+# event_reasons NAME: the reasons of the gate's Events, oldest first, on one line.
+event_reasons() {
+  k get events --field-selector "involvedObject.name=$1" --sort-by=.metadata.creationTimestamp \
+    -o jsonpath='{range .items[*]}{.reason}{" "}{end}'
+}
+
+# Metric analysis against a real Prometheus: good for `for` → approved;
+# `failureLimit` bad readings in a row → rejected. Real time: interval 10 s.
+analysis_gates() {
+  if [[ -z "$PROM_URL" ]]; then
+    echo "    skipped: prometheus not found on PATH"
+    return 0
+  fi
+  local good bad spec
+  good=$(sha_of analysis-good) bad=$(sha_of analysis-bad)
+  spec="- {name: staging-errors, query: e2e_error_ratio, max: 0.01, for: 10s, interval: 10s, failureLimit: 2}"
+  until_true 60 prom_reads 0.004
+  gate analysis-good acme/web 1501 "$good" "timeout: 2h" "analysis:" "$spec" | k apply -f -
+  until_true 30 evaluated "$NS" analysis-good
+  expect_eq "first reading" "$(jp dg/analysis-good '{.status.analysis[0].lastValue}')" 0.004
+  k wait --for=condition=Delivered dg/analysis-good --timeout=90s
+  k get dg analysis-good | tee "$WORK/analysis.table"
+  grep -qE "^analysis-good +acme/web +production +${good:0:7} +Approved +Delivered +1/1 passing " "$WORK/analysis.table" ||
+    fail "the row does not read Approved/Delivered/1/1 passing: $(tail -1 "$WORK/analysis.table")"
+  expect_in reason "$(jp dg/analysis-good '{.status.decision.reason}')" "analysis staging-errors 0.004 ≤ 0.01 for 10s"
+  expect_eq "GitHub reviews for run 1501" "$(reviews 1501)" "approved 204 production"
+
+  echo 0.05 >"$WORK/exporter.value"
+  until_true 60 prom_reads 0.05
+  gate analysis-bad acme/web 1502 "$bad" "timeout: 2h" "analysis:" "$spec" | k apply -f -
+  k wait --for=condition=Delivered dg/analysis-bad --timeout=90s
+  expect_eq phase "$(jp dg/analysis-bad '{.status.phase}')" Rejected
+  expect_eq reason "$(jp dg/analysis-bad '{.status.decision.reason}')" \
+    "analysis staging-errors failed: 0.05 > 0.01 (2 of 2 failures in a row)"
+  expect_eq "GitHub reviews for run 1502" "$(reviews 1502)" "rejected 204 production"
+  until_true 30 bash -c "kubectl -n $NS get events --field-selector involvedObject.name=analysis-bad -o jsonpath='{.items[*].reason}' | grep -q AnalysisFailed"
+  expect_in "events of analysis-bad" "$(event_reasons analysis-bad)" "AnalysisFailing"
 }
 
 chart_dry_run() {
@@ -664,6 +759,7 @@ echo "e2e: operator pid $(cat "$WORK/operator.pid"), log $WORK/operator.log"
 scenario "a bad gate is refused naming the field" bad_gates_refused
 scenario "happy path: approved and delivered" happy_path
 scenario "a failing required check rejects" check_failing_rejects
+scenario "metric analysis against a real Prometheus approves after for, rejects at failureLimit" analysis_gates
 scenario "a pause holds a gate; the resume releases it at once" pause_holds_then_resume_releases
 scenario "the same pause restated after the resume does not hold again" restated_pause_does_not_hold
 scenario "the deadline applies onDeadline" deadline_applies_on_deadline

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::api::{self, OnDeadline, WorkloadRef};
+use crate::api::{self, Analysis, OnDeadline, WorkloadRef};
 use crate::policy::{Bound, IntakeGrant, Tenancy, TenancyRule, glob_match};
 
 /// The configuration file could not be used; the operator refuses to start.
@@ -51,6 +51,32 @@ pub struct OperatorConfig {
     /// When finished gates and automatic pauses are deleted.
     #[serde(default)]
     pub retention: RetentionSettings,
+    /// The Prometheus server metric analyses read. Without it, a gate with
+    /// `analysis` cannot be read and waits (condition `AnalysisError`).
+    #[serde(default)]
+    pub prometheus: Option<PrometheusSettings>,
+}
+
+/// Where metric analyses read their queries (Prometheus HTTP API `/api/v1/query`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusSettings {
+    /// Base URL of the Prometheus server (`http://prometheus.monitoring:9090`),
+    /// or of any API-compatible one (Thanos, Mimir's `/prometheus` prefix).
+    pub url: String,
+    /// How long one query may take before the reading counts as unreadable.
+    #[serde(default = "default_prometheus_timeout", with = "go_duration")]
+    pub timeout: Duration,
+    /// A file holding a bearer token sent with every query (a mounted Secret).
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust for an `https` URL, instead of the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_prometheus_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// When finished gates and automatic pauses are deleted (see `policy::retention`).
@@ -226,6 +252,9 @@ pub struct IntakePolicy {
     /// Workloads that must be healthy.
     #[serde(default)]
     pub require_healthy: Vec<WorkloadRef>,
+    /// Metric analyses every gate of the policy must pass (see the gate's `spec.analysis`).
+    #[serde(default)]
+    pub analysis: Vec<Analysis>,
     /// Answer approve whatever the verdict.
     #[serde(default)]
     pub dry_run: bool,
@@ -372,6 +401,7 @@ impl OperatorConfig {
                 origin: format!("policies[{i}]"),
                 required_checks: p.required_checks.clone(),
                 require_healthy: p.require_healthy.clone(),
+                analysis: p.analysis.clone(),
                 allow_dry_run: p.dry_run,
                 on_deadline: p.on_deadline.unwrap_or(self.defaults.on_deadline),
                 // Checked at start-up: a policy timeout always parses.
@@ -385,6 +415,7 @@ impl OperatorConfig {
                 origin: "defaults".into(),
                 required_checks: Vec::new(),
                 require_healthy: Vec::new(),
+                analysis: Vec::new(),
                 allow_dry_run: false,
                 on_deadline: self.defaults.on_deadline,
                 max_timeout: self.defaults.max_timeout,
@@ -536,6 +567,38 @@ impl OperatorConfig {
                     "must be a Kubernetes namespace name",
                 ));
             }
+            let lifetime = match &p.timeout {
+                Some(t) => api::parse_duration(t).unwrap_or(api::MAX_GATE_LIFETIME),
+                None => self.defaults.timeout,
+            };
+            let field = format!("policies[{i}].analysis");
+            crate::policy::analysis::check_all(&p.analysis, &field, lifetime)
+                .map_err(|why| ConfigError::Invalid { field, why })?;
+            if !p.analysis.is_empty() && self.prometheus.is_none() {
+                return Err(invalid(
+                    format!("policies[{i}].analysis"),
+                    "needs `prometheus.url`: nothing could read its queries",
+                ));
+            }
+        }
+        if let Some(prom) = &self.prometheus {
+            let ok =
+                prom.url.parse::<http::Uri>().ok().filter(|u| {
+                    matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+                });
+            if ok.is_none() {
+                return Err(invalid(
+                    "prometheus.url".into(),
+                    "must be an http:// or https:// URL with a host, e.g. http://prometheus.monitoring:9090",
+                ));
+            }
+            if prom.timeout < Duration::from_millis(100) || prom.timeout > Duration::from_secs(120)
+            {
+                return Err(invalid(
+                    "prometheus.timeout".into(),
+                    "must be between 100ms and 2m",
+                ));
+            }
         }
         for (i, r) in self.tenancy.iter().enumerate() {
             if r.namespace.is_empty() {
@@ -636,6 +699,54 @@ mod tests {
         let c = OperatorConfig::parse("").expect("empty config is fine");
         assert_eq!(c.defaults.timeout, Duration::from_secs(3600));
         assert_eq!(c.defaults.namespace, "tollgate");
+    }
+
+    #[test]
+    fn analysis_policies_are_checked_at_start_up_naming_the_field() {
+        let policy = |a: &str| {
+            format!(
+                "prometheus: {{url: 'http://prom:9090'}}\npolicies:\n- timeout: 1h\n  analysis:\n  - {{name: e, query: up, {a}}}\n"
+            )
+        };
+        for (a, field, why) in [
+            (
+                "for: 10m",
+                "policies[0].analysis",
+                "policies[0].analysis[0].min or policies[0].analysis[0].max: set at least one bound",
+            ),
+            (
+                "max: 1, interval: 5s",
+                "policies[0].analysis",
+                "policies[0].analysis[0].interval 5s is under 10s",
+            ),
+            (
+                "max: 1, for: 2h",
+                "policies[0].analysis",
+                "policies[0].analysis[0].for 2h is longer than the gate may wait (1h0m0s)",
+            ),
+        ] {
+            let e = OperatorConfig::parse(&policy(a)).expect_err(a).to_string();
+            assert!(
+                e.starts_with(&format!("configuration {field}: {why}")),
+                "{e}"
+            );
+        }
+        assert!(OperatorConfig::parse(&policy("max: 1, for: 1h")).is_ok());
+        let e = OperatorConfig::parse("policies:\n- analysis:\n  - {name: e, query: up, max: 1}\n")
+            .expect_err("no prometheus")
+            .to_string();
+        assert!(e.contains("needs `prometheus.url`"), "{e}");
+        let e = OperatorConfig::parse("prometheus: {url: 'prom:9090'}\n")
+            .expect_err("no scheme")
+            .to_string();
+        assert!(
+            e.starts_with("configuration prometheus.url: must be an http:// or https:// URL"),
+            "{e}"
+        );
+        let c = OperatorConfig::parse("prometheus:\n  url: https://prom.example\n  timeout: 3s\n  bearerTokenFile: /var/run/secrets/prom/token\n  caFile: /etc/prom/ca.pem\n").expect("full prometheus section");
+        let p = c.prometheus.expect("prometheus");
+        assert_eq!(p.timeout, Duration::from_secs(3));
+        assert_eq!(p.ca_file.as_deref(), Some(Path::new("/etc/prom/ca.pem")));
     }
 
     #[test]

@@ -8,4 +8,5 @@ pub mod controller;
 pub mod github;
 pub mod operator;
 pub mod policy;
+pub mod prometheus;
 pub mod telemetry;

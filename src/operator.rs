@@ -135,6 +135,8 @@ pub enum StartError {
     Crds(#[from] CrdError),
     #[error("GitHub client: {0}")]
     GitHub(String),
+    #[error("Prometheus client (configuration `prometheus`): {0}")]
+    Prometheus(#[from] crate::prometheus::PrometheusError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -224,6 +226,11 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         tracing::info!(operator_namespace = %operator_namespace, "no tenancy rules configured: each namespace may gate only what intake writes there");
     }
     let config = Arc::new(config);
+    // The token and CA files are read now: a wrong path stops the start.
+    let prometheus = match &config.prometheus {
+        Some(p) => Some(crate::prometheus::Prometheus::new(p)?),
+        None => None,
+    };
     let metrics = Metrics::new();
     let github_config = github_config(&args)?;
     if github_config.plain_token_on_github_com() {
@@ -307,6 +314,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
             concurrency: args.max_concurrent_reconciles,
             operator_namespace: args.operator_namespace.clone(),
             api_server: server.to_string(),
+            prometheus,
         },
         metrics,
         scope: scope.clone(),

@@ -525,6 +525,80 @@ fn config_map_holds_a_file_the_operator_accepts() {
 }
 
 #[test]
+fn prometheus_values_reach_the_operator_with_its_secrets_mounted_read_only() {
+    let config_of = |docs: &[Value]| {
+        let text = one(docs, "ConfigMap")["data"]["config.yaml"]
+            .as_str()
+            .expect("config.yaml is text")
+            .to_string();
+        OperatorConfig::parse(&text)
+            .unwrap_or_else(|e| panic!("the operator refuses the rendered config: {e}\n{text}"))
+    };
+    assert!(
+        config_of(&render(&[])).prometheus.is_none(),
+        "off by default"
+    );
+    let docs = all_features();
+    let config = config_of(&docs);
+    let p = config.prometheus.expect("prometheus");
+    assert_eq!(p.url, "https://prometheus.monitoring:9090");
+    assert_eq!(p.timeout, std::time::Duration::from_secs(5));
+    assert_eq!(
+        p.bearer_token_file.as_deref(),
+        Some(Path::new("/etc/tollgate/prometheus/token/token"))
+    );
+    assert_eq!(
+        p.ca_file.as_deref(),
+        Some(Path::new("/etc/tollgate/prometheus/ca/ca.crt"))
+    );
+    assert_eq!(config.policies[0].analysis[0].name, "staging-errors");
+    let mounts = container(&docs)["volumeMounts"].clone();
+    for m in [
+        "{name: prometheus-token, mountPath: /etc/tollgate/prometheus/token, readOnly: true}",
+        "{name: prometheus-ca, mountPath: /etc/tollgate/prometheus/ca, readOnly: true}",
+    ] {
+        assert!(
+            mounts.as_sequence().expect("mounts").contains(&yaml(m)),
+            "{m} in {mounts:?}"
+        );
+    }
+    let volumes = one(&docs, "Deployment")["spec"]["template"]["spec"]["volumes"].clone();
+    let volume = |name: &str| {
+        volumes
+            .as_sequence()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("volume {name}"))
+            .clone()
+    };
+    assert_eq!(
+        volume("prometheus-token")["secret"],
+        yaml(
+            "{secretName: prometheus-reader, defaultMode: 0440, items: [{key: token, path: token}]}"
+        )
+    );
+    assert_eq!(
+        volume("prometheus-ca")["secret"],
+        yaml(
+            "{secretName: prometheus-ca, defaultMode: 0444, items: [{key: ca.pem, path: ca.crt}]}"
+        )
+    );
+    for bad in [
+        "prometheus.url=prometheus:9090",
+        "prometheus.timeout=ten",
+        "prometheus.bearerToken=abc",
+    ] {
+        assert!(try_render(&["--set", bad]).is_err(), "{bad} was accepted");
+    }
+    let bad_policy = r#"config={"policies":[{"analysis":[{"name":"e","query":"up"}]}]}"#;
+    assert!(
+        try_render(&["--set-json", bad_policy]).is_err(),
+        "an analysis without min or max was accepted"
+    );
+}
+
+#[test]
 fn a_namespaced_install_needs_no_cluster_rbac_and_refuses_a_config_namespace_it_does_not_watch() {
     let docs = render(&["--set", "watch.namespaces={team-a}"]);
     assert!(of_kind(&docs, "ClusterRole").is_empty());

@@ -15,7 +15,7 @@ use support::github::{FakeGitHub, Fault};
 use support::kube::FakeKube;
 use tollgate::api::{DecisionSource, DeliveryState, DeploymentGate, Phase, ReleasePause, Verdict};
 use tollgate::config::OperatorConfig;
-use tollgate::controller::{self, Runtime, Scope, Settings};
+use tollgate::controller::{self, Clock, Runtime, Scope, Settings, Wiring};
 use tollgate::github::{Auth, GitHub, GitHubConfig};
 use tollgate::telemetry::Metrics;
 
@@ -48,6 +48,40 @@ impl Operator {
         settings: Settings,
         writes_per_minute: u32,
     ) -> Operator {
+        Operator::start_wired(
+            kube,
+            gh,
+            config,
+            settings,
+            writes_per_minute,
+            Wiring::default(),
+        )
+        .await
+    }
+
+    /// The operator on a hand-driven clock (see `Clock::manual`).
+    async fn start_clocked(
+        kube: &FakeKube,
+        gh: &FakeGitHub,
+        config: &str,
+        settings: Settings,
+        clock: Clock,
+    ) -> Operator {
+        let wiring = Wiring {
+            clock,
+            ..Wiring::default()
+        };
+        Operator::start_wired(kube, gh, config, settings, 60_000, wiring).await
+    }
+
+    async fn start_wired(
+        kube: &FakeKube,
+        gh: &FakeGitHub,
+        config: &str,
+        settings: Settings,
+        writes_per_minute: u32,
+        wiring: Wiring,
+    ) -> Operator {
         if let Ok(filter) = std::env::var("TEST_LOG") {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
@@ -74,7 +108,7 @@ impl Operator {
         };
         let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(rt, ready_tx, async move {
+        let task = tokio::spawn(controller::run_wired(rt, wiring, ready_tx, async move {
             let _ = stop_rx.await;
         }));
         tokio::time::timeout(GUARD, ready_rx.wait_for(|r| *r))
@@ -1964,5 +1998,354 @@ async fn an_unknown_422_is_recorded_once_on_the_gate_and_not_retried() {
         text.contains(r#"tollgate_github_invalid_requests_total{operation="review"} 1"#),
         "{text}"
     );
+    op.kill();
+}
+
+// ---- Metric analysis against a real Prometheus (tests/support/prometheus.rs) ----
+
+/// The operator reads Prometheus on its own clock: the test moves it one
+/// interval on, then touches the gate so it is looked at now rather than
+/// when the real interval has passed.
+async fn next_interval(api: &Api<DeploymentGate>, name: &str, clock: &Clock, by_secs: i64, n: u32) {
+    clock.advance(jiff::SignedDuration::from_secs(by_secs));
+    let patch = json!({"metadata": {"annotations": {"test.tollgate.dev/poke": n.to_string()}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("poke");
+}
+
+/// Waits until the operator read the gate's first analysis at the clock's time.
+async fn read_at_now(api: &Api<DeploymentGate>, name: &str, clock: &Clock) -> DeploymentGate {
+    let now = clock.now();
+    until(api, name, "read at the clock's time", move |g| {
+        g.status
+            .as_ref()
+            .and_then(|s| s.analysis.first())
+            .and_then(|a| a.read_at)
+            .is_some_and(|t| t >= now)
+    })
+    .await
+}
+
+fn analysis_gate(name: &str, run_id: i64, failure_limit: u32) -> DeploymentGate {
+    gate(
+        name,
+        run_id,
+        json!({"analysis": [{
+            "name": "staging-errors",
+            "query": "tollgate_test_error_ratio",
+            "max": 0.01,
+            "for": "20s",
+            "interval": "10s",
+            "failureLimit": failure_limit,
+        }]}),
+    )
+}
+
+fn prometheus_settings(url: &str) -> Settings {
+    Settings {
+        instance: Some("test".into()),
+        prometheus: Some(
+            tollgate::prometheus::Prometheus::new(&support::prometheus::settings(url))
+                .expect("prometheus client"),
+        ),
+        ..Settings::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analysis_against_a_real_prometheus_approves_after_for_and_rejects_at_the_failure_limit() {
+    let test = "analysis_against_a_real_prometheus";
+    let Some(bin) = support::prometheus::binary_or_skip(test) else {
+        return;
+    };
+    let exporter = support::prometheus::Exporter::start(0.004).await;
+    let prom = support::prometheus::Prometheus::start(&bin, exporter.addr()).await;
+    prom.reads("tollgate_test_error_ratio", 0.004).await;
+
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let clock = Clock::manual(jiff::Timestamp::now());
+    let config = format!("prometheus:\n  url: {}\n", prom.url());
+    let op = Operator::start_clocked(
+        &kube,
+        &gh,
+        &config,
+        prometheus_settings(prom.url()),
+        clock.clone(),
+    )
+    .await;
+    let api = gates(&kube.client(), "default");
+
+    // Prometheus's own answers: an error for a bad query, several series,
+    // none. The first is no reading; the others are inconclusive.
+    let client = tollgate::prometheus::Prometheus::new(&support::prometheus::settings(prom.url()))
+        .expect("client");
+    let e = client.query("sum(").await.expect_err("a parse error");
+    assert!(
+        e.to_string()
+            .starts_with("Prometheus refused the query (400 bad_data)"),
+        "{e}"
+    );
+    for (name, run, query, why) in [
+        (
+            "several",
+            805,
+            r#"{job="exporter"}"#,
+            "series; it must return exactly one",
+        ),
+        (
+            "absent",
+            806,
+            "tollgate_test_no_such_metric",
+            "the query returned no result",
+        ),
+    ] {
+        let mut g = analysis_gate(name, run, 2);
+        g.spec.analysis[0].query = query.into();
+        api.create(&PostParams::default(), &g)
+            .await
+            .expect("create");
+        let g = read_at_now(&api, name, &clock).await;
+        let s = g.status.expect("status");
+        assert_eq!(
+            s.analysis[0].result,
+            tollgate::api::AnalysisResult::Inconclusive,
+            "{name}"
+        );
+        assert!(
+            s.analysis[0].message.ends_with(why),
+            "{name}: {}",
+            s.analysis[0].message
+        );
+        assert_eq!(s.phase, Some(Phase::Waiting), "{name}");
+    }
+
+    // Good for `for` (20 s: readings at 0, 10 and 20 s) → approved.
+    api.create(&PostParams::default(), &analysis_gate("good", 801, 2))
+        .await
+        .expect("create");
+    let g = read_at_now(&api, "good", &clock).await;
+    let s = g.status.expect("status");
+    assert_eq!(s.phase, Some(Phase::Waiting));
+    assert_eq!(s.analysis[0].last_value, Some(0.004));
+    assert_eq!(s.analysis[0].message, "0.004 ≤ 0.01 for 0s of 20s");
+    assert_eq!(s.analysis_summary.as_deref(), Some("0/1 passing"));
+    next_interval(&api, "good", &clock, 10, 1).await;
+    let g = read_at_now(&api, "good", &clock).await;
+    assert_eq!(
+        phase(&g),
+        Some(Phase::Waiting),
+        "10 s of 20 s is not enough"
+    );
+    assert_eq!(gh.reviews(801).len(), 0);
+    next_interval(&api, "good", &clock, 10, 2).await;
+    let g = until(&api, "good", "delivered", delivered).await;
+    let s = g.status.expect("status");
+    assert_eq!(s.phase, Some(Phase::Approved));
+    assert_eq!(s.analysis_summary.as_deref(), Some("1/1 passing"));
+    let reviews = gh.reviews(801);
+    assert_eq!(reviews.len(), 1);
+    assert_eq!(reviews[0].body["state"], "approved");
+    let comment = reviews[0].body["comment"].as_str().unwrap_or_default();
+    assert!(
+        comment.contains("analysis staging-errors 0.004 ≤ 0.01 for 20s"),
+        "{comment}"
+    );
+    events_eventually(
+        &kube,
+        "good",
+        &[
+            "Waiting",
+            "AnalysisPassing",
+            "AnalysisPassed",
+            "Approved",
+            "Delivered",
+        ],
+    )
+    .await;
+
+    // Bad: `failureLimit` (2) failing readings in a row → rejected.
+    exporter.set(0.05);
+    prom.reads("tollgate_test_error_ratio", 0.05).await;
+    api.create(&PostParams::default(), &analysis_gate("bad", 802, 2))
+        .await
+        .expect("create");
+    let g = read_at_now(&api, "bad", &clock).await;
+    let s = g.status.expect("status");
+    assert_eq!(s.phase, Some(Phase::Waiting), "one failure of two");
+    assert_eq!(s.analysis[0].consecutive_failures, 1);
+    next_interval(&api, "bad", &clock, 10, 1).await;
+    let g = until(&api, "bad", "delivered", delivered).await;
+    let s = g.status.expect("status");
+    assert_eq!(s.phase, Some(Phase::Rejected));
+    let reviews = gh.reviews(802);
+    assert_eq!(reviews.len(), 1);
+    assert_eq!(reviews[0].body["state"], "rejected");
+    assert_eq!(
+        reviews[0].body["comment"],
+        "Tollgate: rejected — analysis staging-errors failed: 0.05 > 0.01 (2 of 2 failures in a row)"
+    );
+    events_eventually(
+        &kube,
+        "bad",
+        &[
+            "Waiting",
+            "AnalysisFailing",
+            "AnalysisFailed",
+            "Rejected",
+            "Delivered",
+        ],
+    )
+    .await;
+    let text = op.metrics.render();
+    for (result, n) in [("pass", 3), ("fail", 2)] {
+        let line = format!("tollgate_analysis_readings_total{{result=\"{result}\"}} {n}");
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+    op.kill();
+    drop(prom);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_prometheus_is_a_condition_and_an_event_never_a_pass() {
+    // A loopback port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let url = format!("http://{closed}");
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let clock = Clock::manual(jiff::Timestamp::now());
+    let config = format!("prometheus:\n  url: {url}\n");
+    let op = Operator::start_clocked(
+        &kube,
+        &gh,
+        &config,
+        prometheus_settings(&url),
+        clock.clone(),
+    )
+    .await;
+    let api = gates(&kube.client(), "default");
+    let mut g = analysis_gate("dark", 803, 2);
+    g.spec.analysis[0].hold_for = "0s".into();
+    api.create(&PostParams::default(), &g)
+        .await
+        .expect("create");
+    let g = read_at_now(&api, "dark", &clock).await;
+    let s = g.status.expect("status");
+    assert_eq!(s.phase, Some(Phase::Waiting));
+    assert_eq!(s.analysis[0].result, tollgate::api::AnalysisResult::Error);
+    let c = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "AnalysisError")
+        .expect("AnalysisError condition");
+    assert_eq!(c.status, "True");
+    assert!(
+        c.message
+            .contains(&format!("cannot reach Prometheus at {url}")),
+        "{}",
+        c.message
+    );
+    // Read again with backoff (5 s), still no pass, still one Event.
+    next_interval(&api, "dark", &clock, 5, 1).await;
+    let g = until(&api, "dark", "read twice", |g| {
+        g.status.as_ref().is_some_and(|s| {
+            s.analysis
+                .first()
+                .is_some_and(|a| a.consecutive_errors == 2)
+        })
+    })
+    .await;
+    assert_eq!(phase(&g), Some(Phase::Waiting));
+    assert_eq!(gh.reviews(803).len(), 0, "never a pass");
+    events_eventually(&kube, "dark", &["Waiting", "AnalysisError"]).await;
+    let text = op.metrics.render();
+    assert!(
+        text.contains("tollgate_analysis_readings_total{result=\"error\"} 2"),
+        "{text}"
+    );
+    op.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analysis_longer_than_the_deadline_allows_is_invalid_naming_the_field() {
+    // `for` 2h on a gate whose deadline is the default 1h away: the schema
+    // cannot see it (no spec.timeout), the operator does.
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let clock = Clock::manual(jiff::Timestamp::now());
+    let url = "http://127.0.0.1:9";
+    let config = format!("prometheus:\n  url: {url}\n");
+    let op =
+        Operator::start_clocked(&kube, &gh, &config, prometheus_settings(url), clock.clone()).await;
+    let api = gates(&kube.client(), "default");
+    let mut g = analysis_gate("too-long", 804, 2);
+    g.spec.timeout = None;
+    g.spec.analysis[0].hold_for = "2h".into();
+    api.create(&PostParams::default(), &g)
+        .await
+        .expect("create");
+    let g = until(&api, "too-long", "invalid", |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Invalid"))
+    })
+    .await;
+    let s = g.status.expect("status");
+    let c = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Invalid")
+        .expect("Invalid");
+    assert_eq!(c.reason, "InvalidAnalysis");
+    assert!(
+        c.message
+            .starts_with("spec.analysis[0].for 2h is longer than the gate may wait (1h0m0s)"),
+        "{}",
+        c.message
+    );
+    assert_eq!(s.phase, Some(Phase::Waiting));
+    assert!(
+        s.analysis.is_empty(),
+        "nothing is read for a spec that cannot work"
+    );
+    events_eventually(&kube, "too-long", &["Waiting", "InvalidAnalysis"]).await;
+    // Later reconciles keep the condition as it is: no write per reconcile.
+    let writes = status_writes(&kube, "too-long");
+    let since = c.last_transition_time.clone();
+    let reconciles = || {
+        let text = op.metrics.render();
+        text.lines()
+            .find(|l| {
+                l.starts_with(r#"tollgate_reconcile_duration_seconds_count{controller="gate"}"#)
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = reconciles();
+    next_interval(&api, "too-long", &clock, 30, 1).await;
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while reconciles() <= before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reconcile after the poke"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let g = api.get("too-long").await.expect("get");
+    let c = g
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Invalid").cloned())
+        .expect("still Invalid");
+    assert_eq!(c.last_transition_time, since);
+    assert_eq!(status_writes(&kube, "too-long"), writes, "no status write");
+    assert!(
+        !op.metrics
+            .render()
+            .contains("tollgate_analysis_readings_total{"),
+        "no reading was made"
+    );
+    assert_eq!(gh.reviews(804).len(), 0);
     op.kill();
 }

@@ -9,6 +9,7 @@ const README: &str = include_str!("../README.md");
 const SAMPLE_GATE: &str = include_str!("../examples/gate.yaml");
 const SAMPLE_PAUSE: &str = include_str!("../examples/pause.yaml");
 const SAMPLE_FREEZE: &str = include_str!("../examples/freeze.yaml");
+const SAMPLE_ANALYSIS: &str = include_str!("../examples/analysis-gate.yaml");
 
 fn crds() -> Vec<Value> {
     serde_yaml_ng::Deserializer::from_str(CHECKED_IN)
@@ -81,6 +82,7 @@ fn printer_columns_are_the_documented_ones() {
             "SHA",
             "PHASE",
             "DELIVERY",
+            "ANALYSIS",
             "REASON",
             "DEADLINE",
             "AGE"
@@ -183,7 +185,7 @@ fn every_spec_and_status_field_is_documented_for_kubectl_explain() {
 
 #[test]
 fn readme_shows_the_samples_verbatim() {
-    for sample in [SAMPLE_GATE, SAMPLE_PAUSE, SAMPLE_FREEZE] {
+    for sample in [SAMPLE_GATE, SAMPLE_PAUSE, SAMPLE_FREEZE, SAMPLE_ANALYSIS] {
         assert!(
             README.contains(sample.trim_end()),
             "README is missing the sample:\n{sample}"
@@ -195,6 +197,10 @@ fn readme_shows_the_samples_verbatim() {
 fn readme_samples_validate_against_the_schema() {
     assert_eq!(
         schema_errors("DeploymentGate", &yaml(SAMPLE_GATE)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        schema_errors("DeploymentGate", &yaml(SAMPLE_ANALYSIS)),
         Vec::<String>::new()
     );
     assert_eq!(
@@ -296,4 +302,43 @@ fn bad_pauses_are_refused_naming_the_field() {
     let mut p = yaml(SAMPLE_PAUSE);
     p["spec"]["scope"]["repositories"] = json!([]);
     assert_refused("ReleasePause", &p, "/spec/scope/repositories");
+}
+
+#[test]
+fn analysis_schema_refuses_what_cannot_work_by_cel_rule() {
+    let spec = &version("DeploymentGate")["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let item = &spec["properties"]["analysis"]["items"];
+    let rules = |v: &Value| -> Vec<String> {
+        v["x-kubernetes-validations"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| r["rule"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(rules(item).contains(&"has(self.min) || has(self.max)".to_string()));
+    assert!(
+        rules(&item["properties"]["interval"])
+            .contains(&"duration(self) >= duration('10s')".to_string())
+    );
+    // `for` is a CEL keyword: the API server names it `__for__`.
+    assert!(
+        rules(spec)
+            .iter()
+            .any(|r| r.contains("duration(a.__for__) <= duration(self.timeout)"))
+    );
+    assert_eq!(item["properties"]["interval"]["default"], "1m");
+    assert_eq!(item["properties"]["failureLimit"]["default"], 3);
+    let ok = json!({
+        "apiVersion": "tollgate.dev/v1alpha1", "kind": "DeploymentGate",
+        "metadata": {"name": "g"},
+        "spec": {"repository": "acme/web", "environment": "production", "sha": "a".repeat(40), "runId": 1,
+                 "analysis": [{"name": "staging-errors", "query": "up", "max": 0.01, "for": "10m", "interval": "1m"}]},
+    });
+    assert_eq!(schema_errors("DeploymentGate", &ok), Vec::<String>::new());
+    let mut bad = ok.clone();
+    bad["spec"]["analysis"][0]["name"] = json!("Staging Errors");
+    assert!(!schema_errors("DeploymentGate", &bad).is_empty());
 }

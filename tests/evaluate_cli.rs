@@ -19,6 +19,7 @@ fn args(files: &[&str], checks: &[(&str, CheckState)]) -> EvaluateArgs {
         healthy: Vec::new(),
         default_timeout: Duration::from_secs(3600),
         check_poll: Duration::from_secs(60),
+        readings: None,
     }
 }
 
@@ -79,5 +80,59 @@ fn invalid_manifests_name_the_file_document_and_field() {
     std::fs::write(&bad, "kind: DeploymentGate\nmetadata: {name: g}\nspec: {repository: acme/web, environment: prod, sha: 9fceb02, runId: 1}\n").expect("write");
     let e = evaluate(&a).expect_err("invalid").to_string();
     assert!(e.contains("document 1") && e.contains("spec.sha"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn readings_from_a_file_try_an_analysis_offline() {
+    let mut a = args(&["examples/analysis-gate.yaml"], &[]);
+    a.readings = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/readings.yaml"));
+    for (now, verdict) in [
+        ("2026-11-21T12:05:00Z", "wait"),
+        ("2026-11-21T12:10:00Z", "approve"),
+    ] {
+        a.now = Some(now.parse().expect("timestamp"));
+        let out = evaluate(&a).expect("evaluates");
+        assert!(
+            out[0].contains(&format!(r#""verdict":"{verdict}""#)),
+            "{now}: {}",
+            out[0]
+        );
+        assert!(
+            README.contains(&out[0]),
+            "README does not show:\n{}",
+            out[0]
+        );
+    }
+
+    // One inconclusive reading at the end keeps the gate waiting and says why.
+    let dir = std::env::temp_dir().join(format!("tollgate-readings-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let file = dir.join("readings.yaml");
+    let mut text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/readings.yaml"),
+    )
+    .expect("example readings");
+    text.push_str("- {analysis: staging-errors, at: \"2026-11-21T12:10:30Z\", result: none}\n");
+    std::fs::write(&file, &text).expect("write");
+    a.readings = Some(file.clone());
+    a.now = Some("2026-11-21T12:11:00Z".parse().expect("timestamp"));
+    let out = evaluate(&a).expect("evaluates");
+    assert!(
+        out[0].contains("analysis staging-errors inconclusive: the query returned no result"),
+        "{}",
+        out[0]
+    );
+    // A reading with both a value and a result names the file and the reading.
+    std::fs::write(
+        &file,
+        "- {analysis: staging-errors, at: \"2026-11-21T12:00:00Z\", value: 1, result: none}\n",
+    )
+    .expect("write");
+    let e = evaluate(&a).expect_err("ambiguous reading").to_string();
+    assert!(
+        e.contains("readings.yaml") && e.contains("give either `value` or `result"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

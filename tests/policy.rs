@@ -77,6 +77,7 @@ fn nothing_holding_approves_by_policy() {
         &[],
         &CheckResults::new(),
         &HealthResults::new(),
+        &[],
         &ctx(DEADLINE),
         ts(NOW),
     );
@@ -101,6 +102,7 @@ fn a_recorded_decision_is_kept_whatever_else_changed() {
         &[pause("p", json!({}))],
         &CheckResults::new(),
         &HealthResults::new(),
+        &[],
         &ctx(DEADLINE),
         ts(NOW),
     );
@@ -123,6 +125,7 @@ fn an_override_wins_over_pauses_checks_and_the_deadline() {
         &[pause("p", json!({}))],
         &checks(&[("ci", CheckState::Failure)]),
         &HealthResults::new(),
+        &[],
         &ctx(NOW),
         ts(DEADLINE),
     );
@@ -143,6 +146,7 @@ fn a_passed_deadline_applies_on_deadline_naming_what_held_the_gate() {
         &[pause("red-main", json!({}))],
         &CheckResults::new(),
         &HealthResults::new(),
+        &[],
         &ctx(NOW),
         ts(NOW),
     );
@@ -160,6 +164,7 @@ fn a_passed_deadline_applies_on_deadline_naming_what_held_the_gate() {
         &[pause("red-main", json!({}))],
         &CheckResults::new(),
         &HealthResults::new(),
+        &[],
         &ctx(NOW),
         ts(NOW),
     );
@@ -187,6 +192,7 @@ fn a_failed_required_check_rejects_at_once_naming_it() {
         &[pause("p", json!({}))],
         &c,
         &HealthResults::new(),
+        &[],
         &ctx(DEADLINE),
         ts(NOW),
     );
@@ -215,6 +221,7 @@ fn pending_or_unreported_checks_and_unhealthy_workloads_wait_with_a_poll() {
         &[],
         &CheckResults::new(),
         &health,
+        &[],
         &ctx(DEADLINE),
         ts(NOW),
     );
@@ -240,6 +247,7 @@ fn an_active_pause_waits_until_the_deadline_without_polling() {
         &[pause("red-main", json!({}))],
         &CheckResults::new(),
         &HealthResults::new(),
+        &[],
         &ctx(DEADLINE),
         ts(NOW),
     );
@@ -270,6 +278,7 @@ fn pauses_out_of_scope_do_not_hold() {
         &[other, staging],
         &CheckResults::new(),
         &HealthResults::new(),
+        &[],
         &ctx(DEADLINE),
         ts(NOW),
     );
@@ -288,6 +297,7 @@ fn a_freeze_window_is_re_evaluated_exactly_at_its_end() {
         &[freeze],
         &CheckResults::new(),
         &HealthResults::new(),
+        &[],
         &ctx("2026-11-30T00:00:00Z"),
         ts("2026-11-21T12:00:00Z"),
     );
@@ -351,6 +361,7 @@ fn a_resume_releases_nothing_until_the_operator_records_it() {
         std::slice::from_ref(&p),
         &CheckResults::new(),
         &HealthResults::new(),
+        &[],
         &ctx(DEADLINE),
         now,
     );
@@ -369,6 +380,7 @@ fn a_resume_releases_nothing_until_the_operator_records_it() {
         &[p],
         &CheckResults::new(),
         &HealthResults::new(),
+        &[],
         &ctx(DEADLINE),
         now,
     );
@@ -452,6 +464,7 @@ fn an_invalid_schedule_holds_and_names_the_field() {
         &[p],
         &CheckResults::new(),
         &HealthResults::new(),
+        &[],
         &ctx(DEADLINE),
         ts(NOW),
     );
@@ -647,13 +660,363 @@ proptest! {
         }
         let c: CheckResults = check.map(|s| ("ci".to_string(), s)).into_iter().collect();
         let ctx = EvalContext { deadline, check_poll: Duration::from_secs(poll_s) };
-        if let Verdict::Wait { next_evaluation, blockers } = evaluate(&g, &pauses, &c, &HealthResults::new(), &ctx, now) {
+        if let Verdict::Wait { next_evaluation, blockers } = evaluate(&g, &pauses, &c, &HealthResults::new(), &[], &ctx, now) {
             prop_assert!(next_evaluation > now, "in the past: {next_evaluation} <= {now}");
             prop_assert!(next_evaluation <= deadline, "after the deadline");
-            if let Verdict::Wait { next_evaluation: again, blockers: b2 } = evaluate(&g, &pauses, &c, &HealthResults::new(), &ctx, next_evaluation) {
+            if let Verdict::Wait { next_evaluation: again, blockers: b2 } = evaluate(&g, &pauses, &c, &HealthResults::new(), &[], &ctx, next_evaluation) {
                 prop_assert!(!(again == next_evaluation && b2 == blockers), "hot loop at {next_evaluation}");
                 prop_assert!(again > next_evaluation);
             }
         }
     }
+}
+
+// ---- Metric analysis: readings are facts, decided from (readings, now). ----
+
+mod analysis {
+    use super::*;
+    use tollgate::api::{AnalysisResult, AnalysisStatus};
+    use tollgate::policy::Reading;
+    use tollgate::policy::analysis::{check_all, record};
+
+    const T0: &str = "2026-11-22T12:00:00Z";
+
+    fn at(secs: i64) -> Timestamp {
+        ts(T0) + SignedDuration::from_secs(secs)
+    }
+
+    /// A gate with one analysis `staging-errors` (`bounds` merged in).
+    fn analysed(bounds: Value, on_deadline: &str) -> DeploymentGate {
+        let mut a = json!({"name": "staging-errors", "query": "errors", "for": "10m", "interval": "1m", "failureLimit": 3});
+        merge(&mut a, &bounds);
+        gate(json!({"analysis": [a], "onDeadline": on_deadline}))
+    }
+
+    /// Folds `(seconds after T0, reading)` into the analysis's history.
+    fn fold(g: &DeploymentGate, readings: &[(i64, Reading)]) -> Vec<AnalysisStatus> {
+        let a = &g.spec.analysis[0];
+        let mut h: Option<AnalysisStatus> = None;
+        for (s, r) in readings {
+            h = Some(record(a, h.as_ref(), r, at(*s)));
+        }
+        h.into_iter().collect()
+    }
+
+    fn decide(g: &DeploymentGate, history: &[AnalysisStatus], now: i64) -> Verdict {
+        evaluate(
+            g,
+            &[],
+            &CheckResults::new(),
+            &HealthResults::new(),
+            history,
+            &ctx("2026-11-22T14:00:00Z"),
+            at(now),
+        )
+    }
+
+    fn v(x: f64) -> Reading {
+        Reading::Value(x)
+    }
+
+    /// Readings every minute from T0, all with value `x`, for `n` minutes.
+    fn steady(x: f64, minutes: i64) -> Vec<(i64, Reading)> {
+        (0..=minutes).map(|m| (m * 60, v(x))).collect()
+    }
+
+    fn wait_message(verdict: &Verdict) -> String {
+        match verdict {
+            Verdict::Wait { blockers, .. } => {
+                assert_eq!(blockers.len(), 1, "{blockers:?}");
+                assert_eq!(blockers[0].kind, BlockerKind::Analysis);
+                blockers[0].message.clone()
+            }
+            other => panic!("expected a wait, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn passes_only_after_holding_for_the_whole_for() {
+        let g = analysed(json!({"max": 0.01}), "Reject");
+        // 9 minutes of good readings: not yet.
+        let h = fold(&g, &steady(0.004, 9));
+        let verdict = decide(&g, &h, 9 * 60);
+        assert_eq!(
+            wait_message(&verdict),
+            "analysis staging-errors passing: 0.004 ≤ 0.01 for 9m0s of 10m0s"
+        );
+        let Verdict::Wait {
+            next_evaluation, ..
+        } = verdict
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            next_evaluation,
+            at(10 * 60),
+            "the next reading is one interval on"
+        );
+        // The 10-minute reading: approved, and the reason explains itself.
+        let h = fold(&g, &steady(0.004, 10));
+        assert_eq!(h[0].result, AnalysisResult::Passed);
+        assert_eq!(h[0].passing_since, Some(at(0)));
+        assert_eq!(
+            decide(&g, &h, 10 * 60),
+            Verdict::Approve {
+                reason: "no required checks; analysis staging-errors 0.004 ≤ 0.01 for 10m0s; no pause or freeze window in scope".into(),
+                source: DecisionSource::Policy,
+            }
+        );
+    }
+
+    #[test]
+    fn one_bad_reading_starts_the_hold_again() {
+        let g = analysed(json!({"max": 0.01}), "Reject");
+        let mut r = steady(0.004, 8);
+        r.push((9 * 60, v(0.02)));
+        r.extend((10..=18).map(|m| (m * 60, v(0.004))));
+        let h = fold(&g, &r);
+        assert_eq!(h[0].passing_since, Some(at(10 * 60)));
+        assert_eq!(h[0].consecutive_failures, 0, "a pass forgives the failure");
+        assert_eq!(
+            wait_message(&decide(&g, &h, 18 * 60)),
+            "analysis staging-errors passing: 0.004 ≤ 0.01 for 8m0s of 10m0s"
+        );
+        r.extend((19..=20).map(|m| (m * 60, v(0.004))));
+        let h = fold(&g, &r);
+        assert!(matches!(decide(&g, &h, 20 * 60), Verdict::Approve { .. }));
+    }
+
+    #[test]
+    fn no_result_nan_and_several_series_are_inconclusive_and_say_which() {
+        let g = analysed(json!({"max": 0.01}), "Reject");
+        for (reading, why) in [
+            (Reading::NoResult, "the query returned no result"),
+            (v(f64::NAN), "the query returned NaN"),
+            (
+                Reading::SeveralSeries(3),
+                "the query returned 3 series; it must return exactly one",
+            ),
+        ] {
+            let mut r = steady(0.004, 5);
+            r.push((6 * 60, reading));
+            let h = fold(&g, &r);
+            assert_eq!(h[0].result, AnalysisResult::Inconclusive);
+            assert_eq!(
+                h[0].passing_since, None,
+                "an inconclusive reading is no pass"
+            );
+            assert_eq!(
+                wait_message(&decide(&g, &h, 6 * 60)),
+                format!("analysis staging-errors inconclusive: {why}")
+            );
+        }
+    }
+
+    #[test]
+    fn inconclusive_readings_never_fail_the_gate() {
+        let g = analysed(json!({"max": 0.01}), "Reject");
+        let r: Vec<_> = (0..50).map(|m| (m * 60, Reading::NoResult)).collect();
+        let h = fold(&g, &r);
+        assert_eq!(h[0].consecutive_failures, 0);
+        assert!(matches!(decide(&g, &h, 49 * 60), Verdict::Wait { .. }));
+    }
+
+    #[test]
+    fn failure_limit_failures_in_a_row_reject_at_once() {
+        let g = analysed(json!({"max": 0.01}), "Approve");
+        let two = fold(&g, &[(0, v(0.05)), (60, v(0.06))]);
+        assert_eq!(two[0].result, AnalysisResult::Failing);
+        assert_eq!(
+            wait_message(&decide(&g, &two, 60)),
+            "analysis staging-errors failing: 0.06 > 0.01 (2 of 3 failures in a row)"
+        );
+        let three = fold(&g, &[(0, v(0.05)), (60, v(0.06)), (120, v(0.07))]);
+        assert_eq!(
+            decide(&g, &three, 120),
+            Verdict::Reject {
+                reason: "analysis staging-errors failed: 0.07 > 0.01 (3 of 3 failures in a row)"
+                    .into(),
+                source: DecisionSource::Policy,
+            }
+        );
+        // Not in a row: a pass in between starts the count again.
+        let broken = fold(
+            &g,
+            &[(0, v(0.05)), (60, v(0.06)), (120, v(0.001)), (180, v(0.07))],
+        );
+        assert_eq!(broken[0].consecutive_failures, 1);
+        assert!(matches!(decide(&g, &broken, 180), Verdict::Wait { .. }));
+    }
+
+    #[test]
+    fn at_the_deadline_inconclusive_data_gets_on_deadline_and_the_comment_says_so() {
+        for (on, want) in [("Reject", "reject"), ("Approve", "approve")] {
+            let g = analysed(json!({"max": 0.01}), on);
+            let h = fold(&g, &[(0, Reading::NoResult)]);
+            let verdict = evaluate(
+                &g,
+                &[],
+                &CheckResults::new(),
+                &HealthResults::new(),
+                &h,
+                &ctx("2026-11-22T14:00:00Z"),
+                ts("2026-11-22T14:00:00Z"),
+            );
+            let reason = format!(
+                "deadline 2026-11-22T14:00:00Z passed while analysis staging-errors inconclusive: the query returned no result; onDeadline: {want}"
+            );
+            let expected = if on == "Reject" {
+                Verdict::Reject {
+                    reason,
+                    source: DecisionSource::Deadline,
+                }
+            } else {
+                Verdict::Approve {
+                    reason,
+                    source: DecisionSource::Deadline,
+                }
+            };
+            assert_eq!(verdict, expected);
+        }
+    }
+
+    #[test]
+    fn min_and_max_bound_the_value_on_both_sides() {
+        let g = analysed(json!({"min": 0.5, "max": 2.0, "for": "0s"}), "Reject");
+        for (x, result, message) in [
+            (
+                0.4,
+                AnalysisResult::Failing,
+                "0.4 < 0.5 (1 of 3 failures in a row)",
+            ),
+            (0.5, AnalysisResult::Passed, "0.5 ≥ 0.5 and ≤ 2 for 0s"),
+            (2.0, AnalysisResult::Passed, "2 ≥ 0.5 and ≤ 2 for 0s"),
+            (
+                2.1,
+                AnalysisResult::Failing,
+                "2.1 > 2 (1 of 3 failures in a row)",
+            ),
+        ] {
+            let h = fold(&g, &[(0, v(x))]);
+            assert_eq!(
+                (h[0].result, h[0].message.as_str()),
+                (result, message),
+                "{x}"
+            );
+        }
+        let min_only = analysed(json!({"min": 100.0, "for": "0s"}), "Reject");
+        assert_eq!(
+            fold(&min_only, &[(0, v(99.0))])[0].result,
+            AnalysisResult::Failing
+        );
+        assert_eq!(
+            fold(&min_only, &[(0, v(1e9))])[0].result,
+            AnalysisResult::Passed
+        );
+    }
+
+    #[test]
+    fn an_unreadable_prometheus_never_passes_and_backs_off() {
+        let g = analysed(json!({"max": 0.01}), "Reject");
+        let mut r = steady(0.004, 9);
+        r.push((10 * 60, Reading::Error("connection refused".into())));
+        let h = fold(&g, &r);
+        assert_eq!(h[0].result, AnalysisResult::Error);
+        assert_eq!(h[0].passing_since, None, "an unread interval is no pass");
+        let verdict = decide(&g, &h, 10 * 60);
+        assert_eq!(
+            wait_message(&verdict),
+            "analysis staging-errors unreadable: cannot read Prometheus: connection refused; retrying"
+        );
+        let Verdict::Wait {
+            next_evaluation, ..
+        } = verdict
+        else {
+            unreachable!()
+        };
+        assert_eq!(next_evaluation, at(10 * 60 + 5), "first retry after 5 s");
+        r.push((10 * 60 + 5, Reading::Error("connection refused".into())));
+        let h = fold(&g, &r);
+        assert_eq!(h[0].consecutive_errors, 2);
+        let Verdict::Wait {
+            next_evaluation, ..
+        } = decide(&g, &h, 10 * 60 + 5)
+        else {
+            panic!("still waiting")
+        };
+        assert_eq!(next_evaluation, at(10 * 60 + 15), "then after 10 s");
+    }
+
+    #[test]
+    fn an_edited_query_starts_its_history_again() {
+        // The adversary: a history earned by a harmless query must not
+        // approve a gate whose query was changed since.
+        let g = analysed(json!({"max": 0.01}), "Reject");
+        let h = fold(&g, &steady(0.004, 10));
+        let mut edited = g.clone();
+        edited.spec.analysis[0].query = "other".into();
+        assert_eq!(
+            wait_message(&decide(&edited, &h, 10 * 60)),
+            "analysis staging-errors not read yet"
+        );
+    }
+
+    #[test]
+    fn specs_that_cannot_work_are_refused_naming_the_field() {
+        let one = |a: Value| -> Vec<tollgate::api::Analysis> {
+            vec![serde_json::from_value(a).expect("analysis")]
+        };
+        let hour = Duration::from_secs(3600);
+        for (a, want) in [
+            (
+                json!({"name": "a", "query": "q"}),
+                "spec.analysis[0].min or spec.analysis[0].max: set at least one bound",
+            ),
+            (
+                json!({"name": "a", "query": "q", "max": 1.0, "interval": "5s"}),
+                "spec.analysis[0].interval 5s is under 10s",
+            ),
+            (
+                json!({"name": "a", "query": "q", "max": 1.0, "for": "2h"}),
+                "spec.analysis[0].for 2h is longer than the gate may wait (1h0m0s)",
+            ),
+            (
+                json!({"name": "a", "query": "q", "min": 2.0, "max": 1.0}),
+                "spec.analysis[0].min 2 is greater than spec.analysis[0].max 1",
+            ),
+        ] {
+            let e = check_all(&one(a), "spec.analysis", hour).expect_err(want);
+            assert!(e.starts_with(want), "{e}");
+        }
+        assert!(
+            check_all(
+                &one(json!({"name": "a", "query": "q", "max": 1.0, "for": "1h"})),
+                "spec.analysis",
+                hour
+            )
+            .is_ok()
+        );
+    }
+}
+
+#[test]
+fn histories_end_with_their_analysis() {
+    use tollgate::policy::Reading;
+    use tollgate::policy::analysis::{current, record};
+    let g = gate(json!({"analysis": [
+        {"name": "a", "query": "qa", "max": 1.0},
+        {"name": "b", "query": "qb", "max": 1.0},
+    ]}));
+    let now = ts(NOW);
+    let histories: Vec<_> = g
+        .spec
+        .analysis
+        .iter()
+        .map(|a| record(a, None, &Reading::Value(0.5), now))
+        .collect();
+    let mut fewer = g.clone();
+    fewer.spec.analysis.remove(0);
+    let kept = current(&fewer.spec.analysis, &histories);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].name, "b");
 }

@@ -26,3 +26,6 @@ pub const CONDITION_SCOPE_RESTRICTED: &str = "ScopeRestricted";
 /// GitHub refused the answer (a permission or setting of the App); retried
 /// with backoff until fixed.
 pub const CONDITION_DELIVERY_DENIED: &str = "DeliveryDenied";
+/// A gate's metric analysis could not be read: Prometheus is unreachable or
+/// answered an error. Retried with backoff; never counts as a pass.
+pub const CONDITION_ANALYSIS_ERROR: &str = "AnalysisError";

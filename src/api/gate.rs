@@ -5,6 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::analysis::{Analysis, AnalysisStatus};
+
 /// One GitHub deployment protection rule request: a workflow job that targets a
 /// protected environment and waits for Tollgate's answer. Tollgate decides it
 /// (approve or reject), delivers the answer to GitHub before the deadline, and
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"SHA", "type":"string", "jsonPath":".status.shortSha"}"#,
     printcolumn = r#"{"name":"Phase", "type":"string", "jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Delivery", "type":"string", "jsonPath":".status.delivery.state"}"#,
+    printcolumn = r#"{"name":"Analysis", "type":"string", "jsonPath":".status.analysisSummary"}"#,
     printcolumn = r#"{"name":"Reason", "type":"string", "jsonPath":".status.reason"}"#,
     printcolumn = r#"{"name":"Deadline", "type":"string", "jsonPath":".status.deadline"}"#,
     printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#,
@@ -33,6 +36,7 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("!(has(self.deadline) && has(self.timeout))").message("set either spec.deadline or spec.timeout, not both"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.timeout) || !has(self.analysis) || self.analysis.all(a, !has(a.__for__) || duration(a.__for__) <= duration(self.timeout))").message("spec.analysis[].for must not be longer than spec.timeout: the analysis could never pass before the deadline"))]
 pub struct DeploymentGateSpec {
     /// The GitHub repository as `owner/name`, e.g. `acme/web`. Immutable.
     #[schemars(
@@ -117,6 +121,15 @@ pub struct DeploymentGateSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub require_healthy: Vec<WorkloadRef>,
+
+    /// Prometheus queries that must stay within bounds for a while before the
+    /// gate approves (metric analysis). A failing analysis rejects after
+    /// `failureLimit` readings in a row; an inconclusive one keeps the gate
+    /// waiting until its deadline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("spec.analysis[].name must be unique within the gate"))]
+    pub analysis: Vec<Analysis>,
 
     /// A person's decision. It wins over policy while the gate is undecided; it
     /// cannot change a decision already made. `reason` is required.
@@ -257,6 +270,16 @@ pub struct DeploymentGateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_evaluation: Option<Timestamp>,
 
+    /// What each of `spec.analysis` read so far: last value, when, since when
+    /// it passes, failures in a row. Kept here so it survives restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub analysis: Vec<AnalysisStatus>,
+
+    /// How many analyses pass, e.g. `2/3 passing` (the ANALYSIS column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis_summary: Option<String>,
+
     /// Status reports posted to the workflow run while waiting (GitHub keeps at most 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reports: Option<Reports>,
@@ -276,7 +299,8 @@ pub struct DeploymentGateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Standard conditions: `Decided`, `Delivered`, `Blocked`, `Forbidden`, `Invalid`.
+    /// Standard conditions: `Decided`, `Delivered`, `Blocked`, `Forbidden`,
+    /// `Invalid`, `AnalysisError` (Prometheus could not be read).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -404,7 +428,7 @@ impl DeliveryState {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Blocker {
-    /// `Pause`, `Window`, `Check`, `Workload` or `Forbidden`.
+    /// `Pause`, `Window`, `Check`, `Workload` or `Analysis`.
     pub kind: BlockerKind,
     /// The pause (`namespace/name`), check or workload.
     pub name: String,
@@ -439,6 +463,8 @@ pub enum BlockerKind {
     Check,
     /// A required workload that is not healthy yet.
     Workload,
+    /// A metric analysis that has not passed yet (or is inconclusive).
+    Analysis,
 }
 
 /// Status reports posted to the workflow run.

@@ -4,15 +4,17 @@
 //! These types are plain data: they know neither the kube client nor GitHub.
 //! Doc comments on fields become `kubectl explain` text.
 
+mod analysis;
 mod condition;
 mod duration;
 mod gate;
 mod pause;
 
+pub use analysis::{Analysis, AnalysisResult, AnalysisStatus, MIN_ANALYSIS_INTERVAL};
 pub use condition::{
-    CONDITION_ACTIVE, CONDITION_BLOCKED, CONDITION_DECIDED, CONDITION_DELIVERED,
-    CONDITION_DELIVERY_DENIED, CONDITION_FORBIDDEN, CONDITION_INVALID, CONDITION_POLICY_BOUND,
-    CONDITION_RESUMED, CONDITION_SCOPE_RESTRICTED, CONDITION_SHA_MISMATCH,
+    CONDITION_ACTIVE, CONDITION_ANALYSIS_ERROR, CONDITION_BLOCKED, CONDITION_DECIDED,
+    CONDITION_DELIVERED, CONDITION_DELIVERY_DENIED, CONDITION_FORBIDDEN, CONDITION_INVALID,
+    CONDITION_POLICY_BOUND, CONDITION_RESUMED, CONDITION_SCOPE_RESTRICTED, CONDITION_SHA_MISMATCH,
 };
 pub use duration::{DurationError, MAX_GATE_LIFETIME, parse_duration};
 pub use gate::*;

@@ -7,9 +7,11 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::api::{DeploymentGate, ReleasePause, parse_duration};
+use serde::Deserialize;
+
+use crate::api::{AnalysisStatus, DeploymentGate, ReleasePause, parse_duration};
 use crate::policy::{
-    self, CheckResults, CheckState, EvalContext, HealthResults, Verdict, WorkloadHealth,
+    self, CheckResults, CheckState, EvalContext, HealthResults, Reading, Verdict, WorkloadHealth,
 };
 
 /// Flags of `tollgate evaluate`.
@@ -33,6 +35,60 @@ pub struct EvaluateArgs {
     /// Check-poll interval used for the next evaluation of gates waiting on checks.
     #[arg(long, default_value = "60s", value_parser = parse_go_duration)]
     pub check_poll: Duration,
+    /// A YAML or JSON file of metric readings, to try analyses offline: a list of
+    /// `{analysis, at, value}` (or `result: none|several` instead of
+    /// `value`; `value: NaN` for NaN), read in order and folded into each
+    /// gate's history for the analysis of that name.
+    #[arg(long = "readings")]
+    pub readings: Option<PathBuf>,
+}
+
+/// One reading in a `--readings` file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingRecord {
+    /// The analysis's name (`spec.analysis[].name`).
+    pub analysis: String,
+    /// When it was read (RFC 3339).
+    pub at: Timestamp,
+    /// The value; `.nan` or "NaN" in YAML for NaN.
+    #[serde(default, deserialize_with = "number_or_nan")]
+    pub value: Option<f64>,
+    /// Instead of a value: `none` (no series), `several` (more than one), or
+    /// `error` (Prometheus did not answer).
+    #[serde(default)]
+    pub result: Option<String>,
+}
+
+fn number_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        F(f64),
+        S(String),
+    }
+    match Option::<N>::deserialize(d)? {
+        None => Ok(None),
+        Some(N::F(f)) => Ok(Some(f)),
+        Some(N::S(s)) if s.eq_ignore_ascii_case("nan") => Ok(Some(f64::NAN)),
+        Some(N::S(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("value {s:?} is not a number"))),
+    }
+}
+
+fn reading_of(r: &ReadingRecord) -> Result<Reading, String> {
+    match (r.value, r.result.as_deref()) {
+        (Some(v), None) => Ok(Reading::Value(v)),
+        (None, Some("none")) => Ok(Reading::NoResult),
+        (None, Some("several")) => Ok(Reading::SeveralSeries(2)),
+        (None, Some("error")) => Ok(Reading::Error("offline: recorded as unanswered".into())),
+        _ => Err(format!(
+            "reading of {} at {}: give either `value` or `result: none|several|error`",
+            r.analysis, r.at
+        )),
+    }
 }
 
 fn parse_go_duration(s: &str) -> Result<Duration, String> {
@@ -88,6 +144,21 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Vec<String>, EvaluateError> {
         pauses.extend(parsed.pauses);
     }
     let checks: CheckResults = args.checks.iter().cloned().collect();
+    let readings: Vec<ReadingRecord> = match &args.readings {
+        None => Vec::new(),
+        Some(path) => {
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| EvaluateError::Read {
+                file: file.clone(),
+                source,
+            })?;
+            serde_yaml_ng::from_str(&text).map_err(|e| EvaluateError::Invalid {
+                file: file.clone(),
+                doc: 1,
+                why: format!("readings: {e}; write a list of {{analysis, at, value}}"),
+            })?
+        }
+    };
     let mut lines = Vec::new();
     for g in &gates {
         let ns = g
@@ -136,7 +207,30 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Vec<String>, EvaluateError> {
             deadline,
             check_poll: args.check_poll,
         };
-        let out = match policy::evaluate(&gate, &pauses, &checks, &health, &ctx, now) {
+        let mut history: Vec<AnalysisStatus> = g
+            .status
+            .as_ref()
+            .map(|s| policy::analysis::current(&g.spec.analysis, &s.analysis))
+            .unwrap_or_default();
+        for r in readings.iter().filter(|r| r.at <= now) {
+            let Some(a) = g.spec.analysis.iter().find(|a| a.name == r.analysis) else {
+                continue;
+            };
+            let reading = reading_of(r).map_err(|why| EvaluateError::Invalid {
+                file: args
+                    .readings
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                doc: 1,
+                why,
+            })?;
+            let prev = policy::analysis::history(a, &history).cloned();
+            let next = policy::analysis::record(a, prev.as_ref(), &reading, r.at);
+            history.retain(|s| s.name != a.name);
+            history.push(next);
+        }
+        let out = match policy::evaluate(&gate, &pauses, &checks, &health, &history, &ctx, now) {
             Verdict::Approve { reason, .. } => {
                 json!({"gate": format!("{ns}/{name}"), "verdict": "approve", "reason": reason, "blockers": [], "nextEvaluation": null})
             }
@@ -235,5 +329,11 @@ fn check_gate(g: &DeploymentGate) -> Result<(), String> {
     if let Some(t) = &s.timeout {
         parse_duration(t).map_err(|e| format!("spec.timeout: {e}"))?;
     }
+    let lifetime = s
+        .timeout
+        .as_deref()
+        .and_then(|t| parse_duration(t).ok())
+        .unwrap_or(crate::api::MAX_GATE_LIFETIME);
+    policy::analysis::check_all(&s.analysis, "spec.analysis", lifetime)?;
     Ok(())
 }

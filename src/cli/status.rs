@@ -144,6 +144,7 @@ fn blocker_words(b: &Blocker) -> String {
         BlockerKind::Window => "freeze window",
         BlockerKind::Check => "check",
         BlockerKind::Workload => "workload",
+        BlockerKind::Analysis => "analysis",
     };
     format!("{kind} {}", b.name)
 }

@@ -21,7 +21,8 @@ use crate::telemetry::{Metrics, Throttle, labels};
 /// Gate reconciles that run at once unless configured otherwise.
 pub const DEFAULT_CONCURRENCY: u16 = 512;
 
-/// Operator-wide switches from the command line.
+/// Operator-wide switches from the command line, and the clients the
+/// configuration names (built once at start-up).
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The global kill switch: every gate is evaluated and recorded, GitHub is told approve.
@@ -37,6 +38,9 @@ pub struct Settings {
     pub operator_namespace: Option<String>,
     /// The API server, as log lines name it: its URL and kubeconfig context.
     pub api_server: String,
+    /// The Prometheus server metric analyses read (`prometheus` in the
+    /// configuration); `None`: analyses cannot be read and hold their gates.
+    pub prometheus: Option<crate::prometheus::Prometheus>,
 }
 
 impl Default for Settings {
@@ -47,6 +51,7 @@ impl Default for Settings {
             concurrency: DEFAULT_CONCURRENCY,
             operator_namespace: None,
             api_server: "the Kubernetes API server".into(),
+            prometheus: None,
         }
     }
 }

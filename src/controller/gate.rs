@@ -8,6 +8,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 
+use super::analysis::{self, Readings};
 use super::backoff;
 use super::context::{Context, Freshness};
 use super::error::Error;
@@ -15,10 +16,10 @@ use super::health;
 use super::record::{self, Transition};
 use super::status::{key_of, write_finalizers, write_status};
 use crate::api::{
-    Blocker, CONDITION_BLOCKED, CONDITION_DECIDED, CONDITION_DELIVERED, CONDITION_DELIVERY_DENIED,
-    CONDITION_FORBIDDEN, CONDITION_INVALID, CONDITION_POLICY_BOUND, CONDITION_SHA_MISMATCH,
-    Decision, DecisionSource, Delivery, DeliveryState, DeploymentGate, DeploymentGateStatus,
-    FINALIZER, Phase, ReleasePause, Reports, Verdict,
+    Blocker, CONDITION_ANALYSIS_ERROR, CONDITION_BLOCKED, CONDITION_DECIDED, CONDITION_DELIVERED,
+    CONDITION_DELIVERY_DENIED, CONDITION_FORBIDDEN, CONDITION_INVALID, CONDITION_POLICY_BOUND,
+    CONDITION_SHA_MISMATCH, Decision, DecisionSource, Delivery, DeliveryState, DeploymentGate,
+    DeploymentGateStatus, FINALIZER, Phase, ReleasePause, Reports, Verdict,
 };
 use crate::github::{Pace, ReviewOutcome, RunState, RunTarget, Turn};
 use crate::policy::{self, CheckResults, CheckState, EvalContext, Guard};
@@ -152,30 +153,45 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
         &gate.namespace().unwrap_or_default(),
     ))
     .await;
+    let readings = Box::pin(analysis::read(&gate, deadline, ctx)).await;
     let eval_ctx = EvalContext {
         deadline,
         check_poll: ctx.config.defaults.check_poll,
     };
-    let (verdict, source, reason) =
-        match policy::evaluate(&gate, &pauses, &checks, &health, &eval_ctx, now) {
-            policy::Verdict::Wait {
+    // Readings take time: the verdict is of the instant after them.
+    let now = if gate.spec.analysis.is_empty() {
+        now
+    } else {
+        ctx.now()
+    };
+    let (verdict, source, reason) = match policy::evaluate(
+        &gate,
+        &pauses,
+        &checks,
+        &health,
+        &readings.statuses,
+        &eval_ctx,
+        now,
+    ) {
+        policy::Verdict::Wait {
+            blockers,
+            next_evaluation,
+        } => {
+            return Box::pin(wait(
+                &api,
+                gate,
                 blockers,
                 next_evaluation,
-            } => {
-                return Box::pin(wait(
-                    &api,
-                    gate,
-                    blockers,
-                    next_evaluation,
-                    deadline,
-                    &bound_notes,
-                    ctx,
-                ))
-                .await;
-            }
-            policy::Verdict::Approve { reason, source } => (Verdict::Approve, source, reason),
-            policy::Verdict::Reject { reason, source } => (Verdict::Reject, source, reason),
-        };
+                deadline,
+                &bound_notes,
+                &readings,
+                ctx,
+            ))
+            .await;
+        }
+        policy::Verdict::Approve { reason, source } => (Verdict::Approve, source, reason),
+        policy::Verdict::Reject { reason, source } => (Verdict::Reject, source, reason),
+    };
     // An answer is given only for the run's own commit.
     let dry_run = gate.spec.dry_run || ctx.settings.dry_run;
     match Box::pin(verify_sha(&gate, verdict, dry_run, ctx)).await {
@@ -196,6 +212,7 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
         reason,
         deadline,
         &bound_notes,
+        &readings,
         ctx,
     ))
     .await
@@ -516,6 +533,7 @@ async fn finalize(
             reason,
             deadline,
             &[],
+            None,
             ctx,
         )
         .await?;
@@ -561,6 +579,23 @@ fn base_status(gate: &DeploymentGate, deadline: Timestamp) -> DeploymentGateStat
     s.deadline = Some(deadline);
     s.observed_generation = gate.metadata.generation;
     s
+}
+
+/// The gate's analysis histories, its summary column and the conditions
+/// they show: `AnalysisError` while Prometheus cannot answer, `Invalid` for
+/// an analysis that cannot work.
+fn set_analysis(s: &mut DeploymentGateStatus, r: &Readings, now: Timestamp) {
+    s.analysis = r.statuses.clone();
+    s.analysis_summary = r.summary.clone();
+    if r.errors.is_empty() {
+        remove_condition(s, CONDITION_ANALYSIS_ERROR);
+    } else {
+        let text = format!("{}; retrying with backoff", r.errors.join("; "));
+        set_condition(s, CONDITION_ANALYSIS_ERROR, true, "Unreadable", &text, now);
+    }
+    if let Some(why) = &r.invalid {
+        set_condition(s, CONDITION_INVALID, true, "InvalidAnalysis", why, now);
+    }
 }
 
 /// The `PolicyBound` condition: present while the intake policy tightened the spec.
@@ -817,6 +852,7 @@ async fn read_checks(gate: &DeploymentGate, ctx: &Context) -> CheckResults {
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn wait(
     api: &Api<DeploymentGate>,
     gate: DeploymentGate,
@@ -824,6 +860,7 @@ async fn wait(
     next_evaluation: Timestamp,
     deadline: Timestamp,
     bound_notes: &[String],
+    readings: &Readings,
     ctx: &Context,
 ) -> Result<Action, Error> {
     let now = ctx.now();
@@ -858,7 +895,12 @@ async fn wait(
         "the namespace may gate this repository",
         now,
     );
-    remove_condition(&mut s, CONDITION_INVALID);
+    // Set again below while an analysis cannot work: removed and re-added,
+    // it would get a new transition time (and a write) on every reconcile.
+    if readings.invalid.is_none() {
+        remove_condition(&mut s, CONDITION_INVALID);
+    }
+    set_analysis(&mut s, readings, now);
 
     // Tell the person watching the run, only when what holds the gate changed.
     // Reports take only slots no answer waits for: one whose turn is later is
@@ -899,6 +941,10 @@ async fn wait(
         }
     }
 
+    let invalid_before = gate
+        .status
+        .as_ref()
+        .is_some_and(|s| shows(s, CONDITION_INVALID));
     let (gate, wrote) = commit(api, gate, s, ctx).await?;
     if wrote && phase_before != Some(Phase::Waiting) {
         let t = Transition {
@@ -908,6 +954,20 @@ async fn wait(
         };
         record::publish(&ctx.events, &gate, &t).await;
         record::log_gate(&gate, &t, None);
+    }
+    if wrote {
+        analysis::publish(&gate, readings, ctx).await;
+        if let Some(why) = &readings.invalid
+            && !invalid_before
+        {
+            let t = Transition {
+                reason: "InvalidAnalysis",
+                note: format!("{why}; the analysis is not read until the spec is fixed"),
+                warning: true,
+            };
+            record::publish(&ctx.events, &gate, &t).await;
+            record::log_gate(&gate, &t, None);
+        }
     }
     let next = requeue_delay(next_evaluation, ctx.now());
     Ok(Action::requeue(report_in.map_or(next, |r| r.min(next))))
@@ -936,6 +996,7 @@ async fn decide(
     reason: String,
     deadline: Timestamp,
     bound_notes: &[String],
+    readings: &Readings,
     ctx: &Context,
 ) -> Result<Action, Error> {
     let gate = Box::pin(write_decision(
@@ -946,6 +1007,7 @@ async fn decide(
         reason,
         deadline,
         bound_notes,
+        Some(readings),
         ctx,
     ))
     .await?;
@@ -966,6 +1028,7 @@ async fn write_decision(
     reason: String,
     deadline: Timestamp,
     bound_notes: &[String],
+    readings: Option<&Readings>,
     ctx: &Context,
 ) -> Result<DeploymentGate, Error> {
     let now = ctx.now();
@@ -996,6 +1059,9 @@ async fn write_decision(
     };
     let mut s = base_status(&gate, deadline);
     set_bound(&mut s, bound_notes, now);
+    if let Some(r) = readings {
+        set_analysis(&mut s, r, now);
+    }
     s.phase = Some(Phase::of(verdict));
     s.reason = Some(reason.clone());
     s.decision = Some(decision);
@@ -1068,6 +1134,9 @@ async fn write_decision(
         note: reason,
         warning: false,
     };
+    if let Some(r) = readings {
+        analysis::publish(&gate, r, ctx).await;
+    }
     record::publish(&ctx.events, &gate, &t).await;
     record::log_gate(&gate, &t, Some(latency as u128));
     Ok(gate)

@@ -1,6 +1,7 @@
 //! The two reconcilers: they load what they need from caches, ask the decision
 //! engine, carry out its verdict, and record what happened.
 
+mod analysis;
 pub mod api_limit;
 mod backoff;
 mod clock;

@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::analysis::{self, Assessment};
 use super::checks::{CheckResults, CheckState, HealthResults, WorkloadHealth};
 use super::recovery::pause_state;
 use super::scope;
 use crate::api::{
-    Blocker, BlockerKind, DecisionSource, DeploymentGate, PauseState, ReleasePause,
+    AnalysisStatus, Blocker, BlockerKind, DecisionSource, DeploymentGate, PauseState, ReleasePause,
     Verdict as ApiVerdict,
 };
 
@@ -50,13 +51,19 @@ fn verdict(v: ApiVerdict, reason: String, source: DecisionSource) -> Verdict {
 
 /// Decides a gate. Order: already decided → that decision; override → it;
 /// deadline passed with something still holding → `onDeadline`, naming what held
-/// it; a failed required check → reject; anything holding → wait until the
-/// earliest instant it can change; otherwise approve.
+/// it; a failed required check or analysis → reject; anything holding → wait
+/// until the earliest instant it can change (a window's end, the next poll,
+/// the next reading of an analysis); otherwise approve.
+///
+/// `analyses` are the histories of the gate's metric analyses after the
+/// readings the caller just made (see `policy::analysis`); an analysis
+/// without one is not read yet and holds the gate.
 pub fn evaluate(
     gate: &DeploymentGate,
     pauses: &[ReleasePause],
     checks: &CheckResults,
     health: &HealthResults,
+    analyses: &[AnalysisStatus],
     ctx: &EvalContext,
     now: Timestamp,
 ) -> Verdict {
@@ -75,7 +82,7 @@ pub fn evaluate(
         );
     }
 
-    let (blockers, poll) = holders(gate, pauses, checks, health, now);
+    let (mut blockers, poll) = holders(gate, pauses, checks, health, now);
     let failed: Vec<&str> = gate
         .spec
         .required_checks
@@ -83,10 +90,33 @@ pub fn evaluate(
         .filter(|c| checks.get(*c) == Some(&CheckState::Failure))
         .map(String::as_str)
         .collect();
+    let mut analyses_failed = Vec::new();
+    let mut analyses_passed = Vec::new();
+    let mut next_reading: Option<Timestamp> = None;
+    for a in &gate.spec.analysis {
+        match analysis::assess(a, analysis::history(a, analyses)) {
+            Assessment::Passed(why) => analyses_passed.push(why),
+            Assessment::Failed(why) => analyses_failed.push(why),
+            Assessment::Holding { message, next } => {
+                if let Some(n) = next {
+                    next_reading = Some(next_reading.map_or(n, |m| m.min(n)));
+                }
+                blockers.push(Blocker {
+                    kind: BlockerKind::Analysis,
+                    name: a.name.clone(),
+                    until: None,
+                    message,
+                });
+            }
+        }
+    }
 
-    if now >= ctx.deadline && (!blockers.is_empty() || !failed.is_empty()) {
+    if now >= ctx.deadline
+        && (!blockers.is_empty() || !failed.is_empty() || !analyses_failed.is_empty())
+    {
         let v = ApiVerdict::from(gate.spec.on_deadline);
         let mut held: Vec<String> = failed.iter().map(|c| format!("check {c} failed")).collect();
+        held.extend(analyses_failed.iter().cloned());
         held.extend(blockers.iter().map(|b| b.message.clone()));
         let reason = format!(
             "deadline {} passed while {}; onDeadline: {}",
@@ -110,8 +140,17 @@ pub fn evaluate(
             source: DecisionSource::Policy,
         };
     }
+    if !analyses_failed.is_empty() {
+        return Verdict::Reject {
+            reason: analyses_failed.join("; "),
+            source: DecisionSource::Policy,
+        };
+    }
     if !blockers.is_empty() {
         let mut next = ctx.deadline;
+        if let Some(n) = next_reading {
+            next = next.min(n);
+        }
         for b in &blockers {
             if let Some(u) = b.until {
                 next = next.min(u);
@@ -145,6 +184,9 @@ pub fn evaluate(
     }
     if !gate.spec.require_healthy.is_empty() {
         why.push("required workloads healthy".to_string());
+    }
+    if !analyses_passed.is_empty() {
+        why.push(format!("analysis {}", analyses_passed.join(", ")));
     }
     why.push("no pause or freeze window in scope".to_string());
     Verdict::Approve {

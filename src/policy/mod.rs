@@ -1,6 +1,7 @@
 //! The decision engine: pure functions over plain data and an explicit `now`.
 //! No kube client, no HTTP, no clock reads, no randomness.
 
+pub mod analysis;
 pub mod bounds;
 mod checks;
 pub mod conditions;
@@ -16,6 +17,7 @@ pub mod tenancy;
 pub mod transition;
 pub mod window;
 
+pub use analysis::{Assessment, Reading};
 pub use bounds::Bound;
 pub use checks::{CheckResults, CheckState, HealthResults, WorkloadHealth};
 pub use evaluate::{EvalContext, Verdict, evaluate};

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub deadline_lateness: Histogram,
     /// Delivery attempts, by outcome.
     pub deliveries: Family<Labels, Counter>,
+    /// Metric analysis readings, by result (`pass`, `fail`, `inconclusive`, `error`).
+    pub analysis_readings: Family<Labels, Counter>,
     /// GitHub requests, by status.
     pub github_requests: Family<Labels, Counter>,
     /// Times a GitHub rate limit paused every write.
@@ -157,6 +159,12 @@ impl Metrics {
             "deliveries",
             "Delivery attempts to GitHub, by outcome",
             deliveries.clone(),
+        );
+        let analysis_readings = Family::<Labels, Counter>::default();
+        r.register(
+            "analysis_readings",
+            "Metric analysis readings of Prometheus, by result (pass, fail, inconclusive, error)",
+            analysis_readings.clone(),
         );
         let github_requests = Family::<Labels, Counter>::default();
         r.register(
@@ -323,6 +331,7 @@ impl Metrics {
             decision_latency,
             deadline_lateness,
             deliveries,
+            analysis_readings,
             github_requests,
             rate_limit_waits,
             github_writes_queued,

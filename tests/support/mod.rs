@@ -1,6 +1,7 @@
 //! Test support: the in-process fake Kubernetes API and the fake GitHub.
 pub mod github;
 pub mod kube;
+pub mod prometheus;
 
 /// The operator configuration a test runs with: `config` as written, opened
 /// for a single team (`{namespace: "*", repositories: ["*"]}`) unless it says

@@ -65,6 +65,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $_ := set $defaults "namespace" .Release.Namespace }}
 {{- end }}
 {{- $_ := set $config "defaults" $defaults }}
+{{- with .Values.prometheus }}
+{{- if .url }}
+{{- $prom := dict "url" .url "timeout" .timeout }}
+{{- if .bearerTokenSecret.name }}
+{{- $_ := set $prom "bearerTokenFile" "/etc/tollgate/prometheus/token/token" }}
+{{- end }}
+{{- if .caSecret.name }}
+{{- $_ := set $prom "caFile" "/etc/tollgate/prometheus/ca/ca.crt" }}
+{{- end }}
+{{- $_ := set $config "prometheus" $prom }}
+{{- end }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 

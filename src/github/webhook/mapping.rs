@@ -227,6 +227,7 @@ pub fn build_gate(config: &OperatorConfig, request: &GateRequest) -> DeploymentG
         require_healthy: policy
             .map(|p| p.require_healthy.clone())
             .unwrap_or_default(),
+        analysis: policy.map(|p| p.analysis.clone()).unwrap_or_default(),
         decision_override: None,
         dry_run: policy.is_some_and(|p| p.dry_run),
     };
@@ -588,6 +589,29 @@ mod tests {
         assert_eq!(other.metadata.namespace.as_deref(), Some("gates"));
         assert!(other.spec.required_checks.is_empty());
         assert_eq!(other.spec.on_deadline, OnDeadline::Approve);
+    }
+
+    #[test]
+    fn webhook_gates_carry_the_policys_analysis() {
+        let c = config(
+            "prometheus: {url: 'http://prometheus.monitoring:9090'}\npolicies:\n\
+             - environments: [production]\n  timeout: 2h\n  analysis:\n  - name: staging-errors\n    query: sum(rate(errors[5m]))\n    max: 0.01\n    for: 10m\n    interval: 1m\n",
+        );
+        let gate = build_gate(&c, &request());
+        assert_eq!(gate.spec.analysis.len(), 1);
+        let a = &gate.spec.analysis[0];
+        assert_eq!(
+            (a.name.as_str(), a.max, a.hold_for.as_str(), a.failure_limit),
+            ("staging-errors", Some(0.01), "10m", 3)
+        );
+        let other = build_gate(
+            &c,
+            &GateRequest {
+                environment: "staging".into(),
+                ..request()
+            },
+        );
+        assert!(other.spec.analysis.is_empty());
     }
 
     #[test]
