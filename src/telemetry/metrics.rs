@@ -21,8 +21,7 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
 
 /// The `outcome` label values of `tollgate_deliveries_total`, one per way a
 /// delivery attempt ends (see the gate controller's delivery).
-pub const DELIVERY_OUTCOMES: [&str; 6] =
-    ["delivered", "settled", "gone", "denied", "invalid", "retry"];
+const DELIVERY_OUTCOMES: [&str; 6] = ["delivered", "settled", "gone", "denied", "invalid", "retry"];
 
 /// Every metric Tollgate exports. Cheap to clone (shared handles).
 #[derive(Clone)]
