@@ -34,6 +34,8 @@ for values in "$chart"/ci/*-values.yaml; do
 done
 grep -q '^kind: ServiceMonitor' "$out/all-features.yaml" || { echo "chart: all-features rendered no ServiceMonitor" >&2; exit 1; }
 grep -q '^kind: ServiceMonitor' "$out/defaults.yaml" && { echo "chart: defaults rendered a ServiceMonitor" >&2; exit 1; }
+grep -q '^kind: PrometheusRule' "$out/all-features.yaml" || { echo "chart: all-features rendered no PrometheusRule" >&2; exit 1; }
+grep -q '^kind: PrometheusRule' "$out/defaults.yaml" && { echo "chart: defaults rendered a PrometheusRule" >&2; exit 1; }
 
 refused() { # description, helm args...
   local what="$1"; shift

@@ -24,7 +24,8 @@ FAKE_BIN="$PWD/target/debug/examples/fake_github"
 NS="tollgate-e2e-$RANDOM$RANDOM"
 # $NS is the operator's namespace and may gate anything; team a and team b may
 # gate only their own repository; no tenancy rule names $NS-x.
-NAMESPACES=("$NS" "$NS-a" "$NS-b" "$NS-x")
+# $NS-d holds the leader-electing second operator of the doctor scenario.
+NAMESPACES=("$NS" "$NS-a" "$NS-b" "$NS-x" "$NS-d")
 WORK="$(mktemp -d)"
 
 cleanup() {
@@ -40,6 +41,7 @@ cleanup() {
   wait "${deletes[@]}"
   [[ -f "$WORK/operator.pid" ]] && kill "$(cat "$WORK/operator.pid")" 2>/dev/null
   [[ -f "$WORK/fake.pid" ]] && kill "$(cat "$WORK/fake.pid")" 2>/dev/null
+  [[ -f "$WORK/leader.pid" ]] && kill "$(cat "$WORK/leader.pid")" 2>/dev/null
   [[ -f "$WORK/prometheus.pid" ]] && kill "$(cat "$WORK/prometheus.pid")" 2>/dev/null
   [[ -f "$WORK/exporter.pid" ]] && kill "$(cat "$WORK/exporter.pid")" 2>/dev/null
   for ns in "${NAMESPACES[@]}"; do
@@ -84,11 +86,21 @@ tenancy:
 - namespace: $NS-b
   repositories: ["acme/team-b"]
 YAML
-# A real Prometheus for the analysis scenario, from PATH (CI: target/ci-tools/bin),
-# scraping every second an exporter that serves e2e_error_ratio from a file the
-# scenario rewrites. Without the binary only that scenario is skipped.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Fixed ports for the operator's webhook receiver and metrics (SIGKILL and
+# restart keep them, so Prometheus keeps scraping the same target).
+PORT=$(free_port)
+METRICS_PORT=$(free_port)
+
+# One real Prometheus (from PATH; CI: target/ci-tools/bin) scrapes, every
+# second, the operator's /metrics (for the dashboard scenario) and an exporter
+# that serves e2e_error_ratio from a file the analysis scenario rewrites.
+# Without the binary those two scenarios are skipped (and fail under CI).
+PROMETHEUS="$(command -v prometheus || true)"
+PROM_PORT=$(free_port)
 PROM_URL=""
-if PROM_BIN="$(command -v prometheus)"; then
+EXPORTER_PORT=""
+if [[ -n "$PROMETHEUS" ]]; then
   echo 0.004 >"$WORK/exporter.value"
   python3 - "$WORK/exporter.value" >"$WORK/exporter.out" 2>"$WORK/exporter.err" <<'PY' &
 import http.server, sys
@@ -110,25 +122,10 @@ server.serve_forever()
 PY
   echo $! >"$WORK/exporter.pid"
   for _ in $(seq 1 100); do [[ -s "$WORK/exporter.out" ]] && break; sleep 0.1; done
-  cat >"$WORK/prometheus.yml" <<YAML
-global:
-  scrape_interval: 1s
-scrape_configs:
-- job_name: e2e
-  static_configs:
-  - targets: ['127.0.0.1:$(cat "$WORK/exporter.out")']
-YAML
-  PROM_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "$PROM_BIN" --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus-data" \
-    --web.listen-address="127.0.0.1:$PROM_PORT" --log.level=warn >"$WORK/prometheus.log" 2>&1 &
-  echo $! >"$WORK/prometheus.pid"
+  EXPORTER_PORT="$(cat "$WORK/exporter.out")"
   PROM_URL="http://127.0.0.1:$PROM_PORT"
   printf 'prometheus:\n  url: %s\n  timeout: 5s\n' "$PROM_URL" >>"$WORK/config.yaml"
-  echo "e2e: prometheus at $PROM_URL"
 fi
-
-# A fixed port for the operator's webhook receiver (SIGKILL and restart keep it).
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 # Starts the operator in the background, appending to operator.log.
 start_operator() {
@@ -138,10 +135,34 @@ start_operator() {
     --github-token-file "$WORK/token" --config "$WORK/config.yaml" \
     --webhook-secret-file "$WORK/webhook-secret" \
     --listen "127.0.0.1:$PORT" --github-timeout 30s --pod-name e2e-operator \
-    --metrics-listen "127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')" \
+    --metrics-listen "127.0.0.1:$METRICS_PORT" \
     >>"$WORK/operator.log" 2>&1 &
   echo $! >"$WORK/operator.pid"
   disown # a SIGKILL on purpose is not news
+}
+
+# Starts a real Prometheus scraping the operator's /metrics every second, from
+# before the first gate, so every counter's increases are seen. Without the
+# binary (`bash .ci/tools.sh` unpacks Debian's) the dashboard scenario fails in
+# CI and is skipped elsewhere.
+start_prometheus() {
+  [[ -n "$PROMETHEUS" ]] || return 0
+  mkdir -p "$WORK/prometheus"
+  cat >"$WORK/prometheus.yml" <<YAML
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+- job_name: tollgate-e2e
+  static_configs: [{targets: ["127.0.0.1:$METRICS_PORT"]}]
+- job_name: e2e
+  static_configs: [{targets: ["127.0.0.1:$EXPORTER_PORT"]}]
+YAML
+  "$PROMETHEUS" --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus" \
+    --web.listen-address="127.0.0.1:$PROM_PORT" >"$WORK/prometheus.log" 2>&1 &
+  echo $! >"$WORK/prometheus.pid"
+  PROM_START=$(date +%s)
+  local i
+  for i in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+  echo "e2e: prometheus at http://127.0.0.1:$PROM_PORT scraping 127.0.0.1:$METRICS_PORT"
 }
 
 # ---- helpers (used inside scenarios, which run with set -e) -----------------
@@ -751,9 +772,101 @@ PY
     -f "$WORK/chart-served.yaml"
 }
 
+# Every query of the dashboard, run as Grafana runs a panel (a range query over
+# the time the suite ran, $job the scrape job, $__rate_interval 10 s at a 1 s
+# scrape), returns at least one series with a number in it.
+dashboard_queries_return_data() {
+  if [[ -z "$PROMETHEUS" ]]; then
+    [[ -z "${CI:-}" ]] || fail "prometheus not found and CI is set: bash .ci/tools.sh unpacks it into target/ci-tools/bin"
+    echo "    skipped: prometheus not found (bash .ci/tools.sh unpacks Debian's into target/ci-tools/bin)"
+    return 0
+  fi
+  # The last scrape must have happened after the last gate of the suite.
+  sleep 2
+  python3 - "http://127.0.0.1:$PROM_PORT" "$PROM_START" charts/tollgate/dashboards/tollgate.json <<'PY'
+import json, math, sys, time, urllib.parse, urllib.request
+base, start, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+dash = json.load(open(path))
+def panels(ps):
+    for p in ps:
+        yield p
+        yield from panels(p.get("panels", []))
+end = int(time.time())
+empty = []
+for p in panels(dash["panels"]):
+    for t in p.get("targets", []):
+        expr = t["expr"].replace("$__rate_interval", "10s").replace("$job", "tollgate-e2e")
+        q = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": 2})
+        with urllib.request.urlopen(f"{base}/api/v1/query_range?{q}", timeout=30) as r:
+            res = json.load(r)
+        if res.get("status") != "success":
+            empty.append(f"{p['title']} [{t['refId']}]: {res}")
+            continue
+        series = res["data"]["result"]
+        numbers = sum(1 for s in series for _, v in s["values"] if not math.isnan(float(v)))
+        print(f"    {p['title']} [{t['refId']}]: {len(series)} series, {numbers} values")
+        if numbers == 0:
+            empty.append(f"{p['title']} [{t['refId']}]: no data for {expr}")
+for e in empty:
+    print(f"    EMPTY {e}", file=sys.stderr)
+sys.exit(1 if empty else 0)
+PY
+}
+
+# A healthy install, as `tollgate doctor` sees it against the real API server.
+# No controller manager runs here, so the operator's Deployment is a stand-in
+# whose status the suite sets to ready; the Lease is held by a real second
+# operator electing itself leader (it watches only $NS-d, its own namespace).
+doctor_finds_a_healthy_install() {
+  local d="$NS-d" out rc
+  printf 'defaults:\n  namespace: %s\n' "$d" >"$WORK/leader-config.yaml"
+  "$TOLLGATE" run --leader-elect --lease-namespace "$NS" --lease-name tollgate \
+    --namespace "$d" --operator-namespace "$d" --config "$WORK/leader-config.yaml" \
+    --github-api-url "$FAKE" --github-token-file "$WORK/token" --pod-name e2e-leader \
+    --listen "127.0.0.1:$(free_port)" --metrics-listen "127.0.0.1:$(free_port)" \
+    >>"$WORK/leader.log" 2>&1 &
+  echo $! >"$WORK/leader.pid"
+  until_true 60 eval '[[ "$(k get lease tollgate -o jsonpath={.spec.holderIdentity})" == e2e-leader ]]'
+  k apply -f - <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: tollgate
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: tollgate}}
+  template:
+    metadata: {labels: {app: tollgate}}
+    spec:
+      containers:
+      - name: tollgate
+        image: ghcr.io/tollgate-dev/tollgate:0.1.0
+        args: [run, --leader-elect, --lease-name=tollgate]
+YAML
+  k patch deploy tollgate --subresource=status --type=merge \
+    -p '{"status":{"replicas":1,"readyReplicas":1,"availableReplicas":1,"updatedReplicas":1}}'
+  echo 1 >"$WORK/app-id"
+  set +e
+  out=$("$TOLLGATE" doctor -n "$NS" --config "$WORK/config.yaml" --github-api-url "$FAKE" \
+    --github-app-id-file "$WORK/app-id" --github-private-key-file tests/support/test_app_key.pem \
+    --webhook-secret-file "$WORK/webhook-secret")
+  rc=$?
+  set -e
+  echo "$out" | sed 's/^/    /' | tee "$WORK/doctor.out"
+  expect_eq "doctor exit code" "$rc" 0
+  if grep -qv '^✓\|passed, 0 failed, 0 not checked$' <<<"$out"; then fail "not all ✓"; fi
+  expect_in "doctor summary" "$out" "passed, 0 failed, 0 not checked"
+  "$TOLLGATE" doctor -n "$NS" --config "$WORK/config.yaml" --github-api-url "$FAKE" \
+    --github-app-id-file "$WORK/app-id" --github-private-key-file tests/support/test_app_key.pem \
+    --webhook-secret-file "$WORK/webhook-secret" --output json | jq -e '.ok and all(.checks[]; .status == "pass")' >/dev/null ||
+    fail "doctor --output json is not all pass"
+  kill "$(cat "$WORK/leader.pid")"
+}
+
 # ---- run ---------------------------------------------------------------------
 
 scenario "CRDs install and become Established" crds_install
+start_prometheus
 start_operator
 echo "e2e: operator pid $(cat "$WORK/operator.pid"), log $WORK/operator.log"
 scenario "a bad gate is refused naming the field" bad_gates_refused
@@ -771,6 +884,8 @@ scenario "a forbidden gate deleted sends nothing to GitHub" forbidden_gate_delet
 scenario "a pause in another team's namespace holds nothing of ours; one in the operator's namespace holds both" pauses_keep_to_their_namespace
 scenario "kubectl get dg,rp and get tollgate show the documented columns" columns
 scenario "the chart's objects pass a server-side dry run" chart_dry_run
+scenario "every dashboard query returns data from a real Prometheus" dashboard_queries_return_data
+scenario "tollgate doctor: a healthy install is all ✓" doctor_finds_a_healthy_install
 
 # E2E_RESUME_ROUNDS=N runs the resume and restated-pause scenarios N times in
 # all (the first round above), each with its own pause, failed commit and runs.

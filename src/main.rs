@@ -20,6 +20,8 @@ enum Command {
     Ops(tollgate::cli::commands::OpsCommand),
     /// Evaluate gates in manifest files offline and print one JSON verdict per gate.
     Evaluate(tollgate::cli::evaluate::EvaluateArgs),
+    /// Check an installation: API server, permissions, CRDs, configuration, GitHub, webhook secret, Deployment, leader.
+    Doctor(tollgate::cli::doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +85,21 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Doctor(args) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("tollgate doctor: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let report = runtime.block_on(tollgate::cli::doctor::execute(&args));
+            print!("{}", report.render(args.output));
+            ExitCode::from(report.exit_code())
+        }
         Command::Crd => match tollgate::api::crds_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");

@@ -83,6 +83,20 @@ fn one<'a>(docs: &'a [Value], k: &str) -> &'a Value {
     found[0]
 }
 
+/// The operator's configuration ConfigMap (the dashboard has one of its own).
+fn config_map(docs: &[Value]) -> &Value {
+    let found: Vec<&Value> = of_kind(docs, "ConfigMap")
+        .into_iter()
+        .filter(|d| d["data"]["config.yaml"].is_string())
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one configuration ConfigMap"
+    );
+    found[0]
+}
+
 fn container(docs: &[Value]) -> &Value {
     let containers = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
         .as_sequence()
@@ -487,7 +501,7 @@ fn service_monitor_only_when_enabled_and_the_api_exists() {
 #[test]
 fn config_map_holds_a_file_the_operator_accepts() {
     let config_of = |docs: &[Value]| {
-        let text = one(docs, "ConfigMap")["data"]["config.yaml"]
+        let text = config_map(docs)["data"]["config.yaml"]
             .as_str()
             .expect("config.yaml is text")
             .to_string();
@@ -660,7 +674,7 @@ fn a_namespaced_install_needs_no_cluster_rbac_and_refuses_a_config_namespace_it_
 fn retention_values_reach_the_operator_and_bad_ones_are_refused() {
     let config_of = |docs: &[Value]| {
         OperatorConfig::parse(
-            one(docs, "ConfigMap")["data"]["config.yaml"]
+            config_map(docs)["data"]["config.yaml"]
                 .as_str()
                 .expect("config.yaml"),
         )
@@ -757,5 +771,424 @@ fn every_object_carries_the_standard_labels() {
                 doc["metadata"]["name"]
             );
         }
+    }
+}
+
+// ---- monitoring: the dashboard, the alerts and the metrics they read --------
+
+const README: &str = include_str!("../README.md");
+const DASHBOARD: &str = include_str!("../charts/tollgate/dashboards/tollgate.json");
+
+fn with_monitoring(extra: &[&str]) -> Vec<Value> {
+    let mut args = vec![
+        "--set",
+        "alerts.enabled=true",
+        "--set",
+        "dashboards.enabled=true",
+        "--api-versions",
+        "monitoring.coreos.com/v1",
+    ];
+    args.extend_from_slice(extra);
+    render(&args)
+}
+
+/// Every rule of the rendered PrometheusRule.
+fn alert_rules(docs: &[Value]) -> Vec<Value> {
+    one(docs, "PrometheusRule")["spec"]["groups"]
+        .as_sequence()
+        .expect("groups is a list")
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().expect("rules is a list").clone())
+        .collect()
+}
+
+fn dashboard() -> serde_json::Value {
+    serde_json::from_str(DASHBOARD).expect("the dashboard is valid JSON")
+}
+
+/// Every panel, rows' nested panels included.
+fn panels(d: &serde_json::Value) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().expect("panels is a list") {
+        out.push(p.clone());
+        if let Some(nested) = p["panels"].as_array() {
+            out.extend(nested.iter().cloned());
+        }
+    }
+    out
+}
+
+fn dashboard_exprs() -> Vec<String> {
+    panels(&dashboard())
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The `tollgate_…` metric names a PromQL expression reads.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("tollgate_") {
+        let before = rest[..at].chars().next_back();
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        // Inside a label value (`job="tollgate_x"`) or a longer identifier: not a metric.
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '"') {
+            names.push(tail[..end].to_string());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The sample names the operator's registry exports, from its own
+/// exposition: every registered metric has its `# TYPE` line even before
+/// its first observation, and a counter's samples end in `_total`, a
+/// histogram's in `_bucket`, `_sum` and `_count`.
+fn exported_names() -> std::collections::BTreeSet<String> {
+    use tollgate::telemetry::labels;
+    let m = tollgate::telemetry::Metrics::new();
+    // A family shows in the exposition once it has a label set; give each
+    // one (values do not matter here, names do).
+    let l = || labels([("any", "x")]);
+    for f in [
+        &m.webhooks,
+        &m.decisions,
+        &m.deliveries,
+        &m.github_requests,
+        &m.reconcile_errors,
+        &m.github_invalid_requests,
+        &m.deployments,
+        &m.http_connections_refused,
+        &m.http_connections_evicted,
+        &m.http_connection_timeouts,
+        &m.retention_deletions,
+        &m.kube_requests,
+    ] {
+        let _ = f.get_or_create(&l());
+    }
+    for f in [
+        &m.gates_by_phase,
+        &m.pauses_by_state,
+        &m.github_write_budget_remaining,
+        &m.http_connections,
+        &m.http_requests_in_flight,
+        &m.retention_last_pass,
+        &m.gate_deadline,
+    ] {
+        let _ = f.get_or_create(&l());
+    }
+    let _ = m.reconcile_duration.get_or_create(&l());
+    let text = m.render();
+    let mut names = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+        match kind {
+            "counter" => {
+                names.insert(format!("{name}_total"));
+            }
+            "histogram" => {
+                for s in ["_bucket", "_sum", "_count"] {
+                    names.insert(format!("{name}{s}"));
+                }
+            }
+            _ => {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn dashboard_config_map_only_when_enabled_with_the_sidecar_label() {
+    assert!(
+        !render(&[])
+            .iter()
+            .any(|d| d["metadata"]["name"] == "tg-tollgate-dashboard"),
+        "absent by default"
+    );
+    let docs = with_monitoring(&[]);
+    let cm = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "tg-tollgate-dashboard")
+        .expect("the dashboard ConfigMap");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(cm["metadata"]["namespace"], NAMESPACE);
+    let json = cm["data"]["tollgate.json"].as_str().expect("tollgate.json");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(json).expect("the ConfigMap holds valid JSON"),
+        dashboard(),
+        "the ConfigMap holds the chart's dashboards/tollgate.json"
+    );
+    let docs = with_monitoring(&[
+        "--set",
+        "dashboards.label=example.com/dashboard",
+        "--set",
+        "dashboards.labelValue=tollgate",
+        "--set",
+        "dashboards.namespace=grafana",
+    ]);
+    let cm = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "tg-tollgate-dashboard")
+        .expect("the dashboard ConfigMap");
+    assert_eq!(
+        cm["metadata"]["labels"]["example.com/dashboard"],
+        "tollgate"
+    );
+    assert!(cm["metadata"]["labels"]["grafana_dashboard"].is_null());
+    assert_eq!(cm["metadata"]["namespace"], "grafana");
+}
+
+#[test]
+fn dashboard_json_has_unique_panel_ids_and_an_expression_in_every_target() {
+    let d = dashboard();
+    assert_eq!(d["uid"], "tollgate");
+    assert!(d["schemaVersion"].as_u64().is_some(), "schemaVersion set");
+    let all = panels(&d);
+    let mut ids = std::collections::BTreeSet::new();
+    for p in &all {
+        let id = p["id"].as_u64().expect("every panel has a numeric id");
+        assert!(ids.insert(id), "panel id {id} is used twice");
+        assert!(
+            p["gridPos"]["w"].as_u64().is_some(),
+            "panel {id} has a gridPos"
+        );
+        if p["type"] == "row" {
+            continue;
+        }
+        let targets = p["targets"].as_array().expect("a panel has targets");
+        assert!(!targets.is_empty(), "panel {id} has no target");
+        for t in targets {
+            let expr = t["expr"].as_str().unwrap_or_default();
+            assert!(!expr.trim().is_empty(), "panel {id}: a target without expr");
+            assert!(
+                expr.contains("$job"),
+                "panel {id} ignores the job variable: {expr}"
+            );
+        }
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "panel {id}");
+    }
+    let titles: Vec<&str> = all
+        .iter()
+        .filter(|p| p["type"] == "row")
+        .map(|p| p["title"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "Gates",
+            "Decisions",
+            "Delivery to GitHub",
+            "GitHub budget",
+            "Intake",
+            "Operator"
+        ]
+    );
+}
+
+#[test]
+fn every_metric_the_dashboard_and_the_alerts_read_is_exported() {
+    let exported = exported_names();
+    let rules = alert_rules(&with_monitoring(&[]));
+    let exprs: Vec<String> = dashboard_exprs()
+        .into_iter()
+        .chain(
+            rules
+                .iter()
+                .map(|r| r["expr"].as_str().expect("expr").to_string()),
+        )
+        .collect();
+    let mut read = 0;
+    for expr in &exprs {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "reads no tollgate metric: {expr}");
+        for name in names {
+            read += 1;
+            assert!(
+                exported.contains(&name),
+                "{name} is not exported by the operator (in: {expr}); exported: {exported:?}"
+            );
+        }
+    }
+    assert!(read > 20, "only {read} metric reads found");
+}
+
+#[test]
+fn the_late_answer_alert_reads_a_bucket_the_operator_exports() {
+    let rules = alert_rules(&with_monitoring(&[]));
+    let late = rules
+        .iter()
+        .find(|r| r["alert"] == "TollgateGateDeliveredLate")
+        .expect("the late-answer alert");
+    let expr = late["expr"].as_str().expect("expr");
+    let metrics = tollgate::telemetry::Metrics::new();
+    metrics.delivery_lateness.observe(0.0);
+    let text = metrics.render();
+    let bucket = "tollgate_delivery_lateness_seconds_bucket{le=\"60.0\"}";
+    assert!(text.contains(bucket), "no {bucket} in:\n{text}");
+    assert!(expr.contains("le=\"60.0\""), "{expr}");
+}
+
+#[test]
+fn prometheus_rule_only_when_enabled_and_the_api_exists_or_is_assumed() {
+    assert!(of_kind(&render(&[]), "PrometheusRule").is_empty());
+    assert!(
+        of_kind(&render(&["--set", "alerts.enabled=true"]), "PrometheusRule").is_empty(),
+        "absent without the API group"
+    );
+    let assumed = render(&[
+        "--set",
+        "alerts.enabled=true",
+        "--set",
+        "alerts.assumeApiAvailable=true",
+    ]);
+    one(&assumed, "PrometheusRule");
+    let docs = with_monitoring(&[]);
+    let alerts: Vec<String> = alert_rules(&docs)
+        .iter()
+        .map(|r| r["alert"].as_str().expect("alert name").to_string())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "TollgateGateNearDeadline",
+            "TollgateDeliveriesDenied",
+            "TollgateDeliveriesFailing",
+            "TollgateGateDeliveredLate",
+            "TollgateGitHubRateLimited",
+            "TollgateWebhookSignatureFailures",
+            "TollgateReconcileErrors",
+            "TollgateNoLeader"
+        ]
+    );
+    for r in alert_rules(&docs) {
+        let expr = r["expr"].as_str().expect("expr");
+        for name in metric_names(expr) {
+            let at = expr.find(&name).expect("name in expr") + name.len();
+            assert!(
+                expr[at..]
+                    .starts_with("{job=\"tg-tollgate-metrics\", namespace=\"tollgate-system\""),
+                "{name} in {:?} is not limited to this release's metrics: {expr}",
+                r["alert"]
+            );
+        }
+    }
+    let threshold = with_monitoring(&["--set", "alerts.thresholds.deadlineSeconds=900"]);
+    let near = alert_rules(&threshold)
+        .into_iter()
+        .find(|r| r["alert"] == "TollgateGateNearDeadline")
+        .expect("near-deadline alert");
+    assert!(
+        near["expr"]
+            .as_str()
+            .expect("expr")
+            .trim_end()
+            .ends_with("< 900"),
+        "{:?}",
+        near["expr"]
+    );
+}
+
+/// GitHub's anchor for a Markdown heading: lower case, spaces to dashes,
+/// punctuation dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_alert_links_to_its_runbook_section_in_the_readme() {
+    let anchors: Vec<String> = README
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(|l| anchor(l.trim_start_matches('#')))
+        .collect();
+    for r in alert_rules(&with_monitoring(&[])) {
+        let name = r["alert"].as_str().expect("alert");
+        let url = r["annotations"]["runbook_url"]
+            .as_str()
+            .expect("runbook_url");
+        let (base, fragment) = url.split_once('#').expect("the runbook URL has an anchor");
+        assert_eq!(
+            base,
+            "https://github.com/tollgate-dev/tollgate/blob/main/README.md"
+        );
+        assert_eq!(fragment, name.to_lowercase());
+        assert!(
+            anchors.iter().any(|a| a == fragment),
+            "README has no section #{fragment} for {name}"
+        );
+        for a in ["summary", "description"] {
+            assert!(r["annotations"][a].is_string(), "{name} lacks {a}");
+        }
+        assert!(
+            r["labels"]["severity"].is_string(),
+            "{name} lacks a severity"
+        );
+    }
+}
+
+/// promtool, or why the test cannot run: in CI (`CI` set) a missing promtool
+/// fails the test, elsewhere it is skipped with one line.
+fn promtool() -> Option<String> {
+    let bin = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".to_string());
+    let found = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(bin);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "promtool not found ({bin}) and CI is set: `bash .ci/tools.sh` installs it into target/ci-tools/bin"
+        );
+    }
+    eprintln!("skipped: promtool not found ({bin}); `bash .ci/tools.sh` installs it");
+    None
+}
+
+#[test]
+fn promtool_accepts_the_rendered_alert_rules() {
+    let Some(promtool) = promtool() else {
+        return;
+    };
+    for docs in [with_monitoring(&[]), all_features()] {
+        let spec = &one(&docs, "PrometheusRule")["spec"];
+        let dir = std::env::temp_dir().join(format!("tollgate-rules-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("rules.yaml");
+        std::fs::write(&file, serde_yaml_ng::to_string(spec).expect("spec as YAML"))
+            .expect("write the rules file");
+        let out = Command::new(&promtool)
+            .args(["check", "rules"])
+            .arg(&file)
+            .output()
+            .expect("run promtool");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "promtool check rules failed:\n{said}");
+        assert!(said.contains("SUCCESS: 8 rules found"), "{said}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

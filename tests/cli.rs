@@ -604,3 +604,442 @@ async fn unpause_of_a_freeze_window_lifts_only_the_open_occurrence() {
             .is_none()
     );
 }
+
+// ---- tollgate doctor ----------------------------------------------------------
+
+mod doctor {
+    use super::*;
+    use support::github::{FakeGitHub, Fault, TEST_APP_KEY};
+    use tollgate::cli::doctor::{Cluster, DoctorArgs, Output, Report, doctor};
+
+    const NS: &str = "tollgate-system";
+    const CRDS: &str = "apiextensions.k8s.io/v1/customresourcedefinitions";
+    const DEPLOYMENTS: &str = "apps/v1/deployments";
+    const LEASES: &str = "coordination.k8s.io/v1/leases";
+
+    /// A healthy installation: CRDs of this binary, a ready Deployment that
+    /// elects a leader, a fresh Lease, the files the operator is given.
+    struct Install {
+        kube: FakeKube,
+        gh: FakeGitHub,
+        dir: std::path::PathBuf,
+    }
+
+    impl Install {
+        async fn healthy() -> Install {
+            Install::without_crd("").await
+        }
+
+        /// [`Install::healthy`] with every CRD but the one called `missing`.
+        async fn without_crd(missing: &str) -> Install {
+            let kube = FakeKube::start().await;
+            let gh = FakeGitHub::start().await;
+            for crd in [
+                <tollgate::api::DeploymentGate as kube::CustomResourceExt>::crd(),
+                <tollgate::api::ReleasePause as kube::CustomResourceExt>::crd(),
+            ] {
+                if crd.metadata.name.as_deref() != Some(missing) {
+                    kube.put(CRDS, serde_json::to_value(&crd).expect("crd as JSON"));
+                }
+            }
+            kube.put(
+                DEPLOYMENTS,
+                json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": "tollgate", "namespace": NS},
+                    "spec": {"replicas": 2, "selector": {}, "template": {"spec": {"containers": [{
+                        "name": "tollgate",
+                        "args": ["run", "--leader-elect", "--lease-name=tollgate-lease"],
+                    }]}}},
+                    "status": {"replicas": 2, "readyReplicas": 2},
+                }),
+            );
+            kube.put(
+                LEASES,
+                json!({
+                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": "tollgate-lease", "namespace": NS},
+                    "spec": {"holderIdentity": "tollgate-7d9c-abcde", "leaseDurationSeconds": 15,
+                             "renewTime": "2026-03-02T08:59:55.000000Z"},
+                }),
+            );
+            let dir = std::env::temp_dir().join(format!(
+                "tollgate-doctor-{}-{}",
+                std::process::id(),
+                rand_suffix()
+            ));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let write = |name: &str, text: &str| {
+                std::fs::write(dir.join(name), text).expect("write test file");
+            };
+            write(
+                "config.yaml",
+                "defaults:\n  namespace: tollgate-system\npolicies:\n- repositories: [acme/web, 'acme/api-*']\n  namespace: tollgate-system\n",
+            );
+            write("app-id", "1\n");
+            write("private-key.pem", TEST_APP_KEY);
+            write("webhook-secret", "s3cret\n");
+            Install { kube, gh, dir }
+        }
+
+        fn args(&self, extra: &[&str]) -> DoctorArgs {
+            let file = |name: &str| self.dir.join(name).display().to_string();
+            let mut argv = vec![
+                "tollgate".to_string(),
+                "doctor".into(),
+                "-n".into(),
+                NS.into(),
+                "--config".into(),
+                file("config.yaml"),
+                "--github-api-url".into(),
+                self.gh.url().to_string(),
+                "--github-app-id-file".into(),
+                file("app-id"),
+                "--github-private-key-file".into(),
+                file("private-key.pem"),
+                "--webhook-secret-file".into(),
+                file("webhook-secret"),
+            ];
+            argv.extend(extra.iter().map(|s| s.to_string()));
+            #[derive(clap::Parser)]
+            struct Cli {
+                #[command(subcommand)]
+                command: Sub,
+            }
+            #[derive(clap::Subcommand)]
+            enum Sub {
+                Doctor(DoctorArgs),
+            }
+            let Sub::Doctor(args) = <Cli as clap::Parser>::try_parse_from(argv)
+                .unwrap_or_else(|e| panic!("doctor flags do not parse: {e}"))
+                .command;
+            args
+        }
+
+        fn cluster(&self) -> Cluster {
+            Ok((self.kube.client(), self.kube.url().to_string()))
+        }
+
+        async fn run(&self, extra: &[&str]) -> Report {
+            doctor(self.cluster(), &self.args(extra), now()).await
+        }
+
+        fn write(&self, name: &str, text: &str) {
+            std::fs::write(self.dir.join(name), text).expect("write test file");
+        }
+    }
+
+    impl Drop for Install {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        N.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The lines of the text report.
+    fn lines(report: &Report) -> Vec<String> {
+        report
+            .render(Output::Text)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The report has exactly one ✗ (followed by its fix), and it is `want`.
+    fn only_failure(report: &Report, want: &str, fix: &str) {
+        let text = report.render(Output::Text);
+        let failed: Vec<&str> = text.lines().filter(|l| l.starts_with('✗')).collect();
+        assert_eq!(failed, [want], "report:\n{text}");
+        let at = text.lines().position(|l| l == want).expect("the ✗ line");
+        assert_eq!(
+            text.lines().nth(at + 1),
+            Some(format!("    fix: {fix}").as_str()),
+            "report:\n{text}"
+        );
+        assert_eq!(report.exit_code(), 1);
+        assert!(!report.ok);
+    }
+
+    #[tokio::test]
+    async fn a_healthy_install_is_all_passed() {
+        let install = Install::healthy().await;
+        let report = install.run(&[]).await;
+        let url = install.kube.url().to_string();
+        let gh = install.gh.url().to_string();
+        let config = install.dir.join("config.yaml").display().to_string();
+        let secret = install.dir.join("webhook-secret").display().to_string();
+        assert_eq!(
+            lines(&report),
+            [
+                format!("✓ API server {url} reachable (Kubernetes v1.33.0-fake)"),
+                "✓ permissions: you may do all 18 things the operator does in namespace tollgate-system".to_string(),
+                "✓ CRD deploymentgates.tollgate.dev installed, v1alpha1 as tollgate 0.1.0 defines it".to_string(),
+                "✓ CRD releasepauses.tollgate.dev installed, v1alpha1 as tollgate 0.1.0 defines it".to_string(),
+                format!("✓ configuration {config} valid (1 policies, 0 tenancy rules)"),
+                format!("✓ GitHub App credentials authenticate (GET /app) at {gh}: answers are posted as tollgate[bot]"),
+                "✓ GitHub App installed on acme/web (installation 42, token minted)".to_string(),
+                format!("✓ webhook secret set ({secret})"),
+                "✓ Deployment tollgate-system/tollgate ready (2/2 replicas)".to_string(),
+                "✓ leader: Lease tollgate-system/tollgate-lease held by tollgate-7d9c-abcde (renewed 5s ago)".to_string(),
+                "10 passed, 0 failed, 0 not checked".to_string(),
+            ]
+        );
+        assert_eq!(report.exit_code(), 0);
+        let json: Value =
+            serde_json::from_str(&report.render(Output::Json)).expect("--output json is JSON");
+        assert_eq!(json["ok"], true);
+        let names: Vec<&str> = json["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .map(|c| c["check"].as_str().expect("check name"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "api-server",
+                "permissions",
+                "crd",
+                "crd",
+                "config",
+                "github-credentials",
+                "github-installation",
+                "webhook-secret",
+                "deployment",
+                "leader"
+            ]
+        );
+        assert!(
+            json["checks"]
+                .as_array()
+                .expect("checks")
+                .iter()
+                .all(|c| c["status"] == "pass")
+        );
+        assert!(
+            !report.render(Output::Json).contains("s3cret"),
+            "the secret is never shown"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_api_server_that_does_not_answer_fails_first_and_skips_what_needs_it() {
+        let install = Install::healthy().await;
+        // A port nothing listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let config = kube::Config::new(url.parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        let report = doctor(Ok((client, url.clone())), &install.args(&[]), now()).await;
+        let text = report.render(Output::Text);
+        let first = text.lines().next().expect("a line");
+        assert!(
+            first.starts_with(&format!("✗ API server {url} not reachable: ")),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines().nth(1),
+            Some(
+                "    fix: check that the cluster is up and `kubectl config current-context` names it"
+            )
+        );
+        assert!(
+            text.contains("- Deployment: not checked (needs the API server)\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("4 passed, 1 failed, 2 not checked\n"),
+            "{text}"
+        );
+        assert_eq!(report.exit_code(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_permission_is_named() {
+        let install = Install::healthy().await;
+        install.kube.deny("patch", "deploymentgates/status");
+        install.kube.deny("create", "events");
+        only_failure(
+            &install.run(&[]).await,
+            "✗ permissions: in namespace tollgate-system you may not patch deploymentgates/status.tollgate.dev, create events.events.k8s.io",
+            "bind the chart's ClusterRole (or Role) to your user or group, or run as the operator's ServiceAccount (`kubectl auth can-i --list --as system:serviceaccount:NAMESPACE:tollgate`)",
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_or_outdated_crds_say_how_to_apply_this_versions() {
+        let install = Install::healthy().await;
+        let mut old = install
+            .kube
+            .get(CRDS, "", "releasepauses.tollgate.dev")
+            .expect("crd");
+        // An older Tollgate's schema: a field this binary has is not there.
+        let props = old["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]
+            .as_object_mut()
+            .expect("spec properties");
+        props.remove("message");
+        install.kube.put(CRDS, old);
+        only_failure(
+            &install.run(&[]).await,
+            "✗ CRD releasepauses.tollgate.dev v1alpha1 differs from this binary's (tollgate 0.1.0): an older or newer Tollgate installed it",
+            "apply this version's CRDs: tollgate crd | kubectl apply --server-side --force-conflicts -f -",
+        );
+
+        let install = Install::without_crd("deploymentgates.tollgate.dev").await;
+        let report = install.run(&[]).await;
+        only_failure(
+            &report,
+            "✗ CRD deploymentgates.tollgate.dev is not installed",
+            "install the CRDs: tollgate crd | kubectl apply --server-side --force-conflicts -f -",
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_configuration_is_refused_as_at_start_up() {
+        let install = Install::healthy().await;
+        install.write("config.yaml", "defaults:\n  timout: 1h\n");
+        let config = install.dir.join("config.yaml").display().to_string();
+        let report = install.run(&[]).await;
+        let text = report.render(Output::Text);
+        let failed: Vec<&str> = text.lines().filter(|l| l.starts_with('✗')).collect();
+        assert_eq!(failed.len(), 1, "{text}");
+        assert!(
+            failed[0].starts_with(&format!(
+                "✗ configuration {config} refused: the configuration file {config} is not valid: defaults: unknown field `timout`"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("- App installations: not checked (no valid configuration to read repositories from)\n"),
+            "{text}"
+        );
+        assert_eq!(report.exit_code(), 1);
+    }
+
+    #[tokio::test]
+    async fn credentials_github_refuses_and_a_repository_without_the_app_fail() {
+        let install = Install::healthy().await;
+        install.gh.script("app", &[Fault::Unauthorized]);
+        let report = install.run(&[]).await;
+        let text = report.render(Output::Text);
+        let failed: Vec<&str> = text.lines().filter(|l| l.starts_with('✗')).collect();
+        assert_eq!(
+            failed,
+            [
+                "✗ GitHub refused the credentials: reading the App's own login (GET /app): GitHub answered 401: Bad credentials"
+            ],
+            "{text}"
+        );
+        assert!(text.contains("    fix: check the App ID and private key against the App's settings page (generate a new key if in doubt)\n"));
+        assert_eq!(report.exit_code(), 1);
+
+        let install = Install::healthy().await;
+        install.gh.not_installed_on("acme/web");
+        only_failure(
+            &install.run(&[]).await,
+            "✗ GitHub App tollgate is not installed on acme/web",
+            "install it: https://github.com/apps/tollgate/installations/new (choose acme/web)",
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_webhook_secret_fails() {
+        let install = Install::healthy().await;
+        install.write("webhook-secret", "\n");
+        let secret = install.dir.join("webhook-secret").display().to_string();
+        only_failure(
+            &install.run(&[]).await,
+            &format!("✗ webhook secret {secret} is empty"),
+            "put the secret from the App's webhook settings into the Secret's webhook-secret key",
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unready_deployment_and_an_expired_lease_fail() {
+        let install = Install::healthy().await;
+        let mut d = install
+            .kube
+            .get(DEPLOYMENTS, NS, "tollgate")
+            .expect("deployment");
+        d["status"]["readyReplicas"] = json!(1);
+        install.kube.put(DEPLOYMENTS, d);
+        only_failure(
+            &install.run(&[]).await,
+            "✗ Deployment tollgate-system/tollgate has 1 of 2 replicas ready",
+            "see why: kubectl -n tollgate-system describe deploy/tollgate; kubectl -n tollgate-system logs deploy/tollgate",
+        );
+
+        let install = Install::healthy().await;
+        let mut lease = install
+            .kube
+            .get(LEASES, NS, "tollgate-lease")
+            .expect("lease");
+        lease["spec"]["renewTime"] = json!("2026-03-02T08:58:00.000000Z");
+        install.kube.put(LEASES, lease);
+        only_failure(
+            &install.run(&[]).await,
+            "✗ leader: Lease tollgate-system/tollgate-lease expired: tollgate-7d9c-abcde last renewed it 120s ago (duration 15s)",
+            "the leader stopped renewing: kubectl -n tollgate-system logs tollgate-7d9c-abcde",
+        );
+
+        let install = Install::healthy().await;
+        let report = install.run(&["--deployment", "other"]).await;
+        let text = report.render(Output::Text);
+        assert!(
+            text.contains("✗ no Deployment tollgate-system/other\n"),
+            "{text}"
+        );
+        assert_eq!(report.exit_code(), 1);
+    }
+}
+
+/// The binary, also called as the kubectl plugin `kubectl-tollgate`: a broken
+/// install exits 1 and `--output json` is JSON a script can read.
+#[test]
+fn doctor_as_a_kubectl_plugin_exits_1_with_json_when_the_cluster_is_down() {
+    let dir = std::env::temp_dir().join(format!("tollgate-doctor-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: down\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\nusers:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: down\n  context: {{cluster: down, user: u, namespace: tollgate-system}}\ncurrent-context: down\n"
+        ),
+    )
+    .expect("kubeconfig");
+    let plugin = dir.join("kubectl-tollgate");
+    let _ = std::fs::remove_file(&plugin);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tollgate"), &plugin).expect("symlink");
+    let out = std::process::Command::new(&plugin)
+        .args(["doctor", "--output", "json"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("TOLLGATE_CONFIG")
+        .output()
+        .expect("run kubectl-tollgate doctor");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["checks"][0]["check"], "api-server");
+    assert_eq!(report["checks"][0]["status"], "fail");
+    let message = report["checks"][0]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with(&format!(
+            "API server http://127.0.0.1:{port}/ not reachable"
+        )),
+        "{message}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2349,3 +2349,81 @@ async fn an_analysis_longer_than_the_deadline_allows_is_invalid_naming_the_field
     assert_eq!(gh.reviews(804).len(), 0);
     op.kill();
 }
+
+/// Polls the operator's metrics (the gauges are refreshed every 5 s) until
+/// `cond` holds, within the guard.
+async fn metrics_until(op: &Operator, what: &str, cond: impl Fn(&str) -> bool) -> String {
+    let guard = tokio::time::Instant::now() + GUARD;
+    loop {
+        let text = op.metrics.render();
+        if cond(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < guard,
+            "metrics never showed {what}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_gate_exports_its_deadline_until_decided_and_the_leader_gauge_follows_the_controllers()
+ {
+    let (kube, gh) = (FakeKube::start().await, FakeGitHub::start().await);
+    let mut op = Operator::start(&kube, &gh, "", false).await;
+    assert!(
+        op.metrics.render().contains("tollgate_leader 1\n"),
+        "running controllers lead"
+    );
+    let client = kube.client();
+    create_pause(&client, &pause("red-main", SHA, json!({}))).await;
+    let api = gates(&client, "default");
+    api.create(&PostParams::default(), &gate("held", 120, json!({})))
+        .await
+        .expect("create");
+    let held = until(&api, "held", "waiting", |g| {
+        phase(g) == Some(Phase::Waiting)
+    })
+    .await;
+    let deadline = held
+        .status
+        .as_ref()
+        .and_then(|s| s.deadline)
+        .expect("a waiting gate has a deadline");
+    let series = format!(
+        "tollgate_gate_deadline_timestamp_seconds{{namespace=\"default\",gate=\"held\",repository=\"acme/web\",environment=\"production\"}} {}\n",
+        deadline.as_second()
+    );
+    metrics_until(&op, "the held gate's deadline", |t| t.contains(&series)).await;
+
+    // A person resumes the pause: the gate is decided, answered before its
+    // deadline, and its deadline series ends.
+    let resume = json!({"spec": {"resume": {"sha": SHA, "reason": "ci-failed", "by": "alice"}}});
+    pauses(&client, "default")
+        .patch("red-main", &PatchParams::default(), &Patch::Merge(&resume))
+        .await
+        .expect("resume");
+    until(&api, "held", "delivered", delivered).await;
+    let text = metrics_until(&op, "no deadline series", |t| {
+        !t.contains("tollgate_gate_deadline_timestamp_seconds{")
+    })
+    .await;
+    assert!(
+        text.contains("tollgate_delivery_lateness_seconds_count 1\n")
+            && text.contains("tollgate_delivery_lateness_seconds_bucket{le=\"0.0\"} 1\n"),
+        "one answer, on time:\n{text}"
+    );
+    assert!(
+        text.contains("tollgate_deliveries_total{outcome=\"denied\"} 0\n"),
+        "outcomes never seen are exported at 0:\n{text}"
+    );
+
+    // The controllers stop: this instance no longer leads.
+    let _ = op.stop.take().expect("running").send(());
+    tokio::time::timeout(GUARD, &mut op.task)
+        .await
+        .expect("the controllers stop")
+        .expect("cleanly");
+    assert!(op.metrics.render().contains("tollgate_leader 0\n"));
+}

@@ -2,6 +2,7 @@
 
 pub mod commands;
 pub mod decide;
+pub mod doctor;
 pub mod error;
 pub mod evaluate;
 pub mod identity;

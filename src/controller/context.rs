@@ -112,6 +112,11 @@ pub struct Context {
     /// every gate fails at once, and one line per kind every few seconds says
     /// as much as thousands would. Keys are a fixed, small set.
     failure_logs: Mutex<HashMap<(&'static str, &'static str), Throttle>>,
+    /// The label sets of this shard's `tollgate_gate_deadline_timestamp_seconds`
+    /// series: each tick removes those whose gate is no longer undecided, so
+    /// the series follow the waiting gates. Each shard keeps its own, so one
+    /// never removes another's.
+    deadline_series: Mutex<std::collections::HashSet<Vec<(&'static str, String)>>>,
 }
 
 /// At most one "reconcile failed" line per controller and error kind this often.
@@ -150,6 +155,7 @@ impl Context {
             run_facts: Mutex::default(),
             unrecorded_reports: Mutex::default(),
             failure_logs: Mutex::default(),
+            deadline_series: Mutex::default(),
         }
     }
 
@@ -443,6 +449,7 @@ impl Context {
                 .get_or_create(&labels([("phase", p)]))
                 .set(phases.get(p).copied().unwrap_or(0));
         }
+        self.update_deadline_gauges();
         let mut states: HashMap<String, i64> = HashMap::new();
         for p in self.pauses.state() {
             let s = p
@@ -459,6 +466,50 @@ impl Context {
                 .get_or_create(&labels([("state", s)]))
                 .set(states.get(s).copied().unwrap_or(0));
         }
+    }
+
+    /// One deadline series per undecided gate of this shard's cache (not
+    /// forbidden, not being deleted: those are never, or already, answered
+    /// by their deadline); the series of gates decided or gone are removed.
+    fn update_deadline_gauges(&self) {
+        let mut now_waiting = std::collections::HashSet::new();
+        for g in self.gates.state() {
+            let status = g.status.as_ref();
+            let decided = status
+                .is_some_and(|s| s.decision.is_some() || s.phase.is_some_and(|p| p.is_terminal()));
+            let forbidden = status.is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == crate::api::CONDITION_FORBIDDEN && c.status == "True")
+            });
+            let deadline = status.and_then(|s| s.deadline).or(g.spec.deadline);
+            let (Some(deadline), false, false, None) = (
+                deadline,
+                decided,
+                forbidden,
+                g.metadata.deletion_timestamp.as_ref(),
+            ) else {
+                continue;
+            };
+            let namespace = g.namespace().unwrap_or_default();
+            let name = g.name_any();
+            let key = labels([
+                ("namespace", namespace.as_str()),
+                ("gate", name.as_str()),
+                ("repository", g.spec.repository.as_str()),
+                ("environment", g.spec.environment.as_str()),
+            ]);
+            self.metrics
+                .gate_deadline
+                .get_or_create(&key)
+                .set(deadline.as_second());
+            now_waiting.insert(key);
+        }
+        let mut series = lock(&self.deadline_series);
+        for gone in series.difference(&now_waiting) {
+            self.metrics.gate_deadline.remove(gone);
+        }
+        *series = now_waiting;
     }
 
     /// Name for logs.

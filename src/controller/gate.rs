@@ -1325,6 +1325,12 @@ async fn deliver_with(
         .deliveries
         .get_or_create(&labels([("outcome", word)]))
         .inc();
+    if word == "delivered"
+        && let Some(deadline) = status.deadline.or(gate.spec.deadline)
+    {
+        let late = (now.as_millisecond() - deadline.as_millisecond()).max(0);
+        ctx.metrics.delivery_lateness.observe(late as f64 / 1000.0);
+    }
     let mut s = status;
     let settled = delivery.state;
     s.delivery = Some(delivery.clone());

@@ -126,6 +126,9 @@ pub async fn run_wired(
     ready: tokio::sync::watch::Sender<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    // This instance leads from here until the controllers stop (or this
+    // future is dropped): `tollgate_leader` says so.
+    let _leading = rt.metrics.leading();
     let shutdown: ShutdownSignal = futures::future::FutureExt::shared(
         Box::pin(shutdown) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
     );

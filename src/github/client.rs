@@ -404,6 +404,18 @@ impl GitHub {
         }
     }
 
+    /// The repository's installation (looked up now unless cached) with a
+    /// freshly minted token for it.
+    pub(super) async fn installation_with_token(
+        &self,
+        repo: &str,
+        op: &str,
+    ) -> Result<i64, GitHubError> {
+        let id = self.installation_of(repo, op).await?;
+        self.installation_client(id, op).await?;
+        Ok(id)
+    }
+
     /// Looks up the App's installation on a repository.
     async fn installation_of(&self, repo: &str, op: &str) -> Result<i64, GitHubError> {
         if let Some(id) = self.cached_installation(repo) {

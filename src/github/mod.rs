@@ -5,6 +5,7 @@
 //! through octocrab with a relative path: octocrab attaches credentials only to
 //! requests for its own base, so a token can never leave for another host.
 
+mod app;
 mod checks;
 mod client;
 mod error;

@@ -19,6 +19,10 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
     .into_iter()
 }
 
+/// The `outcome` label values of `tollgate_deliveries_total`, one per way a
+/// delivery attempt ends (see the gate controller's delivery).
+const DELIVERY_OUTCOMES: [&str; 6] = ["delivered", "settled", "gone", "denied", "invalid", "retry"];
+
 /// Every metric Tollgate exports. Cheap to clone (shared handles).
 #[derive(Clone)]
 pub struct Metrics {
@@ -99,6 +103,18 @@ pub struct Metrics {
     /// Kubernetes Events given up because their queue was full (the status
     /// write already recorded the transition).
     pub events_dropped: Counter,
+    /// 1 while this instance runs the controllers (it holds the Lease, or
+    /// runs without leader election), 0 on a standby: the sum over a
+    /// release's pods is 1 when it has a leader.
+    pub leader: Gauge,
+    /// The deadline of each undecided gate (Unix seconds), by namespace,
+    /// gate, repository and environment: what "about to be answered by its
+    /// deadline" alerts on. A series ends when its gate is decided or gone,
+    /// so there are as many as gates waiting, never more.
+    pub gate_deadline: Family<Labels, Gauge>,
+    /// Seconds after its gate's deadline that GitHub confirmed an answer
+    /// (0 when the answer came before the deadline).
+    pub delivery_lateness: Histogram,
 }
 
 impl Default for Metrics {
@@ -166,6 +182,13 @@ impl Metrics {
             "Metric analysis readings of Prometheus, by result (pass, fail, inconclusive, error)",
             analysis_readings.clone(),
         );
+        // Every outcome is exported from the start at 0: Prometheus sees a
+        // series' first increment only as a change from an earlier sample, so
+        // an alert on `increase(…{outcome="denied"}[10m])` would otherwise miss
+        // the first denial of a process's life.
+        for outcome in DELIVERY_OUTCOMES {
+            let _ = deliveries.get_or_create(&labels([("outcome", outcome)]));
+        }
         let github_requests = Family::<Labels, Counter>::default();
         r.register(
             "github_requests",
@@ -321,6 +344,27 @@ impl Metrics {
             "Kubernetes Events given up because the API server was too slow to take them (status, logs and metrics still record each transition)",
             events_dropped.clone(),
         );
+        let leader = Gauge::default();
+        r.register(
+            "leader",
+            "1 while this instance runs the controllers (holds the leader Lease, or runs without leader election), 0 on a standby",
+            leader.clone(),
+        );
+        let gate_deadline = Family::<Labels, Gauge>::default();
+        r.register(
+            "gate_deadline_timestamp_seconds",
+            "Deadline of each undecided DeploymentGate (Unix seconds), by namespace, gate, repository and environment; the series ends when the gate is decided or deleted",
+            gate_deadline.clone(),
+        );
+        // Bucket 0 counts answers that reached GitHub in time; the rest say
+        // how late the others were.
+        let delivery_lateness =
+            Histogram::new([0.0, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0]);
+        r.register(
+            "delivery_lateness_seconds",
+            "Seconds after its gate's deadline that GitHub confirmed an answer (0: before the deadline)",
+            delivery_lateness.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             webhooks,
@@ -359,7 +403,18 @@ impl Metrics {
             retention_last_pass,
             kube_requests,
             events_dropped,
+            leader,
+            gate_deadline,
+            delivery_lateness,
         }
+    }
+
+    /// Marks this instance as running the controllers until the returned
+    /// guard is dropped (the controllers stopped, were aborted or lost the
+    /// Lease): the `tollgate_leader` gauge can never outlive the leading.
+    pub fn leading(&self) -> Leading {
+        self.leader.set(1);
+        Leading(self.leader.clone())
     }
 
     /// The Prometheus text exposition of every metric.
@@ -368,6 +423,15 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// While it lives, `tollgate_leader` is 1 (see [`Metrics::leading`]).
+pub struct Leading(Gauge);
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        self.0.set(0);
     }
 }
 

@@ -9,6 +9,6 @@ mod throttle;
 
 pub use listener::{BodyTimeout, Limits, is_body_timeout, serve};
 pub use logging::{LogFormat, init_logging};
-pub use metrics::{Metrics, labels};
+pub use metrics::{Leading, Metrics, labels};
 pub use server::routes;
 pub use throttle::Throttle;

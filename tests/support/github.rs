@@ -143,6 +143,9 @@ struct GhState {
     installation: Option<i64>,
     /// Installations removed (their token mints answer 404).
     removed_installations: Vec<i64>,
+    /// Repositories (lower case) the App is not installed on: their
+    /// installation lookup answers 404.
+    not_installed: Vec<String>,
     deliveries: Vec<Value>,
     payloads: HashMap<i64, Value>,
     redelivered: Vec<i64>,
@@ -385,6 +388,12 @@ impl FakeGitHub {
         let list = s.statuses.entry(sha.to_string()).or_default();
         list.retain(|x| x["context"] != context);
         list.insert(0, json!({"context": context, "state": state}));
+    }
+
+    /// The App is not installed on `repo` (`owner/name`): its installation
+    /// lookup answers 404.
+    pub fn not_installed_on(&self, repo: &str) {
+        self.lock().not_installed.push(repo.to_lowercase());
     }
 
     /// Scripts the next answers of a route: `review`, `approvals`, `pending`, `run`, `checks`, `token`, `deliveries`, `installation`.
@@ -787,7 +796,16 @@ fn serve(
             )
                 .into_response()
         }
-        (&Method::GET, ["repos", _, _, "installation"]) => {
+        (&Method::GET, ["repos", owner, name, "installation"]) => {
+            // GitHub: "You must use a JWT to access this endpoint."
+            if credential != Credential::Jwt {
+                return gh(401, "A JSON web token could not be decoded");
+            }
+            if s.not_installed
+                .contains(&format!("{owner}/{name}").to_lowercase())
+            {
+                return gh(404, "Not Found");
+            }
             json_ok(json!({"id": s.installation.unwrap_or(42), "app_id": 1}))
         }
         (

@@ -120,6 +120,8 @@ struct Inner {
     /// Namespaced RBAC: requests for namespaced resources outside these get 403.
     allowed_namespaces: Option<Vec<String>>,
     before_delete: HashMap<String, BeforeDelete>,
+    /// (verb, resource[/subresource]) SelfSubjectAccessReview answers "not allowed" to.
+    denied: Vec<(String, String)>,
 }
 
 /// The fake API server.
@@ -513,6 +515,7 @@ impl FakeKube {
             requests: None,
             allowed_namespaces: None,
             before_delete: HashMap::new(),
+            denied: Vec::new(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -651,6 +654,15 @@ impl FakeKube {
     /// watch cache that lags behind the writes).
     pub fn set_watch_lag(&self, d: Duration) {
         self.lock().watch_lag = d;
+    }
+
+    /// RBAC that does not grant `verb` on `resource` (`deploymentgates`,
+    /// `deploymentgates/status`, any group): SelfSubjectAccessReview answers
+    /// not allowed for it, as it does outside [`FakeKube::allow_only_namespaces`].
+    pub fn deny(&self, verb: &str, resource: &str) {
+        self.lock()
+            .denied
+            .push((verb.to_string(), resource.to_string()));
     }
 
     /// The user SelfSubjectReview reports.
@@ -800,6 +812,36 @@ async fn handle(State(fake): State<FakeKube>, req: Request) -> Response {
             }),
         );
     }
+    if t.group == "authorization.k8s.io"
+        && t.plural == "selfsubjectaccessreviews"
+        && method == Method::POST
+    {
+        let review: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let attrs = &review["spec"]["resourceAttributes"];
+        let field = |k: &str| attrs[k].as_str().unwrap_or("").to_string();
+        let resource = match field("subresource").as_str() {
+            "" => field("resource"),
+            sub => format!("{}/{sub}", field("resource")),
+        };
+        let (verb, namespace) = (field("verb"), field("namespace"));
+        let inner = fake.lock();
+        let denied = inner
+            .denied
+            .iter()
+            .any(|(v, r)| *v == verb && *r == resource);
+        let outside = inner
+            .allowed_namespaces
+            .as_ref()
+            .is_some_and(|allowed| !allowed.contains(&namespace));
+        let allowed = !denied && !outside;
+        let mut answer = review.clone();
+        answer["status"] = if allowed {
+            json!({"allowed": true, "reason": "RBAC: allowed by the fake"})
+        } else {
+            json!({"allowed": false})
+        };
+        return ok(201, &answer);
+    }
     // Bound first: a guard in the `if let` condition would live through the
     // block below (edition 2024) and `fake.log` would deadlock on the mutex.
     let injected = if method != Method::GET {
@@ -846,7 +888,11 @@ async fn handle(State(fake): State<FakeKube>, req: Request) -> Response {
 fn namespaced(t: &Target) -> bool {
     !matches!(
         t.plural.as_str(),
-        "namespaces" | "customresourcedefinitions" | "selfsubjectreviews" | "nodes"
+        "namespaces"
+            | "customresourcedefinitions"
+            | "selfsubjectreviews"
+            | "selfsubjectaccessreviews"
+            | "nodes"
     )
 }
 
