@@ -541,7 +541,7 @@ fn config_map_holds_a_file_the_operator_accepts() {
 #[test]
 fn prometheus_values_reach_the_operator_with_its_secrets_mounted_read_only() {
     let config_of = |docs: &[Value]| {
-        let text = one(docs, "ConfigMap")["data"]["config.yaml"]
+        let text = config_map(docs)["data"]["config.yaml"]
             .as_str()
             .expect("config.yaml is text")
             .to_string();

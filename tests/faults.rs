@@ -718,7 +718,9 @@ const PROCESS_GUARD: Duration = Duration::from_secs(30);
 /// `tollgate run` as a child process, its stdout and stderr collected.
 struct Running {
     child: std::process::Child,
-    output: Arc<Mutex<String>>,
+    /// What it printed on stdout (the log) and on stderr (the exit reason),
+    /// apart, so a line of one never splits a line of the other.
+    output: [Arc<Mutex<String>>; 2],
     readers: Vec<std::thread::JoinHandle<()>>,
     _dir: TempDir,
 }
@@ -779,9 +781,9 @@ impl Running {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start the tollgate binary");
-        let output = Arc::new(Mutex::new(String::new()));
+        let output: [Arc<Mutex<String>>; 2] = Default::default();
         let mut readers = Vec::new();
-        for pipe in [
+        for (pipe, output) in [
             child
                 .stdout
                 .take()
@@ -792,9 +794,9 @@ impl Running {
                 .map(|p| Box::new(p) as Box<dyn Read + Send>),
         ]
         .into_iter()
-        .flatten()
+        .zip(output.iter().cloned())
         {
-            let output = output.clone();
+            let Some(pipe) = pipe else { continue };
             readers.push(std::thread::spawn(move || {
                 let mut pipe = pipe;
                 let mut buf = [0u8; 4096];
@@ -818,11 +820,10 @@ impl Running {
         }
     }
 
+    /// Everything said so far: the log, then stderr.
     fn output(&self) -> String {
-        self.output
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let text = |o: &Arc<Mutex<String>>| o.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        format!("{}\n{}", text(&self.output[0]), text(&self.output[1]))
     }
 
     /// Waits (bounded) until the output holds `needle`.
