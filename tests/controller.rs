@@ -318,6 +318,13 @@ async fn approve_path_decides_delivers_once_and_tells_why() {
         text.contains("tollgate_decisions_total{verdict=\"approve\",source=\"Policy\"} 1"),
         "{text}"
     );
+    // Each GitHub request is counted by endpoint and status, never by run
+    // (the gauges pass takes the client's tally every 5 s).
+    let text = metrics_until(&op, "the answer counted", |t| {
+        t.contains("tollgate_github_requests_total{operation=\"review\",status=\"2")
+    })
+    .await;
+    assert!(!text.contains("run 101"), "{text}");
     op.kill();
 }
 

@@ -483,6 +483,22 @@ async fn with_a_namespace_flag_the_operator_works_under_namespaced_rbac_alone() 
     .expect("watch")
     .expect("gate");
     assert_eq!(g.status.and_then(|s| s.phase), Some(Phase::Waiting));
+    // Each shard counts its own gates (the gauges pass runs every 5 s): the
+    // operator namespace's shard never overwrites team-a's count.
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        let text = op.metrics.render();
+        if text.contains("tollgate_gates{phase=\"Waiting\",shard=\"team-a\"} 1")
+            && text.contains("tollgate_gates{phase=\"Waiting\",shard=\"tollgate\"} 0")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "per-shard gate counts never showed:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // A finished gate of team-a goes after its TTL.
     finish(&team_a, rejected("done", 502, "production", json!({}))).await;
     op.advance(SignedDuration::from_hours(2)).await;

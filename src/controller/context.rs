@@ -82,6 +82,9 @@ pub struct Context {
     pub pauses: Store<ReleasePause>,
     /// The operator namespace's pauses, for a shard of another namespace.
     pub cluster_pauses: Option<Store<ReleasePause>>,
+    /// This shard's namespace (`*`: the whole cluster), the `shard` label of
+    /// the gauges it sets, so shards never overwrite each other's counts.
+    pub shard: String,
     /// True once the pause cache holds every pause: no gate is decided before.
     pub pauses_synced: tokio::sync::watch::Receiver<bool>,
     pub events: super::record::Events,
@@ -146,6 +149,7 @@ impl Context {
             gates,
             pauses,
             cluster_pauses: None,
+            shard: "*".into(),
             pauses_synced,
             backoff: Backoff::default(),
             clock: super::Clock::system(),
@@ -432,6 +436,12 @@ impl Context {
         if pauses > counted {
             self.metrics.rate_limit_waits.inc_by(pauses - counted);
         }
+        for ((operation, status), n) in self.github.take_requests_sent() {
+            self.metrics
+                .github_requests
+                .get_or_create(&labels([("operation", &operation), ("status", &status)]))
+                .inc_by(n);
+        }
         let mut phases: HashMap<&'static str, i64> = HashMap::new();
         for g in self.gates.state() {
             let phase = match g.status.as_ref().and_then(|s| s.phase) {
@@ -446,7 +456,7 @@ impl Context {
         for p in ["Pending", "Waiting", "Approved", "Rejected", "Unknown"] {
             self.metrics
                 .gates_by_phase
-                .get_or_create(&labels([("phase", p)]))
+                .get_or_create(&labels([("phase", p), ("shard", &self.shard)]))
                 .set(phases.get(p).copied().unwrap_or(0));
         }
         self.update_deadline_gauges();
@@ -463,7 +473,7 @@ impl Context {
         for s in ["Active", "Resumed", "Inactive"] {
             self.metrics
                 .pauses_by_state
-                .get_or_create(&labels([("state", s)]))
+                .get_or_create(&labels([("state", s), ("shard", &self.shard)]))
                 .set(states.get(s).copied().unwrap_or(0));
         }
     }

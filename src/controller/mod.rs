@@ -362,6 +362,7 @@ async fn run_shard(
         events,
     );
     ctx.cluster_pauses = cluster_pauses.map(|(store, _)| store);
+    ctx.shard = shard.clone();
     ctx.clock = shared.wiring.clock.clone();
     let ctx = Arc::new(ctx);
     {

@@ -112,6 +112,10 @@ struct Inner {
     /// token, so a clone's freshly minted token would never be reused.
     installations: Mutex<HashMap<i64, Arc<Octocrab>>>,
     repo_installations: Mutex<HashMap<String, i64>>,
+    /// Requests sent since the metrics last took them, by (operation,
+    /// status): operations are this client's fixed names and statuses
+    /// GitHub's codes (or `transport`), so the keys are few.
+    sent: Mutex<HashMap<(String, String), u64>>,
     /// The login GitHub shows on this client's own reviews, once read.
     own_login: Mutex<Option<String>>,
     pub(super) limiter: Limiter,
@@ -189,6 +193,7 @@ impl GitHub {
                 timeout: config.request_timeout,
                 installations: Mutex::default(),
                 repo_installations: Mutex::default(),
+                sent: Mutex::default(),
                 own_login: Mutex::default(),
                 limiter: Limiter::new(
                     config.writes_per_minute,
@@ -324,6 +329,14 @@ impl GitHub {
         );
         let crab = self.for_repo(repo, Some(fresh), op).await?;
         self.send(&crab, method, path, body, op).await
+    }
+
+    /// The requests sent since the last call, by (operation, status); taking
+    /// them empties the tally, so concurrent readers never count one twice.
+    pub fn take_requests_sent(&self) -> Vec<((String, String), u64)> {
+        std::mem::take(&mut *self.inner.sent.lock().unwrap_or_else(|p| p.into_inner()))
+            .into_iter()
+            .collect()
     }
 
     /// The installation last looked up for `repo`, if any.
@@ -603,15 +616,26 @@ impl GitHub {
         };
         // Boxed: every caller waiting in the pacing queue then holds a pointer,
         // not room for the whole request (thousands of gates may wait at once).
-        let mut answer = match tokio::time::timeout(self.inner.timeout, Box::pin(fut)).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(GitHubError::Transport {
-                    op: op.into(),
-                    why: format!("no answer within {:?}", self.inner.timeout),
-                });
-            }
+        let answer = match tokio::time::timeout(self.inner.timeout, Box::pin(fut)).await {
+            Ok(r) => r,
+            Err(_) => Err(GitHubError::Transport {
+                op: op.into(),
+                why: format!("no answer within {:?}", self.inner.timeout),
+            }),
         };
+        let status = match &answer {
+            Ok(a) => a.status.to_string(),
+            Err(GitHubError::Status { status, .. }) => status.to_string(),
+            Err(_) => "transport".to_string(),
+        };
+        *self
+            .inner
+            .sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((endpoint(&method, path).to_string(), status))
+            .or_default() += 1;
+        let mut answer = answer?;
         answer.paused = match &answer.class {
             super::response::Class::SecondaryLimit { retry_after } => {
                 Some(self.inner.limiter.secondary_limit(*retry_after))
@@ -631,6 +655,30 @@ impl GitHub {
             );
         }
         Ok(answer)
+    }
+}
+
+/// The endpoint a request went to, as a metric label: a fixed name per
+/// kind of request, never its repository, run or delivery id.
+fn endpoint(method: &Method, path: &str) -> &'static str {
+    let path = path.split('?').next().unwrap_or(path);
+    let last = path.rsplit('/').next().unwrap_or("");
+    match (method, last) {
+        (_, "deployment_protection_rule") => "review",
+        (_, "pending_deployments") => "pending_deployments",
+        (_, "approvals") => "approvals",
+        (_, "check-runs") => "check_runs",
+        (_, "status") if path.contains("/commits/") => "commit_status",
+        (_, "installation") => "installation",
+        (_, "attempts") => "redeliver",
+        (_, "deliveries") => "hook_deliveries",
+        _ if path.starts_with("/app/hook/deliveries/") => "hook_delivery",
+        _ if path.contains("/actions/runs/") => "run",
+        _ if path.contains("/deployments/") => "deployment_status",
+        _ if path == "/app" => "app",
+        _ if path.starts_with("/user") => "user",
+        _ if path.starts_with("/app/installations/") => "installation_token",
+        _ => "other",
     }
 }
 
@@ -774,6 +822,55 @@ fn json_of(op: &str, a: Answer) -> Result<(serde_json::Value, http::HeaderMap), 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_requests_endpoint_label_names_its_kind_never_its_ids() {
+        use super::{Method, endpoint};
+        for (method, path, want) in [
+            (
+                Method::POST,
+                "/repos/acme/web/actions/runs/7/deployment_protection_rule",
+                "review",
+            ),
+            (
+                Method::GET,
+                "/repos/acme/web/actions/runs/7/pending_deployments",
+                "pending_deployments",
+            ),
+            (
+                Method::GET,
+                "/repos/acme/web/actions/runs/7/approvals",
+                "approvals",
+            ),
+            (Method::GET, "/repos/acme/web/actions/runs/7", "run"),
+            (
+                Method::GET,
+                "/repos/acme/web/commits/abc/check-runs?per_page=100&page=2",
+                "check_runs",
+            ),
+            (
+                Method::GET,
+                "/repos/acme/web/commits/abc/status?per_page=100&page=1",
+                "commit_status",
+            ),
+            (Method::GET, "/repos/acme/web/installation", "installation"),
+            (
+                Method::GET,
+                "/app/hook/deliveries?per_page=100&status=failure",
+                "hook_deliveries",
+            ),
+            (Method::GET, "/app/hook/deliveries/12", "hook_delivery"),
+            (
+                Method::POST,
+                "/app/hook/deliveries/12/attempts",
+                "redeliver",
+            ),
+            (Method::GET, "/app", "app"),
+            (Method::GET, "/user", "user"),
+        ] {
+            assert_eq!(endpoint(&method, path), want, "{path}");
+        }
+    }
+
     use super::{Auth, GitHubConfig, scrub};
 
     #[test]

@@ -220,9 +220,17 @@ impl Metrics {
             status_reports_dropped.clone(),
         );
         let gates_by_phase = Family::<Labels, Gauge>::default();
-        r.register("gates", "DeploymentGates by phase", gates_by_phase.clone());
+        r.register(
+            "gates",
+            "DeploymentGates by phase, per shard (its namespace, or * for the whole cluster)",
+            gates_by_phase.clone(),
+        );
         let pauses_by_state = Family::<Labels, Gauge>::default();
-        r.register("pauses", "ReleasePauses by state", pauses_by_state.clone());
+        r.register(
+            "pauses",
+            "ReleasePauses by state, per shard (its namespace, or * for the whole cluster)",
+            pauses_by_state.clone(),
+        );
         let reconcile_duration =
             Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
         r.register(
