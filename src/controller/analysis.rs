@@ -6,8 +6,8 @@
 use jiff::Timestamp;
 
 use super::context::Context;
-use super::record::Transition;
 use crate::api::{AnalysisResult, AnalysisStatus, DeploymentGate, parse_duration};
+use crate::cluster::events::Transition;
 use crate::policy::{self, Reading};
 use crate::telemetry::labels;
 
@@ -119,8 +119,8 @@ pub async fn publish(gate: &DeploymentGate, readings: &Readings, ctx: &Context) 
             note: note.clone(),
             warning: *warning,
         };
-        super::record::publish(&ctx.events, gate, &t).await;
-        super::record::log_gate(gate, &t, None);
+        crate::cluster::events::publish(&ctx.events, gate, &t).await;
+        crate::cluster::events::log_gate(gate, &t, None);
     }
 }
 

@@ -87,7 +87,7 @@ pub struct Context {
     pub shard: String,
     /// True once the pause cache holds every pause: no gate is decided before.
     pub pauses_synced: tokio::sync::watch::Receiver<bool>,
-    pub events: super::record::Events,
+    pub events: crate::cluster::events::Events,
     pub backoff: Backoff,
     /// The one clock of the reconcilers (a hand-driven one in tests).
     pub clock: super::Clock,
@@ -136,7 +136,7 @@ impl Context {
         gates: Store<DeploymentGate>,
         pauses: Store<ReleasePause>,
         pauses_synced: tokio::sync::watch::Receiver<bool>,
-        events: super::record::Events,
+        events: crate::cluster::events::Events,
     ) -> Self {
         Context {
             events,

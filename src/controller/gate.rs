@@ -12,8 +12,6 @@ use super::analysis::{self, Readings};
 use super::backoff;
 use super::context::{Context, Freshness};
 use super::error::Error;
-use super::health;
-use super::record::{self, Transition};
 use super::status::{key_of, write_finalizers, write_status};
 use crate::api::{
     Blocker, CONDITION_ANALYSIS_ERROR, CONDITION_BLOCKED, CONDITION_DECIDED, CONDITION_DELIVERED,
@@ -21,6 +19,7 @@ use crate::api::{
     CONDITION_SHA_MISMATCH, Decision, DecisionSource, Delivery, DeliveryState, DeploymentGate,
     DeploymentGateStatus, FINALIZER, Phase, ReleasePause, Reports, Verdict,
 };
+use crate::cluster::events::{self, Transition};
 use crate::github::{Pace, ReviewOutcome, RunState, RunTarget, Turn};
 use crate::policy::{self, CheckResults, CheckState, EvalContext, Guard};
 use crate::telemetry::labels;
@@ -147,7 +146,7 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
         .map(|p| (**p).clone())
         .collect();
     let checks = Box::pin(read_checks(&gate, ctx)).await;
-    let health = Box::pin(health::read(
+    let health = Box::pin(crate::cluster::workloads::read(
         &ctx.client,
         &gate.spec.require_healthy,
         &gate.namespace().unwrap_or_default(),
@@ -361,8 +360,8 @@ async fn sha_mismatch(
             note: why,
             warning: true,
         };
-        record::publish(&ctx.events, &gate, &t).await;
-        record::log_gate(&gate, &t, None);
+        events::publish(&ctx.events, &gate, &t).await;
+        events::log_gate(&gate, &t, None);
     }
     ctx.finished(&gate);
     Ok(Action::await_change())
@@ -422,8 +421,8 @@ async fn watch_deployment(
             note,
             warning: true,
         };
-        record::publish(&ctx.events, &gate, &t).await;
-        record::log_gate(&gate, &t, None);
+        events::publish(&ctx.events, &gate, &t).await;
+        events::log_gate(&gate, &t, None);
     }
     Ok(Action::await_change())
 }
@@ -553,8 +552,8 @@ async fn finalize(
                 note: "deleted while GitHub refuses the answer (see DeliveryDenied); the last attempt failed too, so the gate lets go — answer the run at GitHub by hand".into(),
                 warning: true,
             };
-            record::publish(&ctx.events, &gate, &t).await;
-            record::log_gate(&gate, &t, None);
+            events::publish(&ctx.events, &gate, &t).await;
+            events::log_gate(&gate, &t, None);
         }
         ctx.forget(&gate);
         return Ok(Action::await_change());
@@ -689,8 +688,8 @@ async fn restore(
             ),
             warning: true,
         };
-        record::publish(&ctx.events, &written, &t).await;
-        record::log_gate(&written, &t, None);
+        events::publish(&ctx.events, &written, &t).await;
+        events::log_gate(&written, &t, None);
     }
     Ok(Action::await_change())
 }
@@ -733,8 +732,8 @@ async fn forbid(
             note: format!("never decided or delivered: {why}"),
             warning: true,
         };
-        record::publish(&ctx.events, &gate, &t).await;
-        record::log_gate(&gate, &t, None);
+        events::publish(&ctx.events, &gate, &t).await;
+        events::log_gate(&gate, &t, None);
     }
     ctx.finished(&gate);
     Ok(Action::await_change())
@@ -802,8 +801,8 @@ async fn orphan_check(
             note: why,
             warning: true,
         };
-        record::publish(&ctx.events, &gate, &t).await;
-        record::log_gate(&gate, &t, None);
+        events::publish(&ctx.events, &gate, &t).await;
+        events::log_gate(&gate, &t, None);
     }
     Ok(Some(Action::await_change()))
 }
@@ -952,8 +951,8 @@ async fn wait(
             note: text,
             warning: false,
         };
-        record::publish(&ctx.events, &gate, &t).await;
-        record::log_gate(&gate, &t, None);
+        events::publish(&ctx.events, &gate, &t).await;
+        events::log_gate(&gate, &t, None);
     }
     if wrote {
         analysis::publish(&gate, readings, ctx).await;
@@ -965,8 +964,8 @@ async fn wait(
                 note: format!("{why}; the analysis is not read until the spec is fixed"),
                 warning: true,
             };
-            record::publish(&ctx.events, &gate, &t).await;
-            record::log_gate(&gate, &t, None);
+            events::publish(&ctx.events, &gate, &t).await;
+            events::log_gate(&gate, &t, None);
         }
     }
     let next = requeue_delay(next_evaluation, ctx.now());
@@ -1137,8 +1136,8 @@ async fn write_decision(
     if let Some(r) = readings {
         analysis::publish(&gate, r, ctx).await;
     }
-    record::publish(&ctx.events, &gate, &t).await;
-    record::log_gate(&gate, &t, Some(latency as u128));
+    events::publish(&ctx.events, &gate, &t).await;
+    events::log_gate(&gate, &t, Some(latency as u128));
     Ok(gate)
 }
 
@@ -1384,8 +1383,8 @@ async fn deliver_with(
             note,
             warning,
         };
-        record::publish(&ctx.events, &gate, &t).await;
-        record::log_gate(&gate, &t, None);
+        events::publish(&ctx.events, &gate, &t).await;
+        events::log_gate(&gate, &t, None);
     }
     Ok((gate, action))
 }

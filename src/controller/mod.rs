@@ -2,16 +2,13 @@
 //! engine, carry out its verdict, and record what happened.
 
 mod analysis;
-pub mod api_limit;
 mod backoff;
 mod clock;
 mod context;
 mod error;
 mod gate;
-mod health;
 pub mod index;
 mod pause;
-pub mod record;
 pub mod retention;
 mod status;
 mod triggers;
@@ -37,6 +34,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 
 use crate::api::{DeploymentGate, ReleasePause};
+use crate::cluster::{api_limit, events};
 use crate::config::OperatorConfig;
 use crate::github::GitHub;
 use crate::telemetry::Metrics;
@@ -340,7 +338,7 @@ async fn run_shard(
         rx.recv().await.map(|p| (Ok::<_, watcher::Error>(p), rx))
     });
 
-    let (events, publisher) = record::Events::queued(
+    let (events, publisher) = events::Events::queued(
         shared.events_client.clone(),
         settings.instance.clone(),
         metrics.events_dropped.clone(),

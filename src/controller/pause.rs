@@ -9,12 +9,12 @@ use kube::{Api, ResourceExt};
 
 use super::context::Context;
 use super::error::Error;
-use super::record::{self, Transition};
 use super::status::{key_of, write_status};
 use crate::api::{
     CONDITION_ACTIVE, CONDITION_INVALID, CONDITION_RESUMED, CONDITION_SCOPE_RESTRICTED, PauseState,
     ReleasePause,
 };
+use crate::cluster::events::{self, Transition};
 use crate::policy;
 use crate::telemetry::labels;
 
@@ -148,7 +148,7 @@ async fn reconcile_inner(pause: &ReleasePause, ctx: &Context) -> Result<Action, 
                 note: why,
                 warning: true,
             };
-            record::publish(&ctx.events, &written, &t).await;
+            events::publish(&ctx.events, &written, &t).await;
         }
         if old.state != s.state {
             let t = Transition {
@@ -160,7 +160,7 @@ async fn reconcile_inner(pause: &ReleasePause, ctx: &Context) -> Result<Action, 
                 note: message.clone(),
                 warning: false,
             };
-            record::publish(&ctx.events, &written, &t).await;
+            events::publish(&ctx.events, &written, &t).await;
             tracing::info!(pause = %pause_name, reason = %pause.spec.reason, sha = pause.spec.sha.as_deref(), state = ?state, message = %message, "pause transition");
         }
         let was_invalid = old
@@ -177,7 +177,7 @@ async fn reconcile_inner(pause: &ReleasePause, ctx: &Context) -> Result<Action, 
                 note: message.clone(),
                 warning: true,
             };
-            record::publish(&ctx.events, &written, &t).await;
+            events::publish(&ctx.events, &written, &t).await;
         }
     }
     let action = match next {

@@ -28,8 +28,8 @@ use crate::api::{
     DeploymentGate, DeploymentOutcome, DeploymentState, LABEL_MADE_BY, MADE_BY_INTAKE, PauseScope,
     ReleasePause, ReleasePauseSpec, Verdict,
 };
+use crate::cluster::events::{self, Transition};
 use crate::controller::merge_diff;
-use crate::controller::record::{self, Transition};
 use crate::policy::deployment::{self as engine, StatusReport, Step};
 use crate::telemetry::labels;
 
@@ -417,8 +417,8 @@ impl Intake {
             note,
             warning,
         };
-        record::publish(&self.inner.recorder, gate, &t).await;
-        record::log_gate(gate, &t, None);
+        events::publish(&self.inner.recorder, gate, &t).await;
+        events::log_gate(gate, &t, None);
         if let Some(outcome) = outcome {
             self.inner
                 .metrics

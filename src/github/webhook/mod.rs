@@ -80,7 +80,7 @@ struct Inner {
     metrics: Metrics,
     write_timeout: Duration,
     /// Events for `deployment_status` transitions.
-    recorder: crate::controller::record::Events,
+    recorder: crate::cluster::events::Events,
 }
 
 impl Intake {
@@ -97,7 +97,7 @@ impl Intake {
         Intake {
             index: GateIndex::new(),
             inner: Arc::new(Inner {
-                recorder: crate::controller::record::Events::new(client.clone(), None),
+                recorder: crate::cluster::events::Events::new(client.clone(), None),
                 client,
                 github,
                 tenancy: config.tenancy(),
@@ -548,7 +548,7 @@ impl Intake {
                 reason = %why,
                 "a gate holds the name intake uses for a request; the request got another gate"
             );
-            let t = crate::controller::record::Transition {
+            let t = crate::cluster::events::Transition {
                 reason: "NameTaken",
                 note: format!(
                     "this gate holds the name intake uses for {} {} run {} ({why}); the request was written to gate {namespace}/{ours}",
@@ -556,7 +556,7 @@ impl Intake {
                 ),
                 warning: true,
             };
-            crate::controller::record::publish(&self.inner.recorder, &stranger, &t).await;
+            crate::cluster::events::publish(&self.inner.recorder, &stranger, &t).await;
         }
         Ok(outcome)
     }
