@@ -7,6 +7,7 @@ pub mod api_limit;
 pub mod crds;
 pub mod events;
 pub mod server;
+pub mod status;
 pub mod workloads;
 
 pub use crds::{CrdError, Installed, check_crds};

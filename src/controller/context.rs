@@ -11,8 +11,8 @@ use kube::{Client, Resource, ResourceExt};
 
 use super::backoff::Backoff;
 use super::error::Error;
-use super::status::key_of;
 use crate::api::{Decision, DeploymentGate, DeploymentGateStatus, Phase, ReleasePause, Reports};
+use crate::cluster::status::key_of;
 use crate::config::OperatorConfig;
 use crate::github::GitHub;
 use crate::policy::{CheckResults, Tenancy};

@@ -17,6 +17,12 @@ pub enum Error {
     Conflict { object: String },
 }
 
+impl From<crate::cluster::status::WriteError> for Error {
+    fn from(e: crate::cluster::status::WriteError) -> Self {
+        Error::kube(e.object, e.source)
+    }
+}
+
 impl Error {
     /// Wraps a kube error, telling conflicts apart.
     pub fn kube(object: impl Into<String>, source: kube::Error) -> Self {

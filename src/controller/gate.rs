@@ -12,7 +12,6 @@ use super::analysis::{self, Readings};
 use super::backoff;
 use super::context::{Context, Freshness};
 use super::error::Error;
-use super::status::{key_of, write_finalizers, write_status};
 use crate::api::{
     Blocker, CONDITION_ANALYSIS_ERROR, CONDITION_BLOCKED, CONDITION_DECIDED, CONDITION_DELIVERED,
     CONDITION_DELIVERY_DENIED, CONDITION_FORBIDDEN, CONDITION_INVALID, CONDITION_POLICY_BOUND,
@@ -20,6 +19,7 @@ use crate::api::{
     DeploymentGateStatus, FINALIZER, Phase, ReleasePause, Reports, Verdict,
 };
 use crate::cluster::events::{self, Transition};
+use crate::cluster::status::{key_of, write_finalizers, write_status};
 use crate::github::{Pace, ReviewOutcome, RunState, RunTarget, Turn};
 use crate::policy::{self, CheckResults, CheckState, EvalContext, Guard};
 use crate::telemetry::labels;

@@ -10,7 +10,6 @@ mod gate;
 pub mod index;
 mod pause;
 pub mod retention;
-mod status;
 mod triggers;
 mod watch_errors;
 
@@ -21,7 +20,6 @@ pub use error::Error;
 pub use gate::{gate_reconcile, gates_for_pause};
 pub use index::{GateIndex, GateRef};
 pub use pause::pause_reconcile;
-pub use status::merge_diff;
 use triggers::SpecChanges;
 use watch_errors::WatchErrors;
 

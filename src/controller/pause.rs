@@ -9,12 +9,12 @@ use kube::{Api, ResourceExt};
 
 use super::context::Context;
 use super::error::Error;
-use super::status::{key_of, write_status};
 use crate::api::{
     CONDITION_ACTIVE, CONDITION_INVALID, CONDITION_RESUMED, CONDITION_SCOPE_RESTRICTED, PauseState,
     ReleasePause,
 };
 use crate::cluster::events::{self, Transition};
+use crate::cluster::status::{key_of, write_status};
 use crate::policy;
 use crate::telemetry::labels;
 

@@ -25,8 +25,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::Notify;
 
 use super::context::Context;
-use super::status::key_of;
 use crate::api::{DeploymentGate, LABEL_KEEP, LABEL_MADE_BY, MADE_BY_INTAKE, ReleasePause};
+use crate::cluster::status::key_of;
 use crate::policy::retention::{self, Finished, Rules};
 use crate::telemetry::labels;
 

@@ -29,7 +29,7 @@ use crate::api::{
     ReleasePause, ReleasePauseSpec, Verdict,
 };
 use crate::cluster::events::{self, Transition};
-use crate::controller::merge_diff;
+use crate::cluster::status::merge_diff;
 use crate::policy::deployment::{self as engine, StatusReport, Step};
 use crate::telemetry::labels;
 

@@ -11,7 +11,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use super::error::Error;
+/// A status or metadata write the API server did not take (a 409 among
+/// them: the object changed since it was read).
+#[derive(Debug, thiserror::Error)]
+#[error("Kubernetes API request for {object} failed: {source}")]
+pub struct WriteError {
+    /// `namespace/name` of the object written.
+    pub object: String,
+    #[source]
+    pub source: kube::Error,
+}
 
 /// The field manager of every Tollgate write.
 pub const MANAGER: &str = "tollgate";
@@ -62,7 +71,7 @@ pub async fn write_status<K, S>(
     obj: &K,
     old: Option<&S>,
     new: &S,
-) -> Result<Option<K>, Error>
+) -> Result<Option<K>, WriteError>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize,
@@ -83,11 +92,18 @@ where
     Box::pin(api.patch_status(&name, &params(), &Patch::Merge(&patch)))
         .await
         .map(Some)
-        .map_err(|e| Error::kube(key_of(obj), e))
+        .map_err(|source| WriteError {
+            object: key_of(obj),
+            source,
+        })
 }
 
 /// Sets the finalizers of `obj` to `finalizers`, precondition: its resourceVersion.
-pub async fn write_finalizers<K>(api: &Api<K>, obj: &K, finalizers: Vec<String>) -> Result<K, Error>
+pub async fn write_finalizers<K>(
+    api: &Api<K>,
+    obj: &K,
+    finalizers: Vec<String>,
+) -> Result<K, WriteError>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
@@ -96,7 +112,10 @@ where
     });
     Box::pin(api.patch(&obj.name_any(), &params(), &Patch::Merge(&patch)))
         .await
-        .map_err(|e| Error::kube(key_of(obj), e))
+        .map_err(|source| WriteError {
+            object: key_of(obj),
+            source,
+        })
 }
 
 fn params() -> PatchParams {
