@@ -9,7 +9,7 @@ mod app;
 mod checks;
 mod client;
 mod error;
-mod hooks;
+mod hook_deliveries;
 mod limiter;
 mod response;
 mod review;
@@ -17,7 +17,7 @@ pub mod webhook;
 
 pub use client::{Auth, GitHub, GitHubConfig, split_repository};
 pub use error::GitHubError;
-pub use hooks::{FailedDeliveries, HookDelivery, next_cursor};
+pub use hook_deliveries::{FailedDeliveries, HookDelivery, next_cursor};
 pub use limiter::Turn;
 pub use response::{Class, classify};
 pub use review::{CommentOutcome, Pace, ReviewOutcome, RunState, RunTarget};

@@ -46,7 +46,7 @@ pub fn matching_rules<'a>(
 }
 
 /// The ReleasePause a rule asks for after `event`'s failed run.
-pub fn build_pause(
+pub fn pause_for_failed_run(
     config: &OperatorConfig,
     rule: &AutoPauseRule,
     event: &WorkflowRunEvent,
@@ -116,12 +116,12 @@ pub async fn write(client: &Client, pause: &ReleasePause) -> Result<Written, kub
         .metadata
         .namespace
         .as_deref()
-        .expect("build_pause always sets the namespace");
+        .expect("pause_for_failed_run always sets the namespace");
     let name = pause
         .metadata
         .name
         .as_deref()
-        .expect("build_pause always sets the name");
+        .expect("pause_for_failed_run always sets the name");
     let api: Api<ReleasePause> = Api::namespaced(client.clone(), namespace);
     match api.create(&PostParams::default(), pause).await {
         Ok(_) => Ok(Written::Created),
@@ -218,7 +218,7 @@ mod tests {
     fn pause_is_named_for_repository_and_branch_and_says_which_run_failed() {
         let c = config();
         let e = event("completed", Some("failure"), "main", "CI");
-        let p = build_pause(&c, &c.auto_pause[0], &e).expect("pause");
+        let p = pause_for_failed_run(&c, &c.auto_pause[0], &e).expect("pause");
         assert_eq!(p.metadata.name.as_deref(), Some("ci-failed-acme-web-main"));
         assert_eq!(p.metadata.namespace.as_deref(), Some("web"));
         assert_eq!(p.spec.reason, "ci-failed");
@@ -234,7 +234,7 @@ mod tests {
                 "CI failed on acme/web@main at acb5820: https://github.com/acme/web/actions/runs/30433642"
             )
         );
-        let other = build_pause(&c, &c.auto_pause[1], &e).expect("pause");
+        let other = pause_for_failed_run(&c, &c.auto_pause[1], &e).expect("pause");
         assert_eq!(other.metadata.namespace.as_deref(), Some("tollgate"));
     }
 }

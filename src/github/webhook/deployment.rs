@@ -139,7 +139,11 @@ fn approved_at(gate: &DeploymentGate) -> Option<Timestamp> {
 }
 
 /// The ReleasePause a failed deployment of `gate` asks for.
-pub fn build_pause(gate: &DeploymentGate, url: Option<&str>, deployment_id: i64) -> ReleasePause {
+pub fn pause_for_failed_deployment(
+    gate: &DeploymentGate,
+    url: Option<&str>,
+    deployment_id: i64,
+) -> ReleasePause {
     let repository = gate.spec.repository.clone();
     let environment = gate.spec.environment.clone();
     let mut message = format!(
@@ -276,7 +280,8 @@ impl Intake {
                 Step::Advance(next) => next,
             };
             if next.state == DeploymentState::Failed && !paused && self.pauses_on_failure(&gate) {
-                let pause = build_pause(&gate, next.url.as_deref(), ev.deployment.id);
+                let pause =
+                    pause_for_failed_deployment(&gate, next.url.as_deref(), ev.deployment.id);
                 let written = autopause::write(&self.inner.client, &pause).await?;
                 self.inner.metrics.auto_pauses.inc();
                 tracing::warn!(

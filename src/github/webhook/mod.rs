@@ -41,10 +41,10 @@ use crate::github::GitHub;
 use crate::telemetry::{Metrics, Throttle, is_body_timeout, labels};
 use dedupe::{Deliveries, DeliveryKey};
 
-pub use autopause::{REASON as AUTO_PAUSE_REASON, build_pause, matching_rules};
+pub use autopause::{REASON as AUTO_PAUSE_REASON, matching_rules, pause_for_failed_run};
 pub use deployment::{
-    DeploymentStatusEvent, PAUSE_REASON as DEPLOY_PAUSE_REASON, build_pause as build_deploy_pause,
-    find_gate,
+    DeploymentStatusEvent, PAUSE_REASON as DEPLOY_PAUSE_REASON, find_gate,
+    pause_for_failed_deployment,
 };
 pub use mapping::{
     GateKey, GateRequest, LABEL_ENVIRONMENT, LABEL_REPOSITORY, LABEL_RUN_ID, Merge, build_gate,
@@ -618,7 +618,7 @@ impl Intake {
         }
         let mut pauses = Vec::with_capacity(rules.len());
         for rule in rules {
-            match build_pause(config, rule, &ev) {
+            match pause_for_failed_run(config, rule, &ev) {
                 Ok(p) => pauses.push(p),
                 Err(e) => {
                     return Reply::new(
