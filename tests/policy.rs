@@ -13,7 +13,7 @@ use tollgate::api::{
 use tollgate::policy::transition::{guard_delivery, guard_phase, guard_status};
 use tollgate::policy::window::Window;
 use tollgate::policy::{
-    CheckResults, CheckState, EvalContext, Guard, HealthResults, Verdict, WorkloadHealth, evaluate,
+    CheckResults, CheckState, EvalContext, Guard, HealthResults, Ruling, WorkloadHealth, evaluate,
     recovery,
 };
 
@@ -84,7 +84,7 @@ fn nothing_holding_approves_by_policy() {
     assert!(
         matches!(
             v,
-            Verdict::Approve {
+            Ruling::Approve {
                 source: DecisionSource::Policy,
                 ..
             }
@@ -108,7 +108,7 @@ fn a_recorded_decision_is_kept_whatever_else_changed() {
     );
     assert_eq!(
         v,
-        Verdict::Reject {
+        Ruling::Reject {
             reason: "check failed".into(),
             source: DecisionSource::Policy
         }
@@ -131,7 +131,7 @@ fn an_override_wins_over_pauses_checks_and_the_deadline() {
     );
     assert_eq!(
         v,
-        Verdict::Approve {
+        Ruling::Approve {
             reason: "override by alice: hotfix".into(),
             source: DecisionSource::Override
         }
@@ -150,7 +150,7 @@ fn a_passed_deadline_applies_on_deadline_naming_what_held_the_gate() {
         &ctx(NOW),
         ts(NOW),
     );
-    let Verdict::Reject { reason, source } = v else {
+    let Ruling::Reject { reason, source } = v else {
         panic!("expected a reject: {v:?}")
     };
     assert_eq!(source, DecisionSource::Deadline);
@@ -171,7 +171,7 @@ fn a_passed_deadline_applies_on_deadline_naming_what_held_the_gate() {
     assert!(
         matches!(
             v,
-            Verdict::Approve {
+            Ruling::Approve {
                 source: DecisionSource::Deadline,
                 ..
             }
@@ -196,7 +196,7 @@ fn a_failed_required_check_rejects_at_once_naming_it() {
         &ctx(DEADLINE),
         ts(NOW),
     );
-    let Verdict::Reject { reason, source } = v else {
+    let Ruling::Reject { reason, source } = v else {
         panic!("{v:?}")
     };
     assert_eq!(source, DecisionSource::Policy);
@@ -225,7 +225,7 @@ fn pending_or_unreported_checks_and_unhealthy_workloads_wait_with_a_poll() {
         &ctx(DEADLINE),
         ts(NOW),
     );
-    let Verdict::Wait {
+    let Ruling::Wait {
         blockers,
         next_evaluation,
     } = v
@@ -251,7 +251,7 @@ fn an_active_pause_waits_until_the_deadline_without_polling() {
         &ctx(DEADLINE),
         ts(NOW),
     );
-    let Verdict::Wait {
+    let Ruling::Wait {
         blockers,
         next_evaluation,
     } = v
@@ -282,7 +282,7 @@ fn pauses_out_of_scope_do_not_hold() {
         &ctx(DEADLINE),
         ts(NOW),
     );
-    assert!(matches!(v, Verdict::Approve { .. }), "{v:?}");
+    assert!(matches!(v, Ruling::Approve { .. }), "{v:?}");
 }
 
 #[test]
@@ -301,7 +301,7 @@ fn a_freeze_window_is_re_evaluated_exactly_at_its_end() {
         &ctx("2026-11-30T00:00:00Z"),
         ts("2026-11-21T12:00:00Z"),
     );
-    let Verdict::Wait {
+    let Ruling::Wait {
         blockers,
         next_evaluation,
     } = v
@@ -365,7 +365,7 @@ fn a_resume_releases_nothing_until_the_operator_records_it() {
         &ctx(DEADLINE),
         now,
     );
-    assert!(matches!(held, Verdict::Wait { .. }), "{held:?}");
+    assert!(matches!(held, Ruling::Wait { .. }), "{held:?}");
     let rec = recovery::accepted_resume(&p, now).expect("resume accepted");
     assert_eq!(rec.by.as_deref(), Some("alice"));
     p.status = Some(serde_json::from_value(json!({"recovery": rec})).expect("status"));
@@ -384,7 +384,7 @@ fn a_resume_releases_nothing_until_the_operator_records_it() {
         &ctx(DEADLINE),
         now,
     );
-    assert!(matches!(released, Verdict::Approve { .. }), "{released:?}");
+    assert!(matches!(released, Ruling::Approve { .. }), "{released:?}");
 }
 
 #[test]
@@ -468,7 +468,7 @@ fn an_invalid_schedule_holds_and_names_the_field() {
         &ctx(DEADLINE),
         ts(NOW),
     );
-    let Verdict::Wait { blockers, .. } = v else {
+    let Ruling::Wait { blockers, .. } = v else {
         panic!("an invalid pause must hold: {v:?}")
     };
     assert!(blockers[0].message.contains("schedule is invalid"));
@@ -660,10 +660,10 @@ proptest! {
         }
         let c: CheckResults = check.map(|s| ("ci".to_string(), s)).into_iter().collect();
         let ctx = EvalContext { deadline, check_poll: Duration::from_secs(poll_s) };
-        if let Verdict::Wait { next_evaluation, blockers } = evaluate(&g, &pauses, &c, &HealthResults::new(), &[], &ctx, now) {
+        if let Ruling::Wait { next_evaluation, blockers } = evaluate(&g, &pauses, &c, &HealthResults::new(), &[], &ctx, now) {
             prop_assert!(next_evaluation > now, "in the past: {next_evaluation} <= {now}");
             prop_assert!(next_evaluation <= deadline, "after the deadline");
-            if let Verdict::Wait { next_evaluation: again, blockers: b2 } = evaluate(&g, &pauses, &c, &HealthResults::new(), &[], &ctx, next_evaluation) {
+            if let Ruling::Wait { next_evaluation: again, blockers: b2 } = evaluate(&g, &pauses, &c, &HealthResults::new(), &[], &ctx, next_evaluation) {
                 prop_assert!(!(again == next_evaluation && b2 == blockers), "hot loop at {next_evaluation}");
                 prop_assert!(again > next_evaluation);
             }
@@ -702,7 +702,7 @@ mod analysis {
         h.into_iter().collect()
     }
 
-    fn decide(g: &DeploymentGate, history: &[AnalysisStatus], now: i64) -> Verdict {
+    fn decide(g: &DeploymentGate, history: &[AnalysisStatus], now: i64) -> Ruling {
         evaluate(
             g,
             &[],
@@ -723,9 +723,9 @@ mod analysis {
         (0..=minutes).map(|m| (m * 60, v(x))).collect()
     }
 
-    fn wait_message(verdict: &Verdict) -> String {
+    fn wait_message(verdict: &Ruling) -> String {
         match verdict {
-            Verdict::Wait { blockers, .. } => {
+            Ruling::Wait { blockers, .. } => {
                 assert_eq!(blockers.len(), 1, "{blockers:?}");
                 assert_eq!(blockers[0].kind, BlockerKind::Analysis);
                 blockers[0].message.clone()
@@ -744,7 +744,7 @@ mod analysis {
             wait_message(&verdict),
             "analysis staging-errors passing: 0.004 ≤ 0.01 for 9m0s of 10m0s"
         );
-        let Verdict::Wait {
+        let Ruling::Wait {
             next_evaluation, ..
         } = verdict
         else {
@@ -761,7 +761,7 @@ mod analysis {
         assert_eq!(h[0].passing_since, Some(at(0)));
         assert_eq!(
             decide(&g, &h, 10 * 60),
-            Verdict::Approve {
+            Ruling::Approve {
                 reason: "no required checks; analysis staging-errors 0.004 ≤ 0.01 for 10m0s; no pause or freeze window in scope".into(),
                 source: DecisionSource::Policy,
             }
@@ -783,7 +783,7 @@ mod analysis {
         );
         r.extend((19..=20).map(|m| (m * 60, v(0.004))));
         let h = fold(&g, &r);
-        assert!(matches!(decide(&g, &h, 20 * 60), Verdict::Approve { .. }));
+        assert!(matches!(decide(&g, &h, 20 * 60), Ruling::Approve { .. }));
     }
 
     #[test]
@@ -818,7 +818,7 @@ mod analysis {
         let r: Vec<_> = (0..50).map(|m| (m * 60, Reading::NoResult)).collect();
         let h = fold(&g, &r);
         assert_eq!(h[0].consecutive_failures, 0);
-        assert!(matches!(decide(&g, &h, 49 * 60), Verdict::Wait { .. }));
+        assert!(matches!(decide(&g, &h, 49 * 60), Ruling::Wait { .. }));
     }
 
     #[test]
@@ -833,7 +833,7 @@ mod analysis {
         let three = fold(&g, &[(0, v(0.05)), (60, v(0.06)), (120, v(0.07))]);
         assert_eq!(
             decide(&g, &three, 120),
-            Verdict::Reject {
+            Ruling::Reject {
                 reason: "analysis staging-errors failed: 0.07 > 0.01 (3 of 3 failures in a row)"
                     .into(),
                 source: DecisionSource::Policy,
@@ -845,7 +845,7 @@ mod analysis {
             &[(0, v(0.05)), (60, v(0.06)), (120, v(0.001)), (180, v(0.07))],
         );
         assert_eq!(broken[0].consecutive_failures, 1);
-        assert!(matches!(decide(&g, &broken, 180), Verdict::Wait { .. }));
+        assert!(matches!(decide(&g, &broken, 180), Ruling::Wait { .. }));
     }
 
     #[test]
@@ -866,12 +866,12 @@ mod analysis {
                 "deadline 2026-11-22T14:00:00Z passed while analysis staging-errors inconclusive: the query returned no result; onDeadline: {want}"
             );
             let expected = if on == "Reject" {
-                Verdict::Reject {
+                Ruling::Reject {
                     reason,
                     source: DecisionSource::Deadline,
                 }
             } else {
-                Verdict::Approve {
+                Ruling::Approve {
                     reason,
                     source: DecisionSource::Deadline,
                 }
@@ -928,7 +928,7 @@ mod analysis {
             wait_message(&verdict),
             "analysis staging-errors unreadable: cannot read Prometheus: connection refused; retrying"
         );
-        let Verdict::Wait {
+        let Ruling::Wait {
             next_evaluation, ..
         } = verdict
         else {
@@ -938,7 +938,7 @@ mod analysis {
         r.push((10 * 60 + 5, Reading::Error("connection refused".into())));
         let h = fold(&g, &r);
         assert_eq!(h[0].consecutive_errors, 2);
-        let Verdict::Wait {
+        let Ruling::Wait {
             next_evaluation, ..
         } = decide(&g, &h, 10 * 60 + 5)
         else {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::api::{AnalysisStatus, DeploymentGate, ReleasePause, parse_duration};
 use crate::policy::{
-    self, CheckResults, CheckState, EvalContext, HealthResults, Reading, Verdict, WorkloadHealth,
+    self, CheckResults, CheckState, EvalContext, HealthResults, Reading, Ruling, WorkloadHealth,
 };
 
 /// Flags of `tollgate evaluate`.
@@ -231,13 +231,13 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<Vec<String>, EvaluateError> {
             history.push(next);
         }
         let out = match policy::evaluate(&gate, &pauses, &checks, &health, &history, &ctx, now) {
-            Verdict::Approve { reason, .. } => {
+            Ruling::Approve { reason, .. } => {
                 json!({"gate": format!("{ns}/{name}"), "verdict": "approve", "reason": reason, "blockers": [], "nextEvaluation": null})
             }
-            Verdict::Reject { reason, .. } => {
+            Ruling::Reject { reason, .. } => {
                 json!({"gate": format!("{ns}/{name}"), "verdict": "reject", "reason": reason, "blockers": [], "nextEvaluation": null})
             }
-            Verdict::Wait {
+            Ruling::Wait {
                 blockers,
                 next_evaluation,
             } => json!({

@@ -172,7 +172,7 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
         &eval_ctx,
         now,
     ) {
-        policy::Verdict::Wait {
+        policy::Ruling::Wait {
             blockers,
             next_evaluation,
         } => {
@@ -188,8 +188,8 @@ async fn reconcile_inner(cached: Arc<DeploymentGate>, ctx: &Context) -> Result<A
             ))
             .await;
         }
-        policy::Verdict::Approve { reason, source } => (Verdict::Approve, source, reason),
-        policy::Verdict::Reject { reason, source } => (Verdict::Reject, source, reason),
+        policy::Ruling::Approve { reason, source } => (Verdict::Approve, source, reason),
+        policy::Ruling::Reject { reason, source } => (Verdict::Reject, source, reason),
     };
     // An answer is given only for the run's own commit.
     let dry_run = gate.spec.dry_run || ctx.settings.dry_run;

@@ -10,12 +10,13 @@ use super::recovery::pause_state;
 use super::scope;
 use crate::api::{
     AnalysisStatus, Blocker, BlockerKind, DecisionSource, DeploymentGate, PauseState, ReleasePause,
-    Verdict as ApiVerdict,
+    Verdict,
 };
 
-/// What the engine says about a gate.
+/// What the engine says about a gate: approve, reject, or wait (the API's
+/// [`Verdict`] is only the first two, the answer GitHub is given).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Ruling {
     /// Let the deployment through.
     Approve {
         reason: String,
@@ -42,10 +43,10 @@ pub struct EvalContext {
     pub check_poll: Duration,
 }
 
-fn verdict(v: ApiVerdict, reason: String, source: DecisionSource) -> Verdict {
+fn verdict(v: Verdict, reason: String, source: DecisionSource) -> Ruling {
     match v {
-        ApiVerdict::Approve => Verdict::Approve { reason, source },
-        ApiVerdict::Reject => Verdict::Reject { reason, source },
+        Verdict::Approve => Ruling::Approve { reason, source },
+        Verdict::Reject => Ruling::Reject { reason, source },
     }
 }
 
@@ -66,7 +67,7 @@ pub fn evaluate(
     analyses: &[AnalysisStatus],
     ctx: &EvalContext,
     now: Timestamp,
-) -> Verdict {
+) -> Ruling {
     if let Some(d) = gate.status.as_ref().and_then(|s| s.decision.as_ref()) {
         return verdict(d.verdict, d.reason.clone(), d.source);
     }
@@ -114,7 +115,7 @@ pub fn evaluate(
     if now >= ctx.deadline
         && (!blockers.is_empty() || !failed.is_empty() || !analyses_failed.is_empty())
     {
-        let v = ApiVerdict::from(gate.spec.on_deadline);
+        let v = Verdict::from(gate.spec.on_deadline);
         let mut held: Vec<String> = failed.iter().map(|c| format!("check {c} failed")).collect();
         held.extend(analyses_failed.iter().cloned());
         held.extend(blockers.iter().map(|b| b.message.clone()));
@@ -123,8 +124,8 @@ pub fn evaluate(
             ctx.deadline,
             held.join("; "),
             match v {
-                ApiVerdict::Approve => "approve",
-                ApiVerdict::Reject => "reject",
+                Verdict::Approve => "approve",
+                Verdict::Reject => "reject",
             }
         );
         return verdict(v, reason, DecisionSource::Deadline);
@@ -135,13 +136,13 @@ pub fn evaluate(
             failed.join(", "),
             short(&gate.spec.sha)
         );
-        return Verdict::Reject {
+        return Ruling::Reject {
             reason,
             source: DecisionSource::Policy,
         };
     }
     if !analyses_failed.is_empty() {
-        return Verdict::Reject {
+        return Ruling::Reject {
             reason: analyses_failed.join("; "),
             source: DecisionSource::Policy,
         };
@@ -168,7 +169,7 @@ pub fn evaluate(
         if next <= now {
             next = now + SignedDuration::from_millis(1);
         }
-        return Verdict::Wait {
+        return Ruling::Wait {
             blockers,
             next_evaluation: next,
         };
@@ -189,7 +190,7 @@ pub fn evaluate(
         why.push(format!("analysis {}", analyses_passed.join(", ")));
     }
     why.push("no pause or freeze window in scope".to_string());
-    Verdict::Approve {
+    Ruling::Approve {
         reason: why.join("; "),
         source: DecisionSource::Policy,
     }

@@ -20,7 +20,7 @@ pub mod window;
 pub use analysis::{Assessment, Reading};
 pub use bounds::Bound;
 pub use checks::{CheckResults, CheckState, HealthResults, WorkloadHealth};
-pub use evaluate::{EvalContext, Verdict, evaluate};
+pub use evaluate::{EvalContext, Ruling, evaluate};
 pub use glob::glob_match;
 pub use recovery::PauseEval;
 pub use tenancy::{IntakeGrant, Tenancy, TenancyRule};
