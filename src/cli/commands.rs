@@ -5,8 +5,6 @@
 //! (`ln -s $(which tollgate) /usr/local/bin/kubectl-tollgate`) and run
 //! `kubectl tollgate status`.
 
-use std::time::Duration;
-
 use jiff::Timestamp;
 use kube::Client;
 
@@ -64,20 +62,4 @@ pub async fn run(client: &Client, command: OpsCommand, now: Timestamp) -> Result
         OpsCommand::Reject(args) => decide(client, &args, Verdict::Reject).await,
         OpsCommand::Status(args) => status(client, &args).await,
     }
-}
-
-/// The namespace flag, or the kubeconfig context's namespace.
-pub(crate) fn namespace_or_default(client: &Client, flag: Option<&str>) -> String {
-    flag.unwrap_or_else(|| client.default_namespace())
-        .to_string()
-}
-
-/// Go-style durations (`30s`, `4h`, `1h30m`) for flags.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::api::parse_duration(s).map_err(|e| e.to_string())
-}
-
-/// A timestamp to the second, in UTC: `2026-11-23T07:00:00Z`.
-pub(crate) fn timestamp(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

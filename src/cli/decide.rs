@@ -5,7 +5,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use super::commands::namespace_or_default;
+use super::args::namespace_or_default;
 use super::error::{Call, CliError, is_conflict};
 use super::identity::whoami;
 use crate::api::{DeploymentGate, Verdict};

@@ -1,5 +1,6 @@
 //! The `tollgate` command's subcommands that are not the operator itself.
 
+mod args;
 pub mod commands;
 pub mod decide;
 pub mod doctor;

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::{Client, ResourceExt};
 
-use super::commands::{namespace_or_default, parse_duration, timestamp};
+use super::args::{namespace_or_default, parse_duration, timestamp};
 use super::error::{Call, CliError};
 use crate::api::{PauseScope, ReleasePause, ReleasePauseSpec};
 

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
-use super::commands::{namespace_or_default, timestamp};
+use super::args::{namespace_or_default, timestamp};
 use super::error::{Call, CliError};
 use crate::api::{
     Blocker, BlockerKind, CONDITION_FORBIDDEN, DeploymentGate, OnDeadline, ReleasePause,

@@ -15,7 +15,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use super::commands::{namespace_or_default, parse_duration, timestamp};
+use super::args::{namespace_or_default, parse_duration, timestamp};
 use super::error::{Call, CliError, is_conflict};
 use super::identity::whoami;
 use crate::api::{PauseState, ReleasePause, Resume};

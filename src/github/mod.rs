@@ -11,6 +11,7 @@ mod client;
 mod error;
 mod hook_deliveries;
 mod limiter;
+mod redact;
 mod response;
 mod review;
 pub mod webhook;

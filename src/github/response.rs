@@ -54,7 +54,7 @@ pub fn message_of(body: &str) -> String {
         })
         .unwrap_or_else(|| body.trim().to_string());
     let short: String = msg.chars().take(300).collect();
-    super::client::scrub(&short)
+    super::redact::scrub(&short)
 }
 
 /// Classifies an answer. `now_epoch` is the current Unix time in seconds (for
