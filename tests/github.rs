@@ -915,10 +915,22 @@ async fn checks_combine_check_runs_and_statuses_per_required_name() {
     .map(String::from)
     .to_vec();
 
-    let results = github
-        .checks(REPO, None, SHA, &names)
-        .await
-        .expect("checks");
+    let facts = github.commit_checks(REPO, None, SHA).await.expect("checks");
+    let results = tollgate::policy::required_checks(
+        &names,
+        facts.runs.iter().map(|c| {
+            (
+                c.name.as_str(),
+                c.id,
+                c.status.as_str(),
+                c.conclusion.as_deref(),
+            )
+        }),
+        facts
+            .statuses
+            .iter()
+            .map(|s| (s.context.as_str(), s.state.as_str())),
+    );
 
     let expected = [
         ("build", CheckState::Success),
@@ -956,10 +968,7 @@ async fn checks_failure_is_an_error_not_a_verdict() {
     );
     let github = token_client(&fake);
 
-    let error = github
-        .checks(REPO, None, SHA, &["build".to_string()])
-        .await
-        .unwrap_err();
+    let error = github.commit_checks(REPO, None, SHA).await.unwrap_err();
 
     assert!(
         matches!(error, GitHubError::Status { status: 403, .. }),
@@ -1112,7 +1121,7 @@ async fn the_token_never_goes_to_a_host_other_than_the_configured_base() {
     let redirected = github.review(&target(60), Verdict::Approve, "ok").await;
     let delivered = github.review(&target(61), Verdict::Approve, "ok").await;
     let _ = github.comment(&target(61), "held").await;
-    let _ = github.checks(REPO, None, SHA, &["build".to_string()]).await;
+    let _ = github.commit_checks(REPO, None, SHA).await;
     let _ = github.run_state(REPO, None, 61).await;
     let _ = github
         .failed_deliveries(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1))

@@ -818,15 +818,29 @@ async fn read_checks(gate: &DeploymentGate, ctx: &Context) -> CheckResults {
         Some(c) if required.iter().all(|r| c.contains_key(r)) => c,
         _ => match ctx
             .github
-            .checks(
+            .commit_checks(
                 &gate.spec.repository,
                 gate.spec.installation_id,
                 &gate.spec.sha,
-                required,
             )
             .await
         {
-            Ok(r) => {
+            Ok(facts) => {
+                let r = policy::required_checks(
+                    required,
+                    facts.runs.iter().map(|c| {
+                        (
+                            c.name.as_str(),
+                            c.id,
+                            c.status.as_str(),
+                            c.conclusion.as_deref(),
+                        )
+                    }),
+                    facts
+                        .statuses
+                        .iter()
+                        .map(|s| (s.context.as_str(), s.state.as_str())),
+                );
                 ctx.cache_checks(&gate.spec.repository, &gate.spec.sha, r.clone());
                 r
             }

@@ -1,60 +1,53 @@
-//! Required checks: check runs and commit statuses on a sha, combined per name.
-
-use std::collections::HashMap;
+//! Required checks: the check runs and commit statuses GitHub reports on a
+//! sha, as GitHub states them. What they mean for a gate is the engine's
+//! reading (`policy::required_checks`).
 
 use super::client::{GitHub, split_repository};
 use super::error::GitHubError;
-use crate::policy::{CheckResults, CheckState};
 
 /// At most this many pages (100 items each) are read per endpoint.
 const MAX_PAGES: u32 = 10;
 
-/// The state of a check run from its status and conclusion.
-pub fn check_run_state(status: &str, conclusion: Option<&str>) -> CheckState {
-    if status != "completed" {
-        return CheckState::Pending;
-    }
-    match conclusion.unwrap_or("") {
-        "success" | "neutral" | "skipped" => CheckState::Success,
-        "stale" | "" => CheckState::Pending,
-        _ => CheckState::Failure, // failure, cancelled, timed_out, action_required, startup_failure
-    }
+/// One check run, as GitHub lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckRun {
+    pub name: String,
+    /// Higher is newer: for a re-run name, the highest id counts.
+    pub id: i64,
+    /// `queued`, `in_progress`, `completed`, …
+    pub status: String,
+    /// Set once completed: `success`, `failure`, `neutral`, `skipped`, …
+    pub conclusion: Option<String>,
 }
 
-/// The state of a commit status.
-pub fn commit_status_state(state: &str) -> CheckState {
-    match state {
-        "success" => CheckState::Success,
-        "failure" | "error" => CheckState::Failure,
-        _ => CheckState::Pending,
-    }
+/// One commit status (the combined endpoint keeps the latest per context).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitStatus {
+    pub context: String,
+    /// `success`, `failure`, `error` or `pending`.
+    pub state: String,
 }
 
-/// Combines what is known of one name: any failure fails; any pending waits; success needs one.
-fn combine(states: &[CheckState]) -> CheckState {
-    if states.contains(&CheckState::Failure) {
-        CheckState::Failure
-    } else if states.is_empty() || states.contains(&CheckState::Pending) {
-        CheckState::Pending
-    } else {
-        CheckState::Success
-    }
+/// Everything GitHub reports on a commit's checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitChecks {
+    pub runs: Vec<CheckRun>,
+    pub statuses: Vec<CommitStatus>,
 }
 
 impl GitHub {
-    /// The combined result of check runs and commit statuses for each required
-    /// name on `sha`. A name nobody reported is pending.
-    pub async fn checks(
+    /// The check runs and commit statuses of `sha`.
+    pub async fn commit_checks(
         &self,
         repo: &str,
         installation: Option<i64>,
         sha: &str,
-        names: &[String],
-    ) -> Result<CheckResults, GitHubError> {
+    ) -> Result<CommitChecks, GitHubError> {
         let op = format!("checks of {repo}@{}", &sha[..sha.len().min(7)]);
         let (owner, name) = split_repository(repo)?;
-        // Check runs: for a re-run name, the latest run (highest id) counts.
-        let mut latest_run: HashMap<String, (i64, CheckState)> = HashMap::new();
+        let text =
+            |v: &serde_json::Value, k: &str| v.get(k).and_then(|s| s.as_str()).map(str::to_string);
+        let mut checks = CommitChecks::default();
         for page in 1..=MAX_PAGES {
             let path =
                 format!("/repos/{owner}/{name}/commits/{sha}/check-runs?per_page=100&page={page}");
@@ -64,27 +57,19 @@ impl GitHub {
                 .and_then(|r| r.as_array())
                 .cloned()
                 .unwrap_or_default();
-            for r in &runs {
-                let Some(n) = r.get("name").and_then(|n| n.as_str()) else {
-                    continue;
-                };
-                let id = r.get("id").and_then(|i| i.as_i64()).unwrap_or(0);
-                let state = check_run_state(
-                    r.get("status").and_then(|s| s.as_str()).unwrap_or(""),
-                    r.get("conclusion").and_then(|s| s.as_str()),
-                );
-                let entry = latest_run.entry(n.to_string()).or_insert((id, state));
-                if id >= entry.0 {
-                    *entry = (id, state);
-                }
-            }
+            checks.runs.extend(runs.iter().filter_map(|r| {
+                Some(CheckRun {
+                    name: text(r, "name")?,
+                    id: r.get("id").and_then(|i| i.as_i64()).unwrap_or(0),
+                    status: text(r, "status").unwrap_or_default(),
+                    conclusion: text(r, "conclusion"),
+                })
+            }));
             let total = v.get("total_count").and_then(|t| t.as_u64()).unwrap_or(0);
             if runs.len() < 100 || u64::from(page) * 100 >= total {
                 break;
             }
         }
-        // Commit statuses: the combined endpoint already keeps the latest per context.
-        let mut statuses: HashMap<String, CheckState> = HashMap::new();
         for page in 1..=MAX_PAGES {
             let path =
                 format!("/repos/{owner}/{name}/commits/{sha}/status?per_page=100&page={page}");
@@ -94,60 +79,16 @@ impl GitHub {
                 .and_then(|r| r.as_array())
                 .cloned()
                 .unwrap_or_default();
-            for s in &list {
-                if let Some(ctx) = s.get("context").and_then(|c| c.as_str()) {
-                    statuses
-                        .entry(ctx.to_string())
-                        .or_insert(commit_status_state(
-                            s.get("state").and_then(|s| s.as_str()).unwrap_or(""),
-                        ));
-                }
-            }
+            checks.statuses.extend(list.iter().filter_map(|s| {
+                Some(CommitStatus {
+                    context: text(s, "context")?,
+                    state: text(s, "state").unwrap_or_default(),
+                })
+            }));
             if list.len() < 100 {
                 break;
             }
         }
-        Ok(names
-            .iter()
-            .map(|n| {
-                let mut states = Vec::new();
-                if let Some((_, s)) = latest_run.get(n) {
-                    states.push(*s);
-                }
-                if let Some(s) = statuses.get(n) {
-                    states.push(*s);
-                }
-                (n.clone(), combine(&states))
-            })
-            .collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conclusions_map_to_check_states() {
-        assert_eq!(check_run_state("in_progress", None), CheckState::Pending);
-        assert_eq!(
-            check_run_state("completed", Some("success")),
-            CheckState::Success
-        );
-        assert_eq!(
-            check_run_state("completed", Some("skipped")),
-            CheckState::Success
-        );
-        assert_eq!(
-            check_run_state("completed", Some("timed_out")),
-            CheckState::Failure
-        );
-        assert_eq!(commit_status_state("error"), CheckState::Failure);
-        assert_eq!(commit_status_state("pending"), CheckState::Pending);
-        assert_eq!(combine(&[]), CheckState::Pending);
-        assert_eq!(
-            combine(&[CheckState::Success, CheckState::Failure]),
-            CheckState::Failure
-        );
+        Ok(checks)
     }
 }

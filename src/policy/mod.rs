@@ -19,7 +19,7 @@ pub mod window;
 
 pub use analysis::{Assessment, Reading};
 pub use bounds::Bound;
-pub use checks::{CheckResults, CheckState, HealthResults, WorkloadHealth};
+pub use checks::{CheckResults, CheckState, HealthResults, WorkloadHealth, required_checks};
 pub use evaluate::{EvalContext, Ruling, evaluate};
 pub use glob::glob_match;
 pub use recovery::PauseEval;
