@@ -2,7 +2,7 @@
 //! and the controllers, wired together once at start-up.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use crate::cluster::{CrdError, Installed, Server, check_crds};
 use crate::config::{ConfigError, OperatorConfig};
 use crate::controller::{self, Runtime, Scope, Settings, Wiring};
 use crate::github::webhook::{self, Intake};
-use crate::github::{Auth, GitHub, GitHubConfig};
+use crate::github::{CredentialError, GitHub, GitHubConfig, GitHubFlags, read_secret};
 use crate::telemetry::{self, Limits, LogFormat, Metrics};
 
 /// Flags of `tollgate run`.
@@ -40,18 +40,8 @@ pub struct RunArgs {
     /// How long a webhook request's body may take after its headers.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub webhook_body_timeout: Duration,
-    /// GitHub API base URL: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server.
-    #[arg(long, default_value = "https://api.github.com")]
-    pub github_api_url: String,
-    /// File holding the GitHub App ID.
-    #[arg(long)]
-    pub github_app_id_file: Option<PathBuf>,
-    /// File holding the GitHub App's private key (PEM).
-    #[arg(long)]
-    pub github_private_key_file: Option<PathBuf>,
-    /// File holding a plain token, instead of App authentication.
-    #[arg(long, conflicts_with_all = ["github_app_id_file", "github_private_key_file"])]
-    pub github_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub github: GitHubFlags,
     /// File holding the webhook secret GitHub signs deliveries with.
     #[arg(long)]
     pub webhook_secret_file: Option<PathBuf>,
@@ -115,14 +105,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot read {what} from {path}: {source}")]
-    Secret {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Usage(String),
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
     #[error(
         "cannot load the Kubernetes client configuration: {0}; set KUBECONFIG, or run in a pod with a service account"
     )]
@@ -148,45 +132,11 @@ pub enum StartError {
     LostLease,
 }
 
-fn read_secret(what: &'static str, path: &Path) -> Result<String, StartError> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|source| StartError::Secret {
-            what,
-            path: path.into(),
-            source,
-        })
-}
-
 /// The GitHub client configuration from the flags and mounted files.
 pub fn github_config(args: &RunArgs) -> Result<GitHubConfig, StartError> {
-    let auth = match (
-        &args.github_token_file,
-        &args.github_app_id_file,
-        &args.github_private_key_file,
-    ) {
-        (Some(token), _, _) => Auth::Token(read_secret("the GitHub token", token)?),
-        (None, Some(id), Some(key)) => {
-            let app_id = read_secret("the GitHub App ID", id)?;
-            let app_id = app_id.parse::<u64>().map_err(|_| {
-                StartError::Usage(format!(
-                    "the GitHub App ID in {} is not a number",
-                    id.display()
-                ))
-            })?;
-            Auth::App {
-                app_id,
-                private_key_pem: read_secret("the GitHub App private key", key)?,
-            }
-        }
-        _ => {
-            return Err(StartError::Usage(
-                "set --github-app-id-file and --github-private-key-file (GitHub App), or --github-token-file".into(),
-            ));
-        }
-    };
+    let auth = args.github.auth()?;
     Ok(GitHubConfig {
-        api_base: args.github_api_url.clone(),
+        api_base: args.github.github_api_url.clone(),
         auth,
         request_timeout: args.github_timeout,
         writes_per_minute: args.github_writes_per_minute,

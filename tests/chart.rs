@@ -498,16 +498,18 @@ fn service_monitor_only_when_enabled_and_the_api_exists() {
     assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
 }
 
+/// The operator's configuration as rendered, parsed as start-up parses it.
+fn config_of(docs: &[Value]) -> OperatorConfig {
+    let text = config_map(docs)["data"]["config.yaml"]
+        .as_str()
+        .expect("config.yaml is text")
+        .to_string();
+    OperatorConfig::parse(&text)
+        .unwrap_or_else(|e| panic!("the operator refuses the rendered config: {e}\n{text}"))
+}
+
 #[test]
 fn config_map_holds_a_file_the_operator_accepts() {
-    let config_of = |docs: &[Value]| {
-        let text = config_map(docs)["data"]["config.yaml"]
-            .as_str()
-            .expect("config.yaml is text")
-            .to_string();
-        OperatorConfig::parse(&text)
-            .unwrap_or_else(|e| panic!("the operator refuses the rendered config: {e}\n{text}"))
-    };
     let defaults = config_of(&render(&[]));
     assert_eq!(
         defaults.defaults.namespace, NAMESPACE,
@@ -540,14 +542,6 @@ fn config_map_holds_a_file_the_operator_accepts() {
 
 #[test]
 fn prometheus_values_reach_the_operator_with_its_secrets_mounted_read_only() {
-    let config_of = |docs: &[Value]| {
-        let text = config_map(docs)["data"]["config.yaml"]
-            .as_str()
-            .expect("config.yaml is text")
-            .to_string();
-        OperatorConfig::parse(&text)
-            .unwrap_or_else(|e| panic!("the operator refuses the rendered config: {e}\n{text}"))
-    };
     assert!(
         config_of(&render(&[])).prometheus.is_none(),
         "off by default"

@@ -916,21 +916,8 @@ async fn checks_combine_check_runs_and_statuses_per_required_name() {
     .to_vec();
 
     let facts = github.commit_checks(REPO, None, SHA).await.expect("checks");
-    let results = tollgate::policy::required_checks(
-        &names,
-        facts.runs.iter().map(|c| {
-            (
-                c.name.as_str(),
-                c.id,
-                c.status.as_str(),
-                c.conclusion.as_deref(),
-            )
-        }),
-        facts
-            .statuses
-            .iter()
-            .map(|s| (s.context.as_str(), s.state.as_str())),
-    );
+    let results =
+        tollgate::policy::required_checks(&names, facts.run_facts(), facts.status_facts());
 
     let expected = [
         ("build", CheckState::Success),

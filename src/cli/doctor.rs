@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::api::{DeploymentGate, ReleasePause};
 use crate::config::{ConfigError, OperatorConfig};
-use crate::github::{Auth, GitHub, GitHubConfig, GitHubError};
+use crate::github::{CredentialError, GitHub, GitHubConfig, GitHubError, GitHubFlags};
 
 /// Where the chart mounts the configuration and the GitHub credentials: run
 /// inside the operator's pod (`kubectl exec deploy/tollgate -- tollgate
@@ -53,18 +53,10 @@ pub struct DoctorArgs {
     /// ConfigMap `<deployment>-config`.
     #[arg(long, env = "TOLLGATE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// GitHub API base URL, as given to `tollgate run`.
-    #[arg(long, default_value = "https://api.github.com")]
-    pub github_api_url: String,
-    /// File holding the GitHub App ID.
-    #[arg(long)]
-    pub github_app_id_file: Option<PathBuf>,
-    /// File holding the GitHub App's private key (PEM).
-    #[arg(long)]
-    pub github_private_key_file: Option<PathBuf>,
-    /// File holding a plain token, instead of App authentication.
-    #[arg(long, conflicts_with_all = ["github_app_id_file", "github_private_key_file"])]
-    pub github_token_file: Option<PathBuf>,
+    /// The GitHub flags of `tollgate run`; each file defaults to the chart's
+    /// mount when it exists.
+    #[command(flatten)]
+    pub github: GitHubFlags,
     /// File holding the webhook secret.
     #[arg(long)]
     pub webhook_secret_file: Option<PathBuf>,
@@ -607,18 +599,6 @@ async fn load_config(
     }
 }
 
-fn read_file(what: &str, path: &Path) -> Result<String, Check> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| {
-            Check::fail(
-                "github-credentials",
-                format!("cannot read {what} from {}: {e}", path.display()),
-                format!("point the flag at the file holding {what}"),
-            )
-        })
-}
-
 /// The flag's file, or the chart's mount of `key` when it exists.
 fn file_or_mounted(flag: &Option<PathBuf>, key: &str) -> Option<PathBuf> {
     flag.clone()
@@ -628,40 +608,40 @@ fn file_or_mounted(flag: &Option<PathBuf>, key: &str) -> Option<PathBuf> {
 /// The credentials: they authenticate (`GET /app` or `GET /user`), and the
 /// App is installed on each configured repository that is not a pattern.
 async fn github_checks(args: &DoctorArgs, config: Option<&OperatorConfig>) -> Vec<Check> {
-    let token = file_or_mounted(&args.github_token_file, "token");
-    let app = (
-        file_or_mounted(&args.github_app_id_file, "app-id"),
-        file_or_mounted(&args.github_private_key_file, "private-key.pem"),
-    );
-    let auth = match (token, app) {
-        (Some(token), _) => read_file("the GitHub token", &token).map(Auth::Token),
-        (None, (Some(id), Some(key))) => read_file("the GitHub App ID", &id).and_then(|id_text| {
-            let app_id = id_text.parse::<u64>().map_err(|_| {
-                Check::fail(
-                    "github-credentials",
-                    format!("the GitHub App ID in {} is not a number", id.display()),
-                    "write the App's numeric ID (its settings page, \"App ID\") into the file",
-                )
-            })?;
-            Ok(Auth::App {
-                app_id,
-                private_key_pem: read_file("the GitHub App private key", &key)?,
-            })
-        }),
-        (None, _) => {
+    // Start-up's own reading of the flags, with the chart's mounts as defaults.
+    let mut flags = args.github.clone();
+    flags.github_token_file = file_or_mounted(&flags.github_token_file, "token");
+    if flags.github_token_file.is_none() {
+        flags.github_app_id_file = file_or_mounted(&flags.github_app_id_file, "app-id");
+        flags.github_private_key_file =
+            file_or_mounted(&flags.github_private_key_file, "private-key.pem");
+    }
+    let auth = match flags.auth() {
+        Ok(a) => a,
+        Err(CredentialError::Missing) => {
             return vec![Check::skip(
                 "github-credentials",
                 "GitHub credentials: not checked (none given)",
                 Some("pass --github-app-id-file and --github-private-key-file (or --github-token-file), or run it in the operator's pod: kubectl -n NAMESPACE exec deploy/tollgate -- tollgate doctor".into()),
             )];
         }
-    };
-    let auth = match auth {
-        Ok(a) => a,
-        Err(check) => return vec![check],
+        Err(e @ CredentialError::AppIdNotANumber { .. }) => {
+            return vec![Check::fail(
+                "github-credentials",
+                e.to_string(),
+                "write the App's numeric ID (its settings page, \"App ID\") into the file",
+            )];
+        }
+        Err(e @ CredentialError::Unreadable { what, .. }) => {
+            return vec![Check::fail(
+                "github-credentials",
+                e.to_string(),
+                format!("point the flag at the file holding {what}"),
+            )];
+        }
     };
     let config_for_client = GitHubConfig {
-        api_base: args.github_api_url.clone(),
+        api_base: args.github.github_api_url.clone(),
         auth,
         ..GitHubConfig::default()
     };

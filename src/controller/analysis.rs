@@ -44,12 +44,7 @@ pub async fn read(gate: &DeploymentGate, deadline: Timestamp, ctx: &Context) -> 
         out.summary = policy::analysis::summary(&gate.spec.analysis, &out.statuses);
         return out;
     }
-    let created = gate
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or_else(|| ctx.now());
+    let created = super::gate::created_at(gate, ctx.now());
     let lifetime = deadline.duration_since(created).unsigned_abs();
     if let Err(why) = policy::analysis::check_all(&gate.spec.analysis, "spec.analysis", lifetime) {
         // Nothing is read for a spec that cannot work: the gate waits (its

@@ -242,15 +242,19 @@ fn bounded(mut gate: DeploymentGate, ctx: &Context) -> (DeploymentGate, Vec<Stri
     (gate, notes)
 }
 
-/// The effective deadline: the spec's, bounded by the policy's timeout and
-/// by GitHub's 30 days from the request.
-fn deadline_of(gate: &DeploymentGate, ctx: &Context) -> Timestamp {
-    let created = gate
-        .metadata
+/// When the gate was created; `now` for one the API server has not stamped.
+pub(super) fn created_at(gate: &DeploymentGate, now: Timestamp) -> Timestamp {
+    gate.metadata
         .creation_timestamp
         .as_ref()
         .map(|t| t.0)
-        .unwrap_or_else(|| ctx.now());
+        .unwrap_or(now)
+}
+
+/// The effective deadline: the spec's, bounded by the policy's timeout and
+/// by GitHub's 30 days from the request.
+fn deadline_of(gate: &DeploymentGate, ctx: &Context) -> Timestamp {
+    let created = created_at(gate, ctx.now());
     let bound = ctx
         .config
         .bound_for(&gate.spec.repository, &gate.spec.environment);
@@ -826,21 +830,7 @@ async fn read_checks(gate: &DeploymentGate, ctx: &Context) -> CheckResults {
             .await
         {
             Ok(facts) => {
-                let r = policy::required_checks(
-                    required,
-                    facts.runs.iter().map(|c| {
-                        (
-                            c.name.as_str(),
-                            c.id,
-                            c.status.as_str(),
-                            c.conclusion.as_deref(),
-                        )
-                    }),
-                    facts
-                        .statuses
-                        .iter()
-                        .map(|s| (s.context.as_str(), s.state.as_str())),
-                );
+                let r = policy::required_checks(required, facts.run_facts(), facts.status_facts());
                 ctx.cache_checks(&gate.spec.repository, &gate.spec.sha, r.clone());
                 r
             }
@@ -1124,12 +1114,7 @@ async fn write_decision(
             ("source", &source_word),
         ]))
         .inc();
-    let created = gate
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or(now);
+    let created = created_at(&gate, now);
     let latency = (now.as_millisecond() - created.as_millisecond()).max(0);
     ctx.metrics
         .decision_latency

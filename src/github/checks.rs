@@ -35,6 +35,27 @@ pub struct CommitChecks {
     pub statuses: Vec<CommitStatus>,
 }
 
+impl CommitChecks {
+    /// The runs as `(name, id, status, conclusion)`.
+    pub fn run_facts(&self) -> impl Iterator<Item = (&str, i64, &str, Option<&str>)> {
+        self.runs.iter().map(|c| {
+            (
+                c.name.as_str(),
+                c.id,
+                c.status.as_str(),
+                c.conclusion.as_deref(),
+            )
+        })
+    }
+
+    /// The statuses as `(context, state)`.
+    pub fn status_facts(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.statuses
+            .iter()
+            .map(|s| (s.context.as_str(), s.state.as_str()))
+    }
+}
+
 impl GitHub {
     /// The check runs and commit statuses of `sha`.
     pub async fn commit_checks(

@@ -8,6 +8,7 @@
 mod app;
 mod checks;
 mod client;
+mod credentials;
 mod error;
 mod hook_deliveries;
 mod limiter;
@@ -17,6 +18,7 @@ mod review;
 pub mod webhook;
 
 pub use client::{Auth, GitHub, GitHubConfig, split_repository};
+pub use credentials::{CredentialError, GitHubFlags, read_secret};
 pub use error::GitHubError;
 pub use hook_deliveries::{FailedDeliveries, HookDelivery, next_cursor};
 pub use limiter::Turn;
